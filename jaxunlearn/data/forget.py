@@ -1,0 +1,187 @@
+"""Forget sets: which training examples to unlearn, from a one-line spec.
+
+Specs:
+
+* `class:K[,K2...]`: every training example of classes K, K2 (class-wise forgetting;
+  those classes are also removed from the test set used for test accuracy).
+* `random:FRACTION` (0 < f < 1, written with a `.`, e.g. `random:0.1`) or
+  `random:COUNT` (a positive integer): a seeded uniform random subset of train.
+* `ids:PATH`: a text file of example ids (`Split.ids` of the *train* split), one per
+  line; blank lines and `#` comments are ignored. Never unpickled, only parsed as text.
+
+Indices (`forget_idx`, `retain_idx`) point into `dataset.train`; `test_*_idx` into
+`dataset.test`. `digest` is the sha256 of the sorted forget ids (little-endian int64
+bytes): store it with checkpoints to tie a model to its forget set.
+
+Example:
+  >>> import tempfile
+  >>> from jaxunlearn.data import load_dataset, make_forget_set
+  >>> ds = load_dataset("digits", data_dir=tempfile.mkdtemp())
+  >>> fs = make_forget_set(ds, "class:3")
+  >>> fs.forget_classes, len(fs.forget_idx) + len(fs.retain_idx) == len(ds.train)
+  ((3,), True)
+  >>> bool((ds.test.labels[fs.test_retain_idx] != 3).all())
+  True
+  >>> len(make_forget_set(ds, "random:0.1", seed=1).forget_idx)
+  126
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import pathlib
+import re
+
+import numpy as np
+
+__all__ = ["ForgetSet", "ForgetSpecError", "make_forget_set", "write_ids_file"]
+
+_INT = re.compile(r"[+-]?\d+")
+
+
+class ForgetSpecError(ValueError):
+  """An invalid forget-set spec; the message is one line."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: `==` on arrays is ambiguous
+class ForgetSet:
+  """A forget set and its complement, as sorted index arrays (int64)."""
+
+  spec: str
+  forget_idx: np.ndarray
+  retain_idx: np.ndarray
+  forget_classes: tuple[int, ...]
+  test_retain_idx: np.ndarray
+  test_forget_idx: np.ndarray
+  digest: str
+
+
+def ids_digest(ids: np.ndarray) -> str:
+  """sha256 hex digest of the sorted ids as little-endian int64."""
+  return hashlib.sha256(np.sort(np.asarray(ids, dtype="<i8")).tobytes()).hexdigest()
+
+
+def write_ids_file(path: str | os.PathLike, ids) -> None:
+  """Write ids one per line, the format `ids:PATH` reads."""
+  pathlib.Path(path).write_text("".join(f"{int(i)}\n" for i in ids))
+
+
+def _one_line(text: str) -> str:
+  return " ".join(str(text).split())
+
+
+def _fail(spec: str, why: str) -> ForgetSpecError:
+  return ForgetSpecError(_one_line(f"forget spec {spec!r}: {why}"))
+
+
+def _parse_classes(spec: str, arg: str, num_classes: int) -> tuple[int, ...]:
+  tokens = [t.strip() for t in arg.split(",")]
+  if not arg.strip() or any(not _INT.fullmatch(t) for t in tokens):
+    raise _fail(spec, "expected class:K[,K2...] with integer class labels")
+  classes = [int(t) for t in tokens]
+  bad = [c for c in classes if not 0 <= c < num_classes]
+  if bad:
+    raise _fail(spec, f"unknown class {bad[0]}; classes are 0..{num_classes - 1}")
+  if len(set(classes)) != len(classes):
+    raise _fail(spec, "a class is listed twice")
+  return tuple(sorted(classes))
+
+
+def _random_count(spec: str, arg: str, n: int) -> int:
+  arg = arg.strip()
+  if _INT.fullmatch(arg):
+    count = int(arg)
+    if count <= 0:
+      raise _fail(spec, f"count must be a positive integer, got {count}")
+    if count > n:
+      raise _fail(spec, f"count {count} exceeds the {n} training examples")
+    return count
+  try:
+    fraction = float(arg)
+  except ValueError:
+    raise _fail(spec, "expected random:FRACTION (0<f<1) or random:COUNT") from None
+  if not 0.0 < fraction < 1.0:  # also rejects nan and inf
+    raise _fail(spec, f"fraction must be in (0, 1), got {arg}")
+  count = int(round(fraction * n))
+  if count == 0:
+    raise _fail(spec, f"fraction {arg} of {n} examples selects no example (empty set)")
+  return count
+
+
+def _read_ids(spec: str, arg: str) -> np.ndarray:
+  path = pathlib.Path(arg.strip()).expanduser()
+  if not arg.strip():
+    raise _fail(spec, "expected ids:PATH")
+  try:
+    text = path.read_text()
+  except (OSError, UnicodeDecodeError) as e:
+    raise _fail(spec, f"cannot read ids file {str(path)!r}: {type(e).__name__}: "
+                f"{getattr(e, 'strerror', None) or e}") from None
+  ids = []
+  for lineno, line in enumerate(text.splitlines(), 1):
+    token = line.split("#", 1)[0].strip()
+    if not token:
+      continue
+    if not _INT.fullmatch(token):
+      raise _fail(spec, f"line {lineno} of {str(path)!r} is not an integer id: {token[:40]!r}")
+    ids.append(int(token))
+  return np.asarray(ids, dtype=np.int64)
+
+
+def make_forget_set(dataset, spec: str, seed: int = 0) -> ForgetSet:
+  """Build a `ForgetSet` of `dataset` (a `Dataset`) from `spec`; `seed` for `random:`.
+
+  Raises:
+    ForgetSpecError: unknown kind, malformed argument, empty set, unknown class, ids
+      not in the train split or duplicated, unreadable ids file, fraction outside
+      (0, 1), count <= 0, or a forget set equal to the whole training set.
+  """
+  if not isinstance(spec, str) or ":" not in spec:
+    raise _fail(str(spec), "expected KIND:ARG with KIND one of class, random, ids")
+  kind, arg = (s.strip() for s in spec.split(":", 1))
+  train_labels = np.asarray(dataset.train.labels)
+  train_ids = np.asarray(dataset.train.ids)
+  test_labels = np.asarray(dataset.test.labels)
+  n = len(train_labels)
+  classes: tuple[int, ...] = ()
+
+  if kind == "class":
+    classes = _parse_classes(spec, arg, int(dataset.num_classes))
+    forget = np.flatnonzero(np.isin(train_labels, classes))
+  elif kind == "random":
+    count = _random_count(spec, arg, n)
+    forget = np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
+  elif kind == "ids":
+    ids = _read_ids(spec, arg)
+    if len(np.unique(ids)) != len(ids):
+      uniq, counts = np.unique(ids, return_counts=True)
+      raise _fail(spec, f"id {uniq[counts > 1][0]} is listed more than once")
+    # Train ids are sorted (Split invariant), so searchsorted maps id -> row.
+    pos = np.minimum(np.searchsorted(train_ids, ids), max(n - 1, 0))
+    missing = ids[train_ids[pos] != ids] if n else ids
+    if len(missing):
+      raise _fail(spec, f"{len(missing)} id(s) not in the train split (e.g. {missing[0]}); "
+                  f"train ids span {train_ids.min()}..{train_ids.max()}")
+    forget = np.sort(pos)
+  else:
+    raise _fail(spec, f"unknown kind {kind!r}; expected class, random or ids")
+
+  if len(forget) == 0:
+    raise _fail(spec, "the forget set is empty")
+  if len(forget) == n:
+    raise _fail(spec, "the forget set is the whole training set; nothing would be retained")
+
+  forget = forget.astype(np.int64)
+  retain = np.setdiff1d(np.arange(n, dtype=np.int64), forget)
+  test_forget_mask = np.isin(test_labels, classes)
+  return ForgetSet(
+      spec=spec,
+      forget_idx=forget,
+      retain_idx=retain,
+      forget_classes=classes,
+      test_retain_idx=np.flatnonzero(~test_forget_mask).astype(np.int64),
+      test_forget_idx=np.flatnonzero(test_forget_mask).astype(np.int64),
+      digest=ids_digest(train_ids[forget]),
+  )
