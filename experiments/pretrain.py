@@ -1,0 +1,62 @@
+"""Train the original model, or retrain it without a forget set.
+
+    python -m experiments.pretrain --dataset digits --model mlp --workdir runs/original
+    python -m experiments.pretrain --dataset digits --workdir runs/retrain --retrain --forget class:0
+    python -m experiments.pretrain --config cifar10-resnet18 --workdir runs/c10   # accelerator
+    ... --resume      # continue a killed run from its latest checkpoint
+    ... --set epochs=5 --set learning_rate=0.01   # override any config key
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from experiments import configs
+from experiments.cli import main_guard
+from jaxunlearn.config import ConfigError, override
+from jaxunlearn.models import MODELS
+from jaxunlearn.pretraining import train
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--config", help=f"named recipe: {', '.join(configs.PRETRAIN_CONFIGS)}")
+  p.add_argument("--dataset", help="dataset name (default: digits)")
+  p.add_argument("--model", help=f"model: {', '.join(MODELS)}")
+  p.add_argument("--workdir", required=True)
+  p.add_argument("--seed", type=int)
+  p.add_argument("--retrain", action="store_true", help="train on the retain set only")
+  p.add_argument("--forget", help="forget set: class:K[,K2], random:FRACTION|COUNT, ids:PATH")
+  p.add_argument("--forget-seed", type=int, default=0, help="seed of random: forget sets")
+  p.add_argument("--resume", action="store_true")
+  p.add_argument("--data-dir", help="dataset directory (default $JAXUNLEARN_DATA_DIR or cache)")
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+  p.add_argument("--no-progress", action="store_true")
+  return p.parse_args(argv)
+
+
+@main_guard
+def main(argv=None):
+  args = parse_args(argv)
+  name = args.config or configs.DEFAULT_FOR_DATASET.get(args.dataset or "digits")
+  if name is None:
+    raise ConfigError(f"no default recipe for dataset {args.dataset!r}; pass --config "
+                      f"({', '.join(configs.PRETRAIN_CONFIGS)})")
+  config = configs.get_pretrain_config(name)
+  changes = {k: v for k, v in (("dataset", args.dataset), ("model", args.model),
+                               ("seed", args.seed)) if v is not None}
+  if "model" in changes and changes["model"] != config.model:
+    if changes["model"] not in MODELS:
+      raise ConfigError(f"unknown model {changes['model']!r}; valid: {', '.join(MODELS)}")
+    changes["model_kwargs"] = {}
+  config = override(dataclasses.replace(config, **changes), args.set)
+  result = train(config, args.workdir, forget_spec=args.forget, retrain=args.retrain,
+                 resume=args.resume, data_dir=args.data_dir, forget_seed=args.forget_seed,
+                 progress=not args.no_progress)
+  print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+  main()
