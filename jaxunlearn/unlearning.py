@@ -1,0 +1,145 @@
+"""Run one unlearning method from an original model: the loop, SalUn's mask, evaluation.
+
+Importable logic behind ``python -m experiments.unlearn`` and ``experiments.compare``.
+
+Example:
+  >>> # given an original model trained by experiments.pretrain in `orig_dir`:
+  >>> # original = pretraining.load_trained(orig_dir)
+  >>> # result = unlearn(UnlearnConfig(method="igs"), original, dataset, forget_set)
+  >>> # evaluate_unlearning(original.fm, result.params, result.model_state, dataset, forget_set)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from jaxunlearn import data as data_lib
+from jaxunlearn import metrics as metrics_lib
+from jaxunlearn import methods as methods_lib
+from jaxunlearn import objectives, steps
+from jaxunlearn.methods import UnlearnConfig
+from jaxunlearn.unlearning_steps import make_unlearn_step
+
+
+@dataclasses.dataclass
+class UnlearnResult:
+  params: Any
+  model_state: Any
+  history: dict          # name -> np.ndarray over steps
+  seconds: float         # wall time of the loop, compile included
+  compile_seconds: float  # time of the first step (compile + one step)
+
+
+def salun_mask(fm, params, model_state, dataset, forget_set, sparsity: float, batch_size=256):
+  """SalUn's weight saliency: 1 for the ``sparsity`` share of weights with the largest
+  |∇ CE(forget set, true labels)|, globally over the model; 0 elsewhere."""
+  images = dataset.train.images[forget_set.forget_idx]
+  labels = dataset.train.labels[forget_set.forget_idx]
+
+  @jax.jit
+  def grad_sum(p, x, y):
+    return jax.grad(lambda p: objectives.cross_entropy(
+        fm.apply(p, model_state, x, train=False)[0], y) * len(y))(p)
+
+  total = jax.tree.map(jnp.zeros_like, params)
+  for i in range(0, len(labels), batch_size):
+    g = grad_sum(params, jnp.asarray(images[i:i + batch_size]), jnp.asarray(labels[i:i + batch_size]))
+    total = jax.tree.map(jnp.add, total, g)
+  magnitudes = np.concatenate([np.abs(np.asarray(x)).ravel() for x in jax.tree.leaves(total)])
+  threshold = np.quantile(magnitudes, 1.0 - sparsity)
+  return jax.tree.map(lambda g: (jnp.abs(g) >= threshold).astype(g.dtype), total)
+
+
+def masked_updates(mask) -> optax.GradientTransformation:
+  """Multiplies updates leaf by leaf by a fixed 0/1 mask (SalUn)."""
+  return optax.stateless(lambda updates, params: jax.tree.map(jnp.multiply, updates, mask))
+
+
+def build_transformation(cfg: UnlearnConfig, method, mask=None):
+  inner = optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None)
+  if method.make_tx is not None:
+    return method.make_tx(cfg, inner)
+  if mask is not None:
+    return optax.chain(masked_updates(mask), inner)
+  return inner
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_step(fm, cfg: UnlearnConfig):
+  """One compiled step per (model, config up to the seed): seeds reuse the compile."""
+  method = methods_lib.get_method(cfg.method)
+  tx = build_transformation(cfg, method)
+  return tx, make_unlearn_step(fm, method, cfg, tx)
+
+
+def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Dataset,
+            forget_set: data_lib.ForgetSet, *, progress: bool = True) -> UnlearnResult:
+  """Runs ``cfg.steps`` steps of ``cfg.method`` from ``(params, model_state)``."""
+  cfg = methods_lib.validate(cfg)
+  method = methods_lib.get_method(cfg.method)
+  n_forget = min(cfg.n_forget, len(forget_set.forget_idx))
+  n_retain = min(cfg.n_retain, len(forget_set.retain_idx))
+  mask = None
+  if method.name == "salun":
+    mask = salun_mask(fm, params, model_state, dataset, forget_set, cfg.salun_sparsity)
+  if mask is None:
+    tx, step_fn = _cached_step(fm, dataclasses.replace(cfg, seed=0))
+  else:
+    tx = build_transformation(cfg, method, mask)
+    step_fn = make_unlearn_step(fm, method, cfg, tx)
+  opt_state = tx.init(params)
+  teacher = (params, model_state)
+  history: dict[str, list] = {}
+  start = time.perf_counter()
+  compile_seconds = 0.0
+  for t in tqdm(range(cfg.steps), disable=not progress, desc=cfg.method, unit="step",
+                leave=False):
+    b = data_lib.unlearning_batch(dataset, forget_set, t, seed=cfg.seed, n_retain=n_retain,
+                                  n_forget=n_forget, forget_labels=cfg.forget_labels)
+    batch = {k: jnp.asarray(b[k]) for k in ("retain_image", "retain_label", "forget_image",
+                                            "forget_label", "forget_true_label")}
+    params, model_state, opt_state, logs = step_fn(params, model_state, opt_state, batch,
+                                                   teacher, jnp.asarray(t, jnp.int32))
+    for k, v in logs.items():
+      history.setdefault(k, []).append(v)
+    if t == 0:
+      jax.block_until_ready(params)
+      compile_seconds = time.perf_counter() - start
+  jax.block_until_ready(params)
+  seconds = time.perf_counter() - start
+  history = {k: np.asarray(jnp.stack(v)) for k, v in history.items()}
+  return UnlearnResult(params, model_state, history, seconds, compile_seconds)
+
+
+def evaluate_unlearning(fm, params, model_state, dataset, forget_set, *, seed: int = 0,
+                        mia_max_train: int | None = 2000) -> dict:
+  """UA, RA, TA, MIA-efficacy (percent) of a model for a forget set.
+
+  UA = 100 − accuracy on the forget set (true labels); RA on the retain set; TA on the
+  test set (remaining classes only for class-wise forgetting); MIA-efficacy = share of
+  forget samples an SVC on confidence/entropy features calls non-members (trained on
+  retain = members vs test = non-members).
+  """
+  predict = steps.make_predict(fm)
+  logits = np.asarray(predict(params, model_state, dataset.train.images))
+  test_logits = np.asarray(predict(params, model_state,
+                                   dataset.test.images[forget_set.test_retain_idx]))
+  labels = dataset.train.labels
+  if not (np.all(np.isfinite(logits)) and np.all(np.isfinite(test_logits))):
+    # The method diverged (e.g. gradient ascent): no metric is meaningful.
+    return {"UA": float("nan"), "RA": float("nan"), "TA": float("nan"), "MIA": float("nan"),
+            "diverged": True}
+  return metrics_lib.evaluate_predictions(
+      (logits[forget_set.forget_idx], labels[forget_set.forget_idx]),
+      (logits[forget_set.retain_idx], labels[forget_set.retain_idx]),
+      (test_logits, dataset.test.labels[forget_set.test_retain_idx]),
+      seed=seed, max_train=mia_max_train)
