@@ -191,17 +191,23 @@ METHOD_DEFAULTS = {
 }
 
 
-def make_config(method: str, **overrides) -> UnlearnConfig:
-  """UnlearnConfig for ``method``: its defaults, then ``overrides`` (unknown keys → error)."""
+def make_config(method: str, scenario=None, **overrides) -> UnlearnConfig:
+  """UnlearnConfig for ``method``, layered: UnlearnConfig defaults < ``scenario`` (shared by
+  every method of a comparison) < the method's own defaults < ``overrides`` (the user's).
+
+  Unknown keys raise :class:`ConfigError` naming the closest valid key.
+  """
   get_method(method)
   fields = {f.name for f in dataclasses.fields(UnlearnConfig)}
-  unknown = sorted(set(overrides) - fields)
+  scenario = dict(scenario or {})
+  unknown = sorted((set(overrides) | set(scenario)) - fields)
   if unknown:
     import difflib
     close = difflib.get_close_matches(unknown[0], fields, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise ConfigError(f"unknown unlearning config key {unknown[0]!r}{hint}")
-  return UnlearnConfig(**{**METHOD_DEFAULTS.get(method, {}), **overrides, "method": method})
+  return UnlearnConfig(**{**scenario, **METHOD_DEFAULTS.get(method, {}), **overrides,
+                          "method": method})
 
 
 def get_method(name: str) -> Method:

@@ -1,0 +1,51 @@
+"""The comparison on a tiny budget writes every file; completed runs are reused."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from experiments import compare
+from jaxunlearn import data
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+METHODS = ["igs", "explicit", "pdu", "ft", "npo"]
+
+
+def test_tiny_comparison_writes_all_files(tmp_path):
+  data_dir = tmp_path / "data"
+  data.prepare("digits", data_dir)
+  kwargs = dict(seeds=2, methods=METHODS, overrides=["steps=3"],
+                pretrain_overrides=["epochs=3"], data_dir=data_dir, progress=False)
+  results = compare.run_scenario("digits-class", tmp_path / "w", **kwargs)
+  out = tmp_path / "w" / "digits-class"
+  for name in ("results.md", "results.csv", "results.json", "ua_ta.png", "multiplier.png",
+               "retain_loss.png"):
+    assert (out / name).stat().st_size > 1000 or name.endswith((".md", ".csv")), name
+    assert (out / name).stat().st_size > 0
+  table = (out / "results.md").read_text()
+  for m in METHODS + ["Original", "Retrain"]:
+    assert f"| {m}" in table or f"| **{m}**" in table
+  assert set(results["summary"]) == set(METHODS)
+  assert results["summary"]["igs"]["n"] == 2
+  sweep_runs = [r for r in results["runs"] if r["sweep"]]
+  assert {r["method"] for r in sweep_runs} == {"igs", "explicit", "pdu"}
+  csv_rows = (out / "results.csv").read_text().strip().splitlines()
+  assert len(csv_rows) == 1 + 2 + len(METHODS)
+  # A second call reuses every completed run (same numbers, no recomputation).
+  mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "runs").iterdir()}
+  again = compare.run_scenario("digits-class", tmp_path / "w", **kwargs)
+  assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").iterdir()} == mtimes
+  assert again["summary"] == json.loads(json.dumps(results["summary"]))
+
+
+def test_compare_cli_rejects_unknown_scenario(tmp_path):
+  out = subprocess.run([sys.executable, "-m", "experiments.compare", "--scenario", "cifar11",
+                        "--workdir", str(tmp_path / "w")], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+  assert out.returncode == 2
+  assert "unknown scenario 'cifar11'" in out.stderr and "digits-class" in out.stderr
+  assert not (tmp_path / "w").exists()
