@@ -121,13 +121,13 @@ def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Datas
 
 
 def evaluate_unlearning(fm, params, model_state, dataset, forget_set, *, seed: int = 0,
-                        mia_max_train: int | None = 2000) -> dict:
+                        mia_max_train: int | None = 2000, mia_seeds: int = 5) -> dict:
   """UA, RA, TA, MIA-efficacy (percent) of a model for a forget set.
 
   UA = 100 − accuracy on the forget set (true labels); RA on the retain set; TA on the
   test set (remaining classes only for class-wise forgetting); MIA-efficacy = share of
   forget samples an SVC on confidence/entropy features calls non-members (trained on
-  retain = members vs test = non-members).
+  retain = members vs test = non-members), averaged over ``mia_seeds`` attack subsamples.
   """
   predict = steps.make_predict(fm)
   logits = np.asarray(predict(params, model_state, dataset.train.images))
@@ -142,4 +142,4 @@ def evaluate_unlearning(fm, params, model_state, dataset, forget_set, *, seed: i
       (logits[forget_set.forget_idx], labels[forget_set.forget_idx]),
       (logits[forget_set.retain_idx], labels[forget_set.retain_idx]),
       (test_logits, dataset.test.labels[forget_set.test_retain_idx]),
-      seed=seed, max_train=mia_max_train)
+      seed=seed, max_train=mia_max_train, mia_seeds=mia_seeds)

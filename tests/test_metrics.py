@@ -317,3 +317,20 @@ def test_docstring_examples():
     result = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 10
     assert result.failed == 0
+
+
+
+def test_evaluate_predictions_averages_mia_over_attack_seeds():
+    rng = np.random.default_rng(3)
+
+    def preds(n, margin):
+        logits = rng.normal(0, 1.0, (n, 3))
+        labels = rng.integers(0, 3, n)
+        logits[np.arange(n), labels] += margin
+        return logits, labels
+
+    forget, retain, test = preds(40, 2.0), preds(200, 3.0), preds(120, 1.5)
+    single = [evaluate_predictions(forget, retain, test, seed=s)["MIA"] for s in (4, 5, 6)]
+    assert len(set(single)) > 1  # the subsample matters here, so averaging means something
+    averaged = evaluate_predictions(forget, retain, test, seed=4, mia_seeds=3)["MIA"]
+    assert averaged == pytest.approx(np.mean(single))

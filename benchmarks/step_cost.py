@@ -1,0 +1,673 @@
+r"""What one unlearning step costs: time and memory of every method against plain fine-tuning.
+
+The claim of implicit gradient surgery (IGS) is efficiency: one backprop per step where
+explicit surgery and the multi-objective aggregators need two. This benchmark measures
+it, in one process, for each method, model, batch size and batch layout:
+
+* **time** — median wall time of one jitted step over ``--steps`` timed calls after
+  ``--warmup`` untimed ones (each call ends in ``block_until_ready``), steps per second;
+  lowering and compilation are timed apart. The timed calls of a setting's methods are
+  interleaved (round after round, each method once per round, order rotating), so load
+  that drifts on a shared machine hits every method alike;
+* **memory** — XLA's own analysis of the compiled step
+  (``jax.jit(step).lower(...).compile().memory_analysis()``: argument, output, alias and
+  temporary bytes; deterministic, so it holds on a noisy machine) and, on accelerators,
+  the device's ``memory_stats()`` after the method ran;
+* **flops** — XLA's ``cost_analysis()`` of the compiled step (deterministic too);
+* each as a **ratio to the plain fine-tune step** (one ``value_and_grad`` of the retain
+  loss, then SGD) measured in the same run and setting.
+
+Methods (all with the same inner optimiser, SGD lr 1e-3 momentum 0.9):
+
+==================  ==============================================================
+``plain``           fine-tune on the retain loss: one value_and_grad
+``igs-reevaluate``  IGS, one backprop of S = λ log L_r + log L_f, + one forward of L_r
+``igs-consecutive`` IGS, one backprop, no extra work (signal from consecutive batches)
+``igs-jvp``         IGS, one backprop + one forward-mode jvp of L_r along the step
+``explicit``        explicit surgery: two gradients (objective_gradients), closed form
+``pcgrad``          PCGrad on the two gradients
+``mgda``            MGDA (min-norm) on the two gradients
+``cagrad``          CAGrad on the two gradients
+``famo``            FAMO: one backprop + one forward of both losses
+``pdu``             primal–dual with an absolute threshold: one backprop
+==================  ==============================================================
+
+Batch layouts, because they decide where one backprop pays:
+
+* ``split`` — B retain examples and ``--forget-fraction``·B forget examples in separate
+  forward passes (L_r = CE with true labels on the retain batch, L_f = CE with random wrong
+  labels on the forget batch). Two backward passes then cost about one backward over the
+  union, so one backprop saves little time.
+* ``shared`` — one batch of B examples; both losses come from the same logits (L_r = CE
+  with the true labels, L_f = CE with random wrong labels). One-backprop methods do one
+  forward and one backward; two-gradient methods a second full backward.
+
+The plain step always differentiates L_r on B examples (in ``split`` the retain batch), so
+in ``split`` every unlearning method also processes the forget examples the plain step
+does not see.
+
+Data are synthetic (random normal inputs, random labels): cost does not depend on the
+values, and no dataset is needed. Default input CIFAR-shaped 32×32×3 with 10 classes
+(``--synthetic`` names that default explicitly; ``--input-shape``/``--num-classes`` change
+it). Parameters, model state and optimiser state are donated to the step, as in a real
+training loop (``alias`` bytes in the memory analysis).
+
+    python -m benchmarks.step_cost                   # MLP + strided CNN on CPU, +ResNet-18 on GPU
+    python -m benchmarks.step_cost --quick           # MLP, batch 256, both layouts (< 1 min, CPU)
+    python -m benchmarks.step_cost --models resnet18 --batch-sizes 256 --synthetic   # on a GPU
+
+Writes ``--out`` (JSON, default ``results/step_cost.json``) and a markdown table beside it
+(``results/step_cost.md``), both with the machine they came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+import warnings
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxunlearn
+from jaxunlearn import models as models_lib
+
+METHODS = ("plain", "igs-reevaluate", "igs-consecutive", "igs-jvp", "explicit", "pcgrad",
+           "mgda", "cagrad", "famo", "pdu")
+LAYOUTS = ("split", "shared")
+MODELS = ("mlp", "cnn", "resnet18")
+TWO_GRADIENT = ("explicit", "pcgrad", "mgda", "cagrad")
+BASELINE = "plain"
+MEMORY_FIELDS = ("argument_bytes", "output_bytes", "alias_bytes", "temp_bytes",
+                 "generated_code_bytes", "peak_bytes", "total_bytes")
+DEVICE_MEMORY_KEYS = ("bytes_in_use", "peak_bytes_in_use", "bytes_limit")
+
+QUICK = dict(models=("mlp",), batch_sizes=(256,), layouts=LAYOUTS, steps=5, warmup=1)
+DEFAULT_STEPS, DEFAULT_WARMUP = 20, 3
+DEFAULT_BATCH_SIZES = (64, 256, 1024)
+
+
+# ------------------------------------------------------------------ losses and data
+
+def cross_entropy(logits, labels):
+  return optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), labels).mean()
+
+
+def make_batch(seed: int, layout: str, batch_size: int, forget_size: int,
+               input_shape, num_classes: int) -> dict:
+  """Synthetic batch; forget labels are random *wrong* labels (never the true class)."""
+  rng = np.random.default_rng(seed)
+
+  def part(n):
+    x = rng.normal(size=(n, *input_shape)).astype(np.float32)
+    y = rng.integers(0, num_classes, size=n)
+    wrong = (y + rng.integers(1, num_classes, size=n)) % num_classes
+    return jnp.asarray(x), jnp.asarray(y, jnp.int32), jnp.asarray(wrong, jnp.int32)
+
+  if layout == "split":
+    x_r, y_r, _ = part(batch_size)
+    x_f, _, y_f = part(forget_size)
+    return {"x_r": x_r, "y_r": y_r, "x_f": x_f, "y_f": y_f}
+  if layout == "shared":
+    x, y, y_f = part(batch_size)
+    return {"x": x, "y": y, "y_f": y_f}
+  raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+
+
+class Losses:
+  """Loss functions of one layout; each returns its loss(es) and the new model state.
+
+  ``retain(p, ms, batch)`` and ``forget(p, ms, batch)`` are single losses (one forward
+  each), ``both(p, ms, batch)`` returns (L_r, L_f) from the fewest forwards the layout
+  allows: two in ``split``, one in ``shared``.
+  """
+
+  def __init__(self, fm: models_lib.FunctionalModel, layout: str):
+    self.fm, self.layout = fm, layout
+    if layout not in LAYOUTS:
+      raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+
+  def _forward(self, p, ms, x):
+    return self.fm.apply(p, ms, x, train=True)
+
+  def retain(self, p, ms, batch):
+    x, y = (batch["x_r"], batch["y_r"]) if self.layout == "split" else (batch["x"], batch["y"])
+    logits, new_ms = self._forward(p, ms, x)
+    return cross_entropy(logits, y), new_ms
+
+  def forget(self, p, ms, batch):
+    x = batch["x_f"] if self.layout == "split" else batch["x"]
+    logits, new_ms = self._forward(p, ms, x)
+    return cross_entropy(logits, batch["y_f"]), new_ms
+
+  def both(self, p, ms, batch):
+    if self.layout == "split":
+      l_r, new_ms = self.retain(p, ms, batch)
+      l_f, _ = self.forget(p, ms, batch)
+      return l_r, l_f, new_ms
+    logits, new_ms = self._forward(p, ms, batch["x"])
+    return cross_entropy(logits, batch["y"]), cross_entropy(logits, batch["y_f"]), new_ms
+
+
+# ------------------------------------------------------------------ steps
+
+def make_step(method: str, losses: Losses, lr: float = 1e-3):
+  """Returns ``(tx, step)``: ``step(params, ms, opt_state, batch) -> (params, ms, opt_state, aux)``."""
+  inner = optax.sgd(lr, momentum=0.9)
+
+  if method == BASELINE:
+    tx = inner
+
+    def step(params, ms, opt_state, batch):
+      (l_r, new_ms), g = jax.value_and_grad(losses.retain, has_aux=True)(params, ms, batch)
+      updates, opt_state = tx.update(g, opt_state, params)
+      return optax.apply_updates(params, updates), new_ms, opt_state, jnp.stack([l_r, l_r])
+
+    return tx, step
+
+  if method in TWO_GRADIENT:
+    aggregator = {
+        "explicit": jaxunlearn.explicit_gradient_surgery,
+        "pcgrad": jaxunlearn.aggregators.pcgrad,
+        "mgda": jaxunlearn.aggregators.mgda,
+        "cagrad": jaxunlearn.aggregators.cagrad,
+    }[method]()
+    tx = optax.chain(aggregator, inner)
+
+    def step(params, ms, opt_state, batch):
+      fns = (lambda p: losses.retain(p, ms, batch), lambda p: losses.forget(p, ms, batch))
+      values, auxes, grads = jaxunlearn.objective_gradients(fns, params, has_aux=True)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), auxes[0], opt_state, values
+
+    return tx, step
+
+  if method.startswith("igs-"):
+    signal = method[len("igs-"):]
+    tx = jaxunlearn.implicit_gradient_surgery(inner, tolerance=0.0, signal=signal)
+  elif method == "famo":
+    tx = jaxunlearn.famo(inner)
+  elif method == "pdu":
+    tx = jaxunlearn.primal_dual(inner, threshold=0.5, dual_learning_rate=0.1)
+  else:
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+  def step(params, ms, opt_state, batch):
+    def objective(p):
+      l_r, l_f, new_ms = losses.both(p, ms, batch)
+      return jaxunlearn.scalarized_loss(opt_state, l_r, l_f), (jnp.stack([l_r, l_f]), new_ms)
+
+    (_, (values, new_ms)), g = jax.value_and_grad(objective, has_aux=True)(params)
+    if method == "famo":
+      extra = dict(losses=values,
+                   losses_fn=lambda p: jnp.stack(losses.both(p, ms, batch)[:2]))
+    elif method == "pdu" or method == "igs-consecutive":
+      extra = dict(retain_loss=values[0])
+    else:
+      extra = dict(retain_loss=values[0],
+                   retain_loss_fn=lambda p: losses.retain(p, ms, batch)[0])
+    updates, opt_state = tx.update(g, opt_state, params, **extra)
+    return optax.apply_updates(params, updates), new_ms, opt_state, values
+
+  return tx, step
+
+
+# ------------------------------------------------------------------ measuring
+
+def _int_or_none(x):
+  if x is None:
+    return None
+  try:
+    v = int(x)
+  except (TypeError, ValueError):
+    return None
+  return v if v >= 0 else None
+
+
+def memory_fields(compiled) -> dict:
+  """Argument/output/alias/temp bytes of a compiled step; ``None`` where XLA gives none.
+
+  ``total_bytes`` = argument + output − alias + temp: what the step needs resident while
+  it runs (donated outputs reuse their argument buffers).
+  """
+  try:
+    stats = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except  # backends may not implement it
+    stats = None
+  get = lambda name: _int_or_none(getattr(stats, name, None)) if stats is not None else None
+  out = {
+      "argument_bytes": get("argument_size_in_bytes"),
+      "output_bytes": get("output_size_in_bytes"),
+      "alias_bytes": get("alias_size_in_bytes"),
+      "temp_bytes": get("temp_size_in_bytes"),
+      "generated_code_bytes": get("generated_code_size_in_bytes"),
+      "peak_bytes": get("peak_memory_in_bytes"),
+  }
+  parts = [out["argument_bytes"], out["output_bytes"], out["temp_bytes"]]
+  if any(p is None for p in parts):
+    out["total_bytes"] = None
+  else:
+    out["total_bytes"] = max(0, parts[0] + parts[1] - (out["alias_bytes"] or 0) + parts[2])
+  return out
+
+
+def cost_fields(compiled) -> dict:
+  """XLA's flop and bytes-accessed estimates of a compiled step (``None`` if unavailable)."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except
+    cost = None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  if not isinstance(cost, dict):
+    return {"flops": None, "bytes_accessed": None}
+  num = lambda k: (float(cost[k]) if k in cost and math.isfinite(float(cost[k])) else None)
+  return {"flops": num("flops"), "bytes_accessed": num("bytes accessed")}
+
+
+def device_memory() -> dict | None:
+  """The device's allocator statistics (GPU/TPU); ``None`` on CPU, where JAX has none."""
+  try:
+    stats = jax.devices()[0].memory_stats()
+  except Exception:  # pylint: disable=broad-except
+    stats = None
+  if not stats:
+    return None
+  return {k: _int_or_none(stats.get(k)) for k in DEVICE_MEMORY_KEYS}
+
+
+def _copy(tree):
+  return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
+
+
+def _all_finite(tree) -> bool:
+  return bool(all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree)
+                  if jnp.issubdtype(x.dtype, jnp.inexact)))
+
+
+class Compiled:
+  """One method's compiled step and its live carry (params, model state, optimiser state)."""
+
+  def __init__(self, step: Callable, tx, params, model_state, batch):
+    params, model_state = _copy(params), _copy(model_state)
+    opt_state = tx.init(params)
+    jitted = jax.jit(step, donate_argnums=(0, 1, 2))
+    t0 = time.perf_counter()
+    lowered = jitted.lower(params, model_state, opt_state, batch)
+    t1 = time.perf_counter()
+    self.executable = lowered.compile()
+    t2 = time.perf_counter()
+    self.batch = batch
+    self.carry = (params, model_state, opt_state)
+    self.times: list[float] = []
+    self.result = {"lower_s": t1 - t0, "compile_s": t2 - t1,
+                   "memory": memory_fields(self.executable)}
+    self.result.update(cost_fields(self.executable))
+
+  def __call__(self) -> float:
+    """Runs one step to completion; returns its wall time in seconds."""
+    t = time.perf_counter()
+    out = self.executable(*self.carry, self.batch)
+    jax.block_until_ready(out)
+    dt = time.perf_counter() - t
+    self.carry = out[:3]
+    return dt
+
+  def finish(self) -> dict:
+    times = self.times
+    med = statistics.median(times) if times else float("nan")
+    nan = float("nan")
+    self.result.update(
+        median_ms=1e3 * med,
+        mean_ms=1e3 * statistics.fmean(times) if times else nan,
+        min_ms=1e3 * min(times) if times else nan,
+        max_ms=1e3 * max(times) if times else nan,
+        steps_per_s=(1.0 / med) if med > 0 else None,
+        timed_steps=len(times),
+        finite=_all_finite(self.carry[0]),
+    )
+    self.carry = self.executable = None
+    return self.result
+
+
+def measure_setting(steps_of: dict, params, model_state, batch, *, steps: int, warmup: int,
+                    tick: Callable[[str], None] = lambda _: None) -> dict:
+  """Compiles and times every method of one setting; returns ``{method: result}``.
+
+  Each method is compiled ahead of time (lowering and compiling timed apart), run
+  ``warmup`` times, and the device memory is read. Then the timed steps are
+  *interleaved*: ``steps`` rounds, each running every method once in a rotating order,
+  so drifting load on a shared machine hits every method alike (the ratios to the plain
+  step are what matter). Failures (e.g. out of memory) are recorded as ``error``.
+  """
+  results, live = {}, {}
+  for method, make in steps_of.items():
+    tick(f"compile {method}")
+    try:
+      tx, step = make()
+      c = Compiled(step, tx, params, model_state, batch)
+      for _ in range(warmup):
+        c()
+      c.result["device_memory"] = device_memory()
+      live[method] = c
+    except Exception as e:  # pylint: disable=broad-except  # e.g. out of memory
+      results[method] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+  order = list(live)
+  tick("time")
+  for r in range(steps if order else 0):
+    shift = r % len(order)
+    for method in order[shift:] + order[:shift]:
+      c = live.get(method)
+      if c is None:  # failed in an earlier round
+        continue
+      try:
+        c.times.append(c())
+      except Exception as e:  # pylint: disable=broad-except
+        results[method] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+        del live[method]
+  for method, c in live.items():
+    results[method] = c.finish()
+  return {m: results[m] for m in steps_of}
+
+
+def _ratio(a, b):
+  if a is None or b is None or not (isinstance(a, (int, float)) and isinstance(b, (int, float))):
+    return None
+  if b <= 0 or not math.isfinite(a) or not math.isfinite(b):
+    return None
+  return a / b
+
+
+def add_ratios(methods: dict) -> None:
+  """Adds ``ratios`` (to the plain step of the same setting) to every method's result."""
+  base = methods.get(BASELINE)
+  for res in methods.values():
+    if base is None or "error" in res or "error" in base:
+      res["ratios"] = None
+      continue
+    res["ratios"] = {
+        "time": _ratio(res["median_ms"], base["median_ms"]),
+        "compile": _ratio(res["compile_s"], base["compile_s"]),
+        "flops": _ratio(res["flops"], base["flops"]),
+        "temp_bytes": _ratio(res["memory"]["temp_bytes"], base["memory"]["temp_bytes"]),
+        "total_bytes": _ratio(res["memory"]["total_bytes"], base["memory"]["total_bytes"]),
+    }
+
+
+# ------------------------------------------------------------------ models
+
+def build_model(name: str, input_shape, num_classes: int, seed: int, resnet_width: int):
+  kwargs = {"width": resnet_width} if name == "resnet18" else {}
+  model = models_lib.create_model(name, num_classes=num_classes, input_shape=input_shape,
+                                  seed=seed, **kwargs)
+  fm, params, model_state = models_lib.functional(model)
+  return fm, params, model_state, kwargs
+
+
+def machine_info() -> dict:
+  dev = jax.devices()[0]
+  versions = {}
+  for mod in ("jax", "jaxlib", "flax", "optax", "numpy"):
+    try:
+      versions[mod] = __import__(mod).__version__
+    except Exception:  # pylint: disable=broad-except
+      versions[mod] = None
+  return {
+      "backend": jax.default_backend(),
+      "device_kind": getattr(dev, "device_kind", str(dev)),
+      "device_count": jax.device_count(),
+      "cpu_count": os.cpu_count(),
+      "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+      "platform": platform.platform(),
+      "processor": platform.processor() or platform.machine(),
+      "python": platform.python_version(),
+      "versions": versions,
+      "jaxunlearn": getattr(jaxunlearn, "__version__", None),
+      "xla_flags": os.environ.get("XLA_FLAGS"),
+      "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+  }
+
+
+# ------------------------------------------------------------------ running
+
+def run(config: dict, progress: bool = True) -> dict:
+  """Runs every (model, batch size, layout, method) of ``config``; returns the report."""
+  try:
+    from tqdm.auto import tqdm
+  except ImportError:  # pragma: no cover
+    tqdm = None
+  start = time.perf_counter()
+  jobs = [(m, b, l, meth) for m in config["models"] for b in config["batch_sizes"]
+          for l in config["layouts"] for meth in config["methods"]]
+  bar = (tqdm(total=len(jobs), file=sys.stderr, disable=not progress, unit="step fn",
+              dynamic_ncols=True) if tqdm is not None else None)
+  settings = []
+  for model_name in config["models"]:
+    fm, params, model_state, model_kwargs = build_model(
+        model_name, config["input_shape"], config["num_classes"], config["seed"],
+        config["resnet_width"])
+    n_params = models_lib.count_params(params)
+    for batch_size in config["batch_sizes"]:
+      forget_size = max(1, int(round(config["forget_fraction"] * batch_size)))
+      for layout in config["layouts"]:
+        batch = make_batch(config["seed"], layout, batch_size, forget_size,
+                           config["input_shape"], config["num_classes"])
+        losses = Losses(fm, layout)
+        setting = {
+            "model": model_name, "model_kwargs": model_kwargs, "num_params": n_params,
+            "batch_size": batch_size, "layout": layout,
+            "forget_batch_size": forget_size if layout == "split" else batch_size,
+            "methods": {},
+        }
+        desc = f"{model_name} b{batch_size} {layout}"
+        tick = (lambda what, desc=desc: bar.set_description(f"{desc} {what}")) if bar else (
+            lambda what: None)
+        steps_of = {m: (lambda m=m, losses=losses: make_step(m, losses, config["lr"]))
+                    for m in config["methods"]}
+        setting["methods"] = measure_setting(steps_of, params, model_state, batch,
+                                             steps=config["steps"], warmup=config["warmup"],
+                                             tick=tick)
+        if bar is not None:
+          bar.update(len(config["methods"]))
+        add_ratios(setting["methods"])
+        settings.append(setting)
+  if bar is not None:
+    bar.close()
+  return {
+      "benchmark": "step_cost",
+      "machine": machine_info(),
+      "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
+      "total_seconds": time.perf_counter() - start,
+      "settings": settings,
+  }
+
+
+# ------------------------------------------------------------------ reporting
+
+def _mib(b):
+  return "–" if b is None else f"{b / 2**20:.2f}"
+
+
+def _x(r, digits=2):
+  return "–" if r is None else f"{r:.{digits}f}×"
+
+
+def markdown(report: dict) -> str:
+  m, c = report["machine"], report["config"]
+  lines = [
+      "# Step cost of unlearning methods",
+      "",
+      f"Machine: backend `{m['backend']}`, device `{m['device_kind']}` "
+      f"(×{m['device_count']}), {m['cpu_count']} CPUs"
+      + (f" ({m['affinity_cpus']} usable)" if m.get("affinity_cpus") else "")
+      + f", {m['platform']}; jax {m['versions'].get('jax')}, jaxlib "
+      f"{m['versions'].get('jaxlib')}, flax {m['versions'].get('flax')}, optax "
+      f"{m['versions'].get('optax')}, Python {m['python']}; {m['date_utc']}.",
+      "",
+      f"Synthetic data {tuple(c['input_shape'])}, {c['num_classes']} classes; median of "
+      f"{c['steps']} timed steps after {c['warmup']} warm-up steps; SGD lr {c['lr']} "
+      f"momentum 0.9; split layout forget batch = {c['forget_fraction']:g} × B; "
+      f"total run {report['total_seconds']:.0f} s.",
+      "Ratios are to the plain fine-tune step (one value_and_grad of the retain loss) of "
+      "the same setting. Memory from XLA's compiled memory analysis; "
+      "total = argument + output − alias (donated) + temp.",
+      "",
+  ]
+  columns = [(model, b, layout) for model in c["models"] for b in c["batch_sizes"]
+             for layout in c["layouts"]]
+  by_key = {(s["model"], s["batch_size"], s["layout"]): s for s in report["settings"]}
+  columns = [k for k in columns if k in by_key]
+
+  def pivot(title, getter):
+    out = [f"## {title}", "",
+           "| method | " + " | ".join(f"{mo} b{b} {la}" for mo, b, la in columns) + " |",
+           "|---|" + "---:|" * len(columns)]
+    for method in c["methods"]:
+      cells = []
+      for key in columns:
+        res = by_key[key]["methods"].get(method)
+        cells.append("err" if res is None or "error" in res else getter(res))
+      out.append(f"| {method} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+  ratio = lambda k: (lambda r: _x((r.get("ratios") or {}).get(k)))
+  lines += pivot("Time per step, ratio to plain", ratio("time"))
+  lines += pivot("Compiled temporary memory, ratio to plain", ratio("temp_bytes"))
+  lines += pivot("Compiled total memory (arg + out − alias + temp), ratio to plain",
+                 ratio("total_bytes"))
+
+  gpu = any(r.get("device_memory") for s in report["settings"] for r in s["methods"].values())
+  lines += ["## Detail", "",
+            "| model | params | B | layout | method | ms/step | × plain | steps/s | compile s "
+            "| GFLOP | arg MiB | out MiB | temp MiB | × plain | total MiB | × plain |"
+            + (" dev peak MiB |" if gpu else ""),
+            "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            + ("---:|" if gpu else "")]
+  for s in report["settings"]:
+    for method, r in s["methods"].items():
+      head = f"| {s['model']} | {s['num_params']:,} | {s['batch_size']} | {s['layout']} | {method} |"
+      if "error" in r:
+        lines.append(head + f" error: {r['error'][:80]} |")
+        continue
+      mem, rat = r["memory"], r.get("ratios") or {}
+      gflop = "–" if r["flops"] is None else f"{r['flops'] / 1e9:.2f}"
+      row = (f"{head} {r['median_ms']:.2f} | {_x(rat.get('time'))} | "
+             f"{(r['steps_per_s'] or 0):.1f} | {r['compile_s']:.2f} | {gflop} | "
+             f"{_mib(mem['argument_bytes'])} | {_mib(mem['output_bytes'])} | "
+             f"{_mib(mem['temp_bytes'])} | {_x(rat.get('temp_bytes'))} | "
+             f"{_mib(mem['total_bytes'])} | {_x(rat.get('total_bytes'))} |")
+      if gpu:
+        dm = r.get("device_memory") or {}
+        row += f" {_mib(dm.get('peak_bytes_in_use'))} |"
+      lines.append(row)
+  if gpu:
+    lines += ["", "Device peak is the allocator's process-wide peak after the method ran "
+              "(methods run in the order listed, so it never decreases)."]
+  return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ command line
+
+def _csv(kind=str):
+  return lambda s: tuple(kind(v) for v in s.split(",") if v.strip())
+
+
+def parse_config(argv=None) -> tuple[dict, argparse.Namespace]:
+  p = argparse.ArgumentParser(
+      prog="python -m benchmarks.step_cost",
+      description="Time and memory of one jitted unlearning step per method, against the "
+                  "plain fine-tune step.")
+  p.add_argument("--quick", action="store_true",
+                 help="subset: mlp, batch 256, both layouts, all methods, 5 steps (< 1 min on CPU)")
+  p.add_argument("--models", type=_csv(), default=None,
+                 help=f"comma list of {', '.join(MODELS)} (default: mlp,cnn on CPU; "
+                      "all three on an accelerator)")
+  p.add_argument("--batch-sizes", type=_csv(int), default=None,
+                 help="comma list (default 64,256,1024)")
+  p.add_argument("--layouts", type=_csv(), default=None, help="comma list of split,shared")
+  p.add_argument("--methods", type=_csv(), default=None,
+                 help=f"comma list (default all: {','.join(METHODS)})")
+  p.add_argument("--steps", type=int, default=None,
+                 help=f"timed steps per method (default {DEFAULT_STEPS})")
+  p.add_argument("--warmup", type=int, default=None,
+                 help=f"untimed steps after compiling (default {DEFAULT_WARMUP})")
+  p.add_argument("--synthetic", action="store_true",
+                 help="CIFAR-shaped synthetic data (32x32x3, 10 classes; overrides "
+                      "--input-shape/--num-classes). Data are always synthetic; this is the "
+                      "default shape anyway")
+  p.add_argument("--input-shape", type=_csv(int), default=(32, 32, 3), help="H,W,C")
+  p.add_argument("--num-classes", type=int, default=10)
+  p.add_argument("--forget-fraction", type=float, default=1.0,
+                 help="split layout: forget batch size as a fraction of B (default 1)")
+  p.add_argument("--resnet-width", type=int, default=None,
+                 help="ResNet-18 base width (default 64 = full model on accelerators, 16 on CPU)")
+  p.add_argument("--full", action="store_true", help="full-width ResNet-18 even on CPU")
+  p.add_argument("--lr", type=float, default=1e-3)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--out", default="results/step_cost.json")
+  p.add_argument("--md", default=None, help="markdown path (default: --out with .md)")
+  p.add_argument("--no-progress", action="store_true", help="no tqdm bar on stderr")
+  args = p.parse_args(argv)
+
+  on_cpu = jax.default_backend() == "cpu"
+  pick = lambda given, quick, default: given if given is not None else (
+      quick if args.quick else default)
+  config = {
+      "models": pick(args.models, QUICK["models"], ("mlp", "cnn") if on_cpu else MODELS),
+      "batch_sizes": pick(args.batch_sizes, QUICK["batch_sizes"], DEFAULT_BATCH_SIZES),
+      "layouts": pick(args.layouts, QUICK["layouts"], LAYOUTS),
+      "methods": pick(args.methods, METHODS, METHODS),
+      "steps": pick(args.steps, QUICK["steps"], DEFAULT_STEPS),
+      "warmup": pick(args.warmup, QUICK["warmup"], DEFAULT_WARMUP),
+      "input_shape": (32, 32, 3) if args.synthetic else tuple(args.input_shape),
+      "num_classes": 10 if args.synthetic else args.num_classes,
+      "forget_fraction": args.forget_fraction,
+      "resnet_width": (64 if args.full else args.resnet_width
+                       if args.resnet_width is not None else (16 if on_cpu else 64)),
+      "lr": args.lr,
+      "seed": args.seed,
+  }
+  for key, valid in (("models", MODELS), ("layouts", LAYOUTS), ("methods", METHODS)):
+    bad = [v for v in config[key] if v not in valid]
+    if bad:
+      p.error(f"unknown {key}: {', '.join(bad)} (choose from {', '.join(valid)})")
+  if config["methods"] and BASELINE not in config["methods"]:
+    config["methods"] = (BASELINE, *config["methods"])  # ratios need the plain step
+  if config["steps"] < 1 or config["warmup"] < 0:
+    p.error("--steps must be ≥ 1 and --warmup ≥ 0")
+  if len(config["input_shape"]) != 3:
+    p.error("--input-shape must be H,W,C")
+  return config, args
+
+
+def main(argv=None) -> dict:
+  config, args = parse_config(argv)
+  with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+    report = run(config, progress=not args.no_progress)
+  out = pathlib.Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(report, indent=1))
+  md_path = pathlib.Path(args.md) if args.md else out.with_suffix(".md")
+  md_path.parent.mkdir(parents=True, exist_ok=True)
+  text = markdown(report)
+  md_path.write_text(text)
+  print(text)
+  print(f"wrote {out} and {md_path} ({report['total_seconds']:.0f} s)", file=sys.stderr)
+  return report
+
+
+if __name__ == "__main__":
+  main()
