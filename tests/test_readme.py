@@ -26,5 +26,5 @@ def test_quickstart_runs_and_forgets():
 
 def test_readme_first_screen_has_the_two_commands():
   first_screen = "\n".join((ROOT / "README.md").read_text().splitlines()[:25])
-  assert "examples/quickstart.py" in first_screen or "experiments." in first_screen
+  assert "experiments.compare" in first_screen
   assert "pytest" in first_screen and "python3 -m venv .venv" in first_screen
