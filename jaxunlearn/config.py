@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 from typing import Any, Mapping
 
 
@@ -40,6 +41,10 @@ class TrainConfig:
     return json.loads(json.dumps(d))  # plain JSON types only
 
   def validate(self) -> "TrainConfig":
+    for f in dataclasses.fields(self):
+      value = getattr(self, f.name)
+      if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{f.name} must be finite, got {value}")
     if not (self.learning_rate > 0):
       raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
     if self.batch_size <= 0:
@@ -51,6 +56,30 @@ class TrainConfig:
     if self.weight_decay < 0 or self.momentum < 0:
       raise ConfigError("weight_decay and momentum must be ≥ 0")
     return self
+
+
+def _coerce(key, current, value):
+  """Converts an override to the type of the field's current value, or says why not."""
+  try:
+    if isinstance(current, bool):
+      if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+      if not isinstance(value, bool):
+        raise ValueError
+      return value
+    if isinstance(current, float):
+      if isinstance(value, bool):
+        raise ValueError
+      return float(value)  # accepts "nan", "inf": validation decides
+    if isinstance(current, int):
+      if isinstance(value, bool) or float(value) != int(float(value)):
+        raise ValueError
+      return int(value)
+    if isinstance(current, tuple):
+      return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+  except (TypeError, ValueError):
+    raise ConfigError(f"{key}={value!r} is not a valid {type(current).__name__}") from None
+  return value
 
 
 def override(config, assignments: Mapping[str, str] | list[str]):
@@ -77,9 +106,5 @@ def override(config, assignments: Mapping[str, str] | list[str]):
       value = json.loads(raw) if isinstance(raw, str) else raw
     except json.JSONDecodeError:
       value = raw
-    if isinstance(getattr(config, key), tuple) and isinstance(value, list):
-      value = tuple(value)
-    if isinstance(getattr(config, key), float) and isinstance(value, int) and not isinstance(value, bool):
-      value = float(value)
-    changes[key] = value
+    changes[key] = _coerce(key, getattr(config, key), value)
   return dataclasses.replace(config, **changes)

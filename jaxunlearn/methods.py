@@ -17,6 +17,7 @@ The forget objective L_f of the surgery, multi-objective and weighting methods i
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable, Optional
 
 import jax.numpy as jnp
@@ -229,9 +230,13 @@ def validate(cfg: UnlearnConfig) -> UnlearnConfig:
     raise ConfigError(f"forget_objective must be 'rl' or 'ga', got {cfg.forget_objective!r}")
   if cfg.signal not in jaxunlearn.surgery.SIGNALS:
     raise ConfigError(f"unknown signal {cfg.signal!r}; valid: {', '.join(jaxunlearn.surgery.SIGNALS)}")
-  for key in ("tolerance", "dual_lr", "pdu_threshold"):
-    if not jnp.isfinite(getattr(cfg, key)):
-      raise ConfigError(f"{key} must be finite, got {getattr(cfg, key)}")
+  for f in dataclasses.fields(cfg):
+    value = getattr(cfg, f.name)
+    if isinstance(value, float) and not math.isfinite(value):
+      raise ConfigError(f"{f.name} must be finite, got {value}")
+  for key in ("dual_lr", "famo_lr", "pdu_dual_lr"):
+    if getattr(cfg, key) < 0:
+      raise ConfigError(f"{key} must be ≥ 0, got {getattr(cfg, key)}")
   if not 0 < cfg.salun_sparsity <= 1:
     raise ConfigError(f"salun_sparsity must be in (0, 1], got {cfg.salun_sparsity}")
   return cfg

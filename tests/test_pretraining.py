@@ -84,14 +84,11 @@ def test_kill_and_resume_is_bitwise_equal(tmp_path, data_dir):
 
 
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, data_dir):
+  # Real processes for two cases (exit status, stderr); the rest run in-process in
+  # tests/test_reliability.py and below, which is much faster.
   cases = [
       (["--set", "epochz=3"], "did you mean 'epochs'"),
-      (["--set", "learning_rate=-1"], "learning_rate must be > 0"),
       (["--set", "batch_size=100000"], "larger than the training set"),
-      (["--model", "transformer"], "unknown model"),
-      (["--dataset", "imagenet"], "no default recipe"),
-      (["--retrain"], "needs --forget"),
-      (["--forget", "class:42", "--retrain"], "class"),
   ]
   for i, (args, message) in enumerate(cases):
     work = tmp_path / f"w{i}"
@@ -101,6 +98,23 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, data_dir):
     assert message in err and "Traceback" not in err, (args, err)
     assert len(err.strip().splitlines()) == 1, err
     assert not (work / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "learning_rate=-1"], "learning_rate must be > 0"),
+    (["--model", "transformer"], "unknown model"),
+    (["--dataset", "imagenet"], "no default recipe"),
+    (["--retrain"], "needs --forget"),
+    (["--forget", "class:42", "--retrain"], "class"),
+])
+def test_bad_input_in_process(args, message, tmp_path, data_dir, capsys, monkeypatch):
+  from experiments import pretrain
+  monkeypatch.setenv("JAXUNLEARN_DATA_DIR", str(data_dir))
+  with pytest.raises(SystemExit) as exc:
+    pretrain.main(["--workdir", str(tmp_path / "w"), "--no-progress", *args])
+  err = capsys.readouterr().err.strip()
+  assert exc.value.code == 2 and message in err and len(err.splitlines()) == 1
+  assert not (tmp_path / "w" / "checkpoints").exists()
 
 
 def test_existing_run_is_not_overwritten_and_mismatch_is_refused(tmp_path, data_dir):
