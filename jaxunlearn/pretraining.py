@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from jaxunlearn import checkpoint as ckpt
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
-from jaxunlearn import models, steps
+from jaxunlearn import models, parallel, steps
 from jaxunlearn.config import ConfigError, TrainConfig
 
 
@@ -88,8 +88,13 @@ def _metadata(config, dataset, forget_set, retrain) -> dict:
 
 def train(config: TrainConfig, workdir, *, forget_spec: str | None = None,
           retrain: bool = False, resume: bool = False, data_dir=None,
-          forget_seed: int = 0, progress: bool = True, stop_after_epoch: int | None = None) -> dict:
+          forget_seed: int = 0, progress: bool = True, stop_after_epoch: int | None = None,
+          mesh=None) -> dict:
   """Trains (or retrains on the retain set) and returns the final metrics.
+
+  ``mesh`` (a :class:`jax.sharding.Mesh`, see :mod:`jaxunlearn.parallel`): data-parallel
+  steps — each batch split across the mesh's devices, params and optimiser state
+  replicated; ``batch_size`` must be divisible by the device count.
 
   Writes ``workdir/metrics.jsonl`` (one line an epoch), ``workdir/metrics.json`` and
   checkpoints. Refuses to overwrite an existing run unless ``resume``.
@@ -102,6 +107,8 @@ def train(config: TrainConfig, workdir, *, forget_spec: str | None = None,
     True
   """
   config = config.validate()
+  if mesh is not None:
+    parallel.check_divisible(config.batch_size, mesh, "batch_size")
   if retrain and not forget_spec:
     raise ConfigError("--retrain needs --forget SPEC (the data to leave out)")
   workdir = pathlib.Path(workdir)
@@ -144,6 +151,9 @@ def train(config: TrainConfig, workdir, *, forget_spec: str | None = None,
     manager = ckpt.Checkpointer(checkpoints)
 
   step_fn = steps.make_train_step(fm, tx)
+  if mesh is not None:
+    step_fn = parallel.data_parallel(step_fn, mesh)
+    params, model_state, opt_state = parallel.replicate((params, model_state, opt_state), mesh)
   predict = steps.make_predict(fm)
   log_path = workdir / "metrics.jsonl"
   if start_epoch == 0 and log_path.exists():
@@ -160,8 +170,12 @@ def train(config: TrainConfig, workdir, *, forget_spec: str | None = None,
       x = images[idx]
       if config.augment:
         x = data_lib.augment(x, aug_rng)
-      params, model_state, opt_state, m = step_fn(params, model_state, opt_state,
-                                                  jnp.asarray(x), jnp.asarray(labels[idx]))
+      y = labels[idx]
+      if mesh is None:
+        x, y = jnp.asarray(x), jnp.asarray(y)
+      else:  # straight from host memory to each device's slice
+        x, y = parallel.shard_batch((x, y), mesh)
+      params, model_state, opt_state, m = step_fn(params, model_state, opt_state, x, y)
       losses.append(m["loss"])
       accs.append(m["accuracy"])
       bar.update(1)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
 from jaxunlearn import methods as methods_lib
-from jaxunlearn import objectives, steps
+from jaxunlearn import objectives, parallel, steps
 from jaxunlearn.methods import UnlearnConfig
 from jaxunlearn.unlearning_steps import make_unlearn_step
 
@@ -82,12 +82,21 @@ def _cached_step(fm, cfg: UnlearnConfig):
 
 
 def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Dataset,
-            forget_set: data_lib.ForgetSet, *, progress: bool = True) -> UnlearnResult:
-  """Runs ``cfg.steps`` steps of ``cfg.method`` from ``(params, model_state)``."""
+            forget_set: data_lib.ForgetSet, *, progress: bool = True,
+            mesh=None) -> UnlearnResult:
+  """Runs ``cfg.steps`` steps of ``cfg.method`` from ``(params, model_state)``.
+
+  ``mesh`` (a :class:`jax.sharding.Mesh`, see :mod:`jaxunlearn.parallel`): data-parallel
+  steps — each batch split across the mesh's devices, params and optimiser state
+  replicated; ``n_retain`` and ``n_forget`` must be divisible by the device count.
+  """
   cfg = methods_lib.validate(cfg)
   method = methods_lib.get_method(cfg.method)
   n_forget = min(cfg.n_forget, len(forget_set.forget_idx))
   n_retain = min(cfg.n_retain, len(forget_set.retain_idx))
+  if mesh is not None:
+    parallel.check_divisible(n_retain, mesh, "n_retain")
+    parallel.check_divisible(n_forget, mesh, "n_forget")
   mask = None
   if method.name == "salun":
     mask = salun_mask(fm, params, model_state, dataset, forget_set, cfg.salun_sparsity)
@@ -97,6 +106,9 @@ def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Datas
     tx = build_transformation(cfg, method, mask)
     step_fn = make_unlearn_step(fm, method, cfg, tx)
   opt_state = tx.init(params)
+  if mesh is not None:
+    step_fn = parallel.data_parallel(step_fn, mesh)
+    params, model_state, opt_state = parallel.replicate((params, model_state, opt_state), mesh)
   teacher = (params, model_state)
   history: dict[str, list] = {}
   start = time.perf_counter()
@@ -105,10 +117,16 @@ def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Datas
                 leave=False):
     b = data_lib.unlearning_batch(dataset, forget_set, t, seed=cfg.seed, n_retain=n_retain,
                                   n_forget=n_forget, forget_labels=cfg.forget_labels)
-    batch = {k: jnp.asarray(b[k]) for k in ("retain_image", "retain_label", "forget_image",
-                                            "forget_label", "forget_true_label")}
+    batch = {k: b[k] for k in ("retain_image", "retain_label", "forget_image",
+                               "forget_label", "forget_true_label")}
+    step_index = jnp.asarray(t, jnp.int32)
+    if mesh is None:
+      batch = {k: jnp.asarray(v) for k, v in batch.items()}
+    else:  # straight from host memory to each device's slice
+      batch = parallel.shard_batch(batch, mesh)
+      step_index = parallel.replicate(step_index, mesh)
     params, model_state, opt_state, logs = step_fn(params, model_state, opt_state, batch,
-                                                   teacher, jnp.asarray(t, jnp.int32))
+                                                   teacher, step_index)
     for k, v in logs.items():
       history.setdefault(k, []).append(v)
     if t == 0:
