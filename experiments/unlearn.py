@@ -37,6 +37,9 @@ def parse_args(argv=None):
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--data-dir")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+  p.add_argument("--checkpoint-every", type=int, default=100,
+                 help="save a resumable checkpoint every N steps (0: only at the end)")
+  p.add_argument("--resume", action="store_true", help="continue a killed run in --workdir")
   p.add_argument("--no-progress", action="store_true")
   return p.parse_args(argv)
 
@@ -48,35 +51,50 @@ def run(args) -> dict:
   if (workdir / "metrics.json").exists():
     raise ConfigError(f"{workdir} already holds an unlearning result; choose a new --workdir")
   cfg = override(make_config(args.method, seed=args.seed), args.set)
+  if args.checkpoint_every < 0:
+    raise ConfigError(f"--checkpoint-every must be ≥ 0, got {args.checkpoint_every}")
   original = load_trained(args.original)
   dataset = data_lib.load_dataset(original.metadata["dataset"], args.data_dir)
   forget_set = data_lib.make_forget_set(dataset, args.forget, seed=args.forget_seed)
+  retrained = None
+  if args.retrained:  # checked before the work, so a mismatch costs nothing
+    retrained = load_trained(args.retrained)
+    if retrained.metadata.get("forget_digest") != forget_set.digest:
+      raise ConfigError(f"{args.retrained} was retrained without a different forget set "
+                        f"than {args.forget}")
+  checkpoints = workdir / "checkpoints"
+  interrupted = checkpoints.exists() and any(checkpoints.iterdir())
+  if interrupted and not args.resume:
+    raise ConfigError(f"{workdir} holds an interrupted run; pass --resume to continue it")
+  metadata = {"method": args.method, "original": str(pathlib.Path(args.original).resolve()),
+              "dataset": dataset.name, "forget_spec": args.forget,
+              "versions": ckpt.package_versions()}
+  manager = ckpt.Checkpointer(checkpoints, keep_best=False)
+  if interrupted:
+    saved = manager.metadata()
+    if saved.get("config") != cfg.to_dict() or saved.get("forget_digest") != forget_set.digest:
+      raise ConfigError("cannot resume: the saved run's config or forget set differs from this one")
+  # Validate the output location before the work, so a bad workdir costs nothing.
+  workdir.mkdir(parents=True, exist_ok=True)
   result = unlearn(cfg, original.fm, original.params, original.model_state, dataset, forget_set,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, checkpointer=manager,
+                   checkpoint_every=args.checkpoint_every, resume=args.resume,
+                   metadata=metadata)
+  manager.close()
   out = evaluate_unlearning(original.fm, result.params, result.model_state, dataset, forget_set,
                             seed=args.seed)
-  out.update(method=args.method, seconds=result.seconds, compile_seconds=result.compile_seconds,
+  out.update(method=args.method, seconds=result.seconds, resumed=bool(args.resume), compile_seconds=result.compile_seconds,
              config=cfg.to_dict(), forget_spec=args.forget, forget_digest=forget_set.digest,
              skipped_steps=int(result.history["skipped"].sum()),
              history={k: v.tolist() for k, v in result.history.items()})
-  if args.retrained:
-    retrained = load_trained(args.retrained)
-    if retrained.metadata.get("forget_digest") != forget_set.digest:
-      raise ConfigError("the retrained model was trained without a different forget set")
+  if retrained is not None:
     reference = evaluate_unlearning(retrained.fm, retrained.params, retrained.model_state,
                                     dataset, forget_set, seed=args.seed)
     out["retrain"] = reference
     out["AvgGap"] = metrics_lib.avg_gap(out, reference)
-  workdir.mkdir(parents=True, exist_ok=True)
-  manager = ckpt.Checkpointer(workdir / "checkpoints", keep_best=False)
-  manager.save(cfg.steps, {"params": result.params, "model_state": result.model_state},
-               metadata={"kind": "unlearned", "method": args.method, "config": cfg.to_dict(),
-                         "original": str(pathlib.Path(args.original).resolve()),
-                         "dataset": dataset.name, "forget_spec": args.forget,
-                         "forget_digest": forget_set.digest,
-                         "versions": ckpt.package_versions()})
-  manager.close()
-  (workdir / "metrics.json").write_text(json.dumps(out, indent=2))
+  tmp = workdir / "metrics.json.tmp"
+  tmp.write_text(json.dumps(out, indent=2))
+  tmp.replace(workdir / "metrics.json")  # atomic: never a half-written result
   return out
 
 

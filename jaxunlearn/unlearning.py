@@ -83,8 +83,16 @@ def _cached_step(fm, cfg: UnlearnConfig):
 
 def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Dataset,
             forget_set: data_lib.ForgetSet, *, progress: bool = True,
-            mesh=None) -> UnlearnResult:
+            mesh=None, checkpointer=None, checkpoint_every: int = 0,
+            resume: bool = False, metadata: dict | None = None) -> UnlearnResult:
   """Runs ``cfg.steps`` steps of ``cfg.method`` from ``(params, model_state)``.
+
+  ``checkpointer`` (a :class:`jaxunlearn.checkpoint.Checkpointer`): saves params, model
+  state, optimiser state (λ included) and the history every ``checkpoint_every`` steps
+  and at the end; with ``resume`` the run continues from its latest checkpoint. Batches
+  are a pure function of (seed, step), so a resumed run ends bitwise equal (on CPU) to an
+  uninterrupted one. The teacher (SCRUB, NPO) and SalUn's mask always come from the
+  ``params`` passed in, i.e. the original model.
 
   ``mesh`` (a :class:`jax.sharding.Mesh`, see :mod:`jaxunlearn.parallel`): data-parallel
   steps — each batch split across the mesh's devices, params and optimiser state
@@ -110,11 +118,35 @@ def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Datas
     step_fn = parallel.data_parallel(step_fn, mesh)
     params, model_state, opt_state = parallel.replicate((params, model_state, opt_state), mesh)
   teacher = (params, model_state)
-  history: dict[str, list] = {}
+  # History preallocated from the step's abstract output, so it checkpoints as arrays.
+  logs_shape = jax.eval_shape(step_fn, params, model_state, opt_state,
+                              _batch_shapes(dataset, n_retain, n_forget), teacher,
+                              jnp.zeros((), jnp.int32))[3]
+  history = {k: np.zeros((cfg.steps,) + v.shape, v.dtype) for k, v in logs_shape.items()}
+  first = 0
+  if resume and checkpointer is not None and checkpointer.latest_step() is not None:
+    restored = checkpointer.restore({"params": params, "model_state": model_state,
+                                     "opt_state": opt_state, "history": history,
+                                     "step": np.zeros((), np.int32)})
+    params, model_state, opt_state = (restored["params"], restored["model_state"],
+                                      restored["opt_state"])
+    history = {k: np.array(v) for k, v in restored["history"].items()}
+    first = int(restored["step"])
+    if mesh is not None:
+      params, model_state, opt_state = parallel.replicate((params, model_state, opt_state),
+                                                          mesh)
+
+  def save(step):
+    checkpointer.save(step, {"params": params, "model_state": model_state,
+                             "opt_state": opt_state, "history": history,
+                             "step": np.asarray(step, np.int32)},
+                      metadata={"kind": "unlearned", "config": cfg.to_dict(),
+                                "forget_digest": forget_set.digest, **(metadata or {})})
+
   start = time.perf_counter()
   compile_seconds = 0.0
-  for t in tqdm(range(cfg.steps), disable=not progress, desc=cfg.method, unit="step",
-                leave=False):
+  for t in tqdm(range(first, cfg.steps), disable=not progress, desc=cfg.method, unit="step",
+                leave=False, initial=first, total=cfg.steps):
     b = data_lib.unlearning_batch(dataset, forget_set, t, seed=cfg.seed, n_retain=n_retain,
                                   n_forget=n_forget, forget_labels=cfg.forget_labels)
     batch = {k: b[k] for k in ("retain_image", "retain_label", "forget_image",
@@ -128,14 +160,29 @@ def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Datas
     params, model_state, opt_state, logs = step_fn(params, model_state, opt_state, batch,
                                                    teacher, step_index)
     for k, v in logs.items():
-      history.setdefault(k, []).append(v)
-    if t == 0:
+      history[k][t] = np.asarray(v)
+    if t == first:
       jax.block_until_ready(params)
       compile_seconds = time.perf_counter() - start
+    if checkpointer is not None and checkpoint_every > 0 and (t + 1) % checkpoint_every == 0 \
+        and t + 1 < cfg.steps:
+      save(t + 1)
   jax.block_until_ready(params)
   seconds = time.perf_counter() - start
-  history = {k: np.asarray(jnp.stack(v)) for k, v in history.items()}
+  if checkpointer is not None:
+    save(cfg.steps)
+    checkpointer.wait_until_finished()
   return UnlearnResult(params, model_state, history, seconds, compile_seconds)
+
+
+def _batch_shapes(dataset, n_retain, n_forget):
+  image = dataset.train.images.shape[1:]
+  f32, i32 = jnp.float32, jnp.int32
+  return {"retain_image": jax.ShapeDtypeStruct((n_retain,) + image, f32),
+          "retain_label": jax.ShapeDtypeStruct((n_retain,), i32),
+          "forget_image": jax.ShapeDtypeStruct((n_forget,) + image, f32),
+          "forget_label": jax.ShapeDtypeStruct((n_forget,), i32),
+          "forget_true_label": jax.ShapeDtypeStruct((n_forget,), i32)}
 
 
 def evaluate_unlearning(fm, params, model_state, dataset, forget_set, *, seed: int = 0,
