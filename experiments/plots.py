@@ -20,37 +20,54 @@ def _seed0(results, method):
 
 
 def ua_ta(results, path):
-  """UA (x) vs TA (y) per method, mean ± std; IGS/explicit/PDU sweeps as curves."""
-  fig, ax = plt.subplots(figsize=(7.5, 5.5))
+  """UA (x) vs TA (y) per method, mean ± std; IGS/explicit/PDU sweeps as curves.
+
+  Left: every method. Right: zoom on the neighbourhood of the retrained model, where the
+  methods that forget end up.
+  """
+  fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
   cmap = plt.get_cmap("tab20")
-  for i, (method, s) in enumerate(results["summary"].items()):
-    if not math.isfinite(s["UA"][0]):
-      continue
-    ax.errorbar(s["UA"][0], s["TA"][0], xerr=s["UA"][1], yerr=s["TA"][1], fmt="o",
-                color=cmap(i % 20), label=method, capsize=2)
-  for name, marker in (("original", "s"), ("retrain", "*")):
-    m = results["reference"][name]
-    ax.scatter(m["UA"], m["TA"], marker=marker, s=160, color="black", zorder=5,
-               label=name)
   sweeps = {}
   for r in results["runs"]:
     if r["sweep"] and math.isfinite(r["metrics"]["UA"]):
       (key, value), = r["sweep"].items()
       sweeps.setdefault((r["method"], key), []).append((value, r["metrics"]["UA"],
                                                         r["metrics"]["TA"]))
-  for (method, key), pts in sweeps.items():
-    pts.sort()
-    ax.plot([p[1] for p in pts], [p[2] for p in pts], "--", alpha=0.7,
-            label=f"{method} over {key}")
-    for v, x, y in pts:
-      ax.annotate(f"{v:g}", (x, y), fontsize=7, alpha=0.8)
-  ax.set_xlabel("UA: 100 − forget-set accuracy (%)  [target: retrain]")
-  ax.set_ylabel("TA: test accuracy (%)  [higher is better]")
-  ax.set_title(f"{results['scenario']}: forgetting vs utility")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, ncol=2, loc="best")
+  retrain = results["reference"]["retrain"]
+  near = [(s["UA"][0], s["TA"][0]) for s in results["summary"].values()
+          if math.isfinite(s["UA"][0]) and abs(s["UA"][0] - retrain["UA"]) <= 10]
+  near += [(p[1], p[2]) for pts in sweeps.values() for p in pts
+           if abs(p[1] - retrain["UA"]) <= 10]
+  near.append((retrain["UA"], retrain["TA"]))
+  for ax, zoom in zip(axes, (False, True)):
+    for i, (method, s) in enumerate(results["summary"].items()):
+      if not math.isfinite(s["UA"][0]):
+        continue
+      ax.errorbar(s["UA"][0], s["TA"][0], xerr=s["UA"][1], yerr=s["TA"][1], fmt="o",
+                  color=cmap(i % 20), label=method, capsize=2)
+    for name, marker in (("original", "s"), ("retrain", "*")):
+      m = results["reference"][name]
+      ax.scatter(m["UA"], m["TA"], marker=marker, s=160, color="black", zorder=5, label=name)
+    for (method, key), pts in sorted(sweeps.items()):
+      pts.sort()
+      ax.plot([p[1] for p in pts], [p[2] for p in pts], "--", alpha=0.7,
+              label=f"{method} over {key}")
+      if zoom:
+        for v, x, y in pts:
+          ax.annotate(f"{v:g}", (x, y), fontsize=7, alpha=0.8)
+    ax.set_xlabel("UA: 100 − forget-set accuracy (%)  [target: retrain]")
+    ax.set_ylabel("TA: test accuracy (%)  [higher is better]")
+    ax.grid(alpha=0.3)
+    if zoom:
+      xs, ys = [p[0] for p in near], [p[1] for p in near]
+      ax.set_xlim(min(xs) - 1.5, max(xs) + 1.5)
+      ax.set_ylim(min(ys) - 1.5, max(ys) + 1.0)
+      ax.set_title("zoom near retrain (error bars: std over seeds)")
+    else:
+      ax.set_title(f"{results['scenario']}: forgetting vs utility")
+      ax.legend(fontsize=7, ncol=2, loc="best")
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  fig.savefig(path, dpi=110)
   plt.close(fig)
 
 
