@@ -9,8 +9,10 @@ from jaxunlearn.checkpoint import CheckpointError
 from jaxunlearn.config import ConfigError
 from jaxunlearn.data import DatasetNotPreparedError, ForgetSpecError
 
+# OSError covers a workdir that cannot be created or written (a file on the path, no
+# permission, disk full): the user's problem, reported in one line like the others.
 USER_ERRORS = (ConfigError, ForgetSpecError, DatasetNotPreparedError, CheckpointError,
-               ValueError, TypeError, FileNotFoundError, PermissionError)
+               ValueError, TypeError, OSError)
 
 
 def main_guard(fn):

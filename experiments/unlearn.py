@@ -14,14 +14,13 @@ import argparse
 import json
 import pathlib
 
-import jax.numpy as jnp
 
 from experiments.cli import main_guard
 from jaxunlearn import checkpoint as ckpt
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.config import ConfigError, override
-from jaxunlearn.methods import METHODS, make_config
+from jaxunlearn.methods import METHODS, make_config, validate
 from jaxunlearn.pretraining import load_trained
 from jaxunlearn.unlearning import evaluate_unlearning, unlearn
 
@@ -50,7 +49,7 @@ def run(args) -> dict:
     raise ConfigError(f"workdir {workdir} is a file, not a directory")
   if (workdir / "metrics.json").exists():
     raise ConfigError(f"{workdir} already holds an unlearning result; choose a new --workdir")
-  cfg = override(make_config(args.method, seed=args.seed), args.set)
+  cfg = validate(override(make_config(args.method, seed=args.seed), args.set))
   if args.checkpoint_every < 0:
     raise ConfigError(f"--checkpoint-every must be ≥ 0, got {args.checkpoint_every}")
   original = load_trained(args.original)

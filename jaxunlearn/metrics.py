@@ -321,9 +321,6 @@ def mia_efficacy(
       >>> mia_efficacy(*member, *nonmember, *preds(20, 6.0))  # forget looks trained-on
       0.0
     """
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
 
     if max_train is not None:
         if isinstance(max_train, bool) or not isinstance(max_train, (int, np.integer)):

@@ -50,6 +50,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxunlearn import conv as _conv_lib
+
 __all__ = [
     "MLP",
     "StridedCNN",
@@ -152,8 +154,8 @@ class StridedCNN(nnx.Module):
             setattr(
                 self,
                 name,
-                nnx.Conv(c, int(cout), kernel_size=(3, 3), strides=(2, 2),
-                         padding=((1, 1), (1, 1)), rngs=rngs),
+                _conv_lib.Conv(c, int(cout), kernel_size=(3, 3), strides=(2, 2),
+                               padding=((1, 1), (1, 1)), rngs=rngs),
             )
             h, w, c = _conv_out(h, 2), _conv_out(w, 2), int(cout)
         flat = h * w * c
@@ -177,10 +179,12 @@ def _batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
 
 
 def _conv(cin: int, cout: int, k: int, stride: int, rngs: nnx.Rngs) -> nnx.Conv:
+    # jaxunlearn.conv.Conv: nnx.Conv (same params and init) whose kernel gradient
+    # is formed as matmuls on CPU (JAXUNLEARN_CONV=xla|im2col|auto; DESIGN.md s. 4).
     pad = (k - 1) // 2
-    return nnx.Conv(cin, cout, kernel_size=(k, k), strides=(stride, stride),
-                    padding=((pad, pad), (pad, pad)), use_bias=False,
-                    kernel_init=_kaiming_fan_out, rngs=rngs)
+    return _conv_lib.Conv(cin, cout, kernel_size=(k, k), strides=(stride, stride),
+                          padding=((pad, pad), (pad, pad)), use_bias=False,
+                          kernel_init=_kaiming_fan_out, rngs=rngs)
 
 
 class BasicBlock(nnx.Module):

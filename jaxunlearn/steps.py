@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-import jaxunlearn
 from jaxunlearn.models import FunctionalModel
 
 

@@ -17,7 +17,7 @@ The paper's code calls −ε its ``error`` (a required decrease).
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp

@@ -6,7 +6,6 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
 
 from experiments import compare
 from jaxunlearn import data
@@ -63,3 +62,31 @@ def test_pareto_sweep_writes_table_and_plot(tmp_path):
   assert [r["tolerance"] for r in result["rows"]] == [-0.05, 0.05]
   assert (out / "pareto.png").stat().st_size > 1000
   assert (out / "pareto.md").read_text().count("\n| ") == 3
+
+
+def test_killed_comparison_resumes_without_recomputing(tmp_path):
+  import signal
+  import time
+  data_dir = tmp_path / "data"
+  data.prepare("digits", data_dir)
+  env = {**os.environ, "JAXUNLEARN_DATA_DIR": str(data_dir), "JAX_PLATFORMS": "cpu"}
+  cmd = [sys.executable, "-m", "experiments.compare", "--scenario", "digits-class",
+         "--workdir", str(tmp_path / "w"), "--seeds", "2", "--methods", "ft,rl",
+         "--set", "steps=3", "--pretrain-set", "epochs=2", "--no-sweeps", "--no-progress"]
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  runs = tmp_path / "w" / "digits-class" / "runs"
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if runs.exists() and len(list(runs.glob("*.json"))) >= 1:
+      break
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  done = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
+  assert 1 <= len(done) < 4 and not list(runs.glob("*.tmp*"))
+  out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr
+  after = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
+  assert len(after) == 4
+  assert all(after[name] == mtime for name, mtime in done.items())  # not recomputed

@@ -197,3 +197,12 @@ def test_errors_are_clear():
     tx.update(params, tx.init(params), params, retain_loss=jnp.array(1.0))
   with pytest.raises(ValueError, match="no jaxunlearn weighting state"):
     jaxunlearn.loss_weights(optax.sgd(0.1).init(params))
+
+
+@pytest.mark.parametrize("tolerance,dual_lr", [(1e6, 1.0), (-1e6, 1.0), (0.0, 1e6),
+                                               (0.0, 1e-9), (-1e6, 1e6)])
+def test_extreme_tolerances_and_dual_rates_stay_finite(tolerance, dual_lr):
+  lams, w, state = jax_trajectory("reevaluate", 20, 0.05, tolerance, 0.5, dual_lr)
+  assert np.all(np.isfinite(lams)) and np.all(lams >= 0)
+  assert np.all(np.isfinite(w))
+  assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(state))

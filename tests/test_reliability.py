@@ -1,6 +1,5 @@
 """Bad input to the commands: one line on stderr, exit status 2, nothing written."""
 
-import pathlib
 
 import pytest
 
@@ -94,3 +93,17 @@ def test_compare_bad_inputs(tmp_path, capsys):
                "unknown method 'magic'", capsys)
   expect_error(compare.main, ["--workdir", str(tmp_path / "w"), "--seeds", "0"],
                "--seeds must be", capsys)
+
+
+def test_workdir_that_cannot_be_created(original, tmp_path, capsys, monkeypatch):
+  base, data_dir = original
+  monkeypatch.setenv("JAXUNLEARN_DATA_DIR", str(data_dir))
+  blocker = tmp_path / "file"
+  blocker.write_text("x")
+  # Root ignores permission bits, so block the path with a file instead of chmod.
+  expect_error(unlearn.main, ["--method", "ft", "--original", str(base / "orig"), "--forget",
+                              "class:1", "--workdir", str(blocker / "sub"), "--set", "steps=2",
+                              "--no-progress"], "", capsys)
+  expect_error(pretrain.main, ["--workdir", str(blocker / "sub"), "--set", "epochs=1",
+                               "--no-progress"], "", capsys)
+  assert blocker.read_text() == "x"

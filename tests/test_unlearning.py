@@ -135,8 +135,8 @@ def test_unlearn_killed_and_resumed_equals_uninterrupted(setup, tmp_path):
   base, data_dir, _, _, _ = setup
   env = {**os.environ, "JAXUNLEARN_DATA_DIR": str(data_dir), "JAX_PLATFORMS": "cpu"}
   cmd = [sys.executable, "-m", "experiments.unlearn", "--method", "igs", "--original",
-         str(base / "orig"), "--forget", "class:1", "--set", "steps=400",
-         "--checkpoint-every", "10", "--no-progress"]
+         str(base / "orig"), "--forget", "class:1", "--set", "steps=150",
+         "--checkpoint-every", "15", "--no-progress"]
   full = subprocess.run(cmd + ["--workdir", str(tmp_path / "full")], capture_output=True,
                         text=True, cwd=ROOT, env=env, timeout=300)
   assert full.returncode == 0, full.stderr
