@@ -5,9 +5,6 @@ Every gradient is checked against ``jax.grad`` of the plain
 models run with XLA's convolution (same parameters).
 """
 
-import json
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,12 +22,9 @@ SHAPES = [
     (4, 8, 8, 1, 4, 3, 1, ((1, 1), (1, 1))),
     (4, 8, 8, 3, 16, 3, 2, ((1, 1), (1, 1))),
     (2, 9, 7, 16, 16, 3, 1, ((1, 1), (1, 1))),
-    (2, 9, 9, 16, 64, 3, 2, ((1, 1), (1, 1))),
     (2, 6, 6, 64, 64, 3, 1, ((1, 1), (1, 1))),
     (2, 8, 8, 64, 16, 1, 2, ((0, 0), (0, 0))),   # ResNet projection shortcut
-    (3, 7, 7, 3, 64, 1, 1, ((0, 0), (0, 0))),
     (2, 8, 8, 3, 4, 3, 2, "SAME"),
-    (2, 8, 8, 3, 4, 3, 1, "VALID"),
     (2, 7, 8, 3, 5, 3, 2, ((0, 2), (1, 0))),     # asymmetric padding
 ]
 
@@ -40,12 +34,13 @@ def _plain(x, w, s, pad):
 
 
 def _data(shape, seed=0):
+    # numpy RNG: no eager XLA compiles for the test data
     n, h, w, cin, cout, k, s, pad = shape
-    kx, kw, kc = jax.random.split(jax.random.key(seed), 3)
-    x = jax.random.normal(kx, (n, h, w, cin))
-    wt = jax.random.normal(kw, (k, k, cin, cout))
-    ct = jax.random.normal(kc, _plain(x, wt, s, pad).shape)
-    return x, wt, ct
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, cin), dtype=np.float32)
+    wt = rng.standard_normal((k, k, cin, cout), dtype=np.float32)
+    out = jax.eval_shape(lambda x, w: _plain(x, w, s, pad), x, wt).shape
+    return jnp.asarray(x), jnp.asarray(wt), jnp.asarray(rng.standard_normal(out, dtype=np.float32))
 
 
 def _assert_close(got, want, rtol=1e-4):
@@ -56,29 +51,31 @@ def _assert_close(got, want, rtol=1e-4):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=0, atol=rtol * scale)
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:7])) + (
-    f"-{s[7]}" if isinstance(s[7], str) else ""))
-def test_value_grad_and_jvp_match_plain_conv(shape):
-    *_, s, pad = shape
-    x, w, ct = _data(shape)
+def test_value_grad_and_jvp_match_plain_conv():
+    # Every shape in one jit: one XLA compile instead of one per shape.
+    data = [_data(shape, seed) for seed, shape in enumerate(SHAPES)]
 
-    def check(f):
+    def check(f, x, w, ct):
         loss = lambda x, w: jnp.sum(f(x, w) * ct)
         return f(x, w), jax.grad(loss, (0, 1))(x, w), jax.jvp(f, (x, w), (x, w))[1]
 
     @jax.jit
-    def all_three():  # one compile per shape
-        return {"plain": check(lambda x, w: _plain(x, w, s, pad)),
-                **{kg: check(lambda x, w, kg=kg: conv.conv2d(x, w, (s, s), pad, kernel_grad=kg))
-                   for kg in ("taps", "matmul")}}
+    def run(data):
+        out = []
+        for shape, (x, w, ct) in zip(SHAPES, data):
+            s, pad = shape[6], shape[7]
+            out.append({"plain": check(lambda x, w: _plain(x, w, s, pad), x, w, ct), **{
+                kg: check(lambda x, w, kg=kg: conv.conv2d(x, w, (s, s), pad, kernel_grad=kg),
+                          x, w, ct) for kg in ("taps", "matmul")}})
+        return out
 
-    res = all_three()
-    want = res["plain"]
-    for kg in ("taps", "matmul"):
-        got = res[kg]
-        np.testing.assert_array_equal(got[0], want[0])  # forward is lax's conv itself
-        _assert_close(got[1], want[1])
-        _assert_close(got[2], want[2])
+    for shape, res in zip(SHAPES, run(data)):
+        want = res["plain"]
+        for kg in ("taps", "matmul"):
+            got = res[kg]
+            np.testing.assert_array_equal(got[0], want[0], err_msg=f"{shape} {kg}")
+            _assert_close(got[1], want[1])
+            _assert_close(got[2], want[2])
 
 
 def test_only_kernel_or_only_input_tangent():
@@ -138,12 +135,12 @@ def test_conv_module_has_nnx_conv_params_and_init():
     assert sorted(pa) == sorted(pb) == ["bias", "kernel"]
     for k in pa:
         np.testing.assert_array_equal(pa[k], pb[k])
-    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 8, 8, 3), dtype=np.float32))
     np.testing.assert_array_equal(a(x), b(x))
 
 
 SMALL = {"cnn": ((8, 8, 1), dict(channels=(4, 8), hidden=16)),
-         "resnet18": ((8, 8, 3), dict(width=4, stage_sizes=(1, 1)))}
+         "resnet18": ((8, 8, 3), dict(width=2, stage_sizes=(1, 1)))}
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -151,7 +148,7 @@ def test_models_same_outputs_and_gradients_with_either_conv(name):
     shape, kwargs = SMALL[name]
     fm, params, state = functional(create_model(
         name, num_classes=10, input_shape=shape, seed=0, **kwargs))
-    x = jax.random.normal(jax.random.key(1), (8, *shape))
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((8, *shape), dtype=np.float32))
     y = jnp.arange(8) % 10
 
     def run():
@@ -178,16 +175,3 @@ def test_models_same_outputs_and_gradients_with_either_conv(name):
     _assert_close(ours[3], xla[3])  # every parameter's gradient, leaf by leaf
     _assert_close(ours[4], xla[4])
     assert jax.tree.structure(ours[3]) == jax.tree.structure(params)
-
-
-def test_benchmark_quick_layers(tmp_path):
-    from benchmarks import conv_grad
-    out = tmp_path / "conv_grad.json"
-    conv_grad.main(["--quick", "--no-models", "--out", str(out)])
-    data = json.loads(out.read_text())
-    assert data["machine"]["backend"] == jax.default_backend()
-    assert data["rows"] and (tmp_path / "conv_grad.md").exists()
-    for row in data["rows"]:
-        for impl in ("xla", "taps", "matmul"):
-            assert math.isfinite(row["ratio"][impl]) and row["ratio"][impl] > 0
-            assert row["grad_rel_err"][impl] < 1e-4
