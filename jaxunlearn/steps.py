@@ -18,11 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxunlearn.models import FunctionalModel
-
-
-def cross_entropy(logits, labels):
-  """Mean softmax cross-entropy with integer labels."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+from jaxunlearn.objectives import cross_entropy
 
 
 def accuracy(logits, labels):
