@@ -49,30 +49,34 @@ def build_model(config: TrainConfig, dataset: data_lib.Dataset):
   return models.functional(model)
 
 
-def _split_accuracy(predict, params, model_state, split, idx=None) -> float:
-  images, labels = (split.images, split.labels) if idx is None else (
-      split.images[idx], split.labels[idx])
-  if len(labels) == 0:
-    return float("nan")
-  return metrics_lib.accuracy(np.asarray(predict(params, model_state, images)), labels)
+def _split_accuracy(predict, params, model_state, split) -> float:
+  return metrics_lib.accuracy(np.asarray(predict(params, model_state, split.images)),
+                              split.labels)
 
 
 def evaluate(predict, params, model_state, dataset, forget_set=None) -> dict:
-  """Train/val/test accuracy (%), and forget/retain splits when a forget set is given."""
-  out = {"train_accuracy": _split_accuracy(predict, params, model_state, dataset.train),
+  """Train/val/test accuracy (%), and forget/retain splits when a forget set is given.
+
+  Each split is predicted once; the forget/retain accuracies index those predictions.
+  """
+  train = np.asarray(predict(params, model_state, dataset.train.images))
+  test = np.asarray(predict(params, model_state, dataset.test.images))
+
+  def acc(logits, labels, idx=None):
+    if idx is not None:
+      logits, labels = logits[idx], labels[idx]
+    return metrics_lib.accuracy(logits, labels) if len(labels) else float("nan")
+
+  out = {"train_accuracy": acc(train, dataset.train.labels),
          "val_accuracy": _split_accuracy(predict, params, model_state, dataset.val),
-         "test_accuracy": _split_accuracy(predict, params, model_state, dataset.test)}
+         "test_accuracy": acc(test, dataset.test.labels)}
   if forget_set is not None:
     out.update(
-        forget_accuracy=_split_accuracy(predict, params, model_state, dataset.train,
-                                        forget_set.forget_idx),
-        retain_accuracy=_split_accuracy(predict, params, model_state, dataset.train,
-                                        forget_set.retain_idx),
-        test_retain_accuracy=_split_accuracy(predict, params, model_state, dataset.test,
-                                             forget_set.test_retain_idx))
+        forget_accuracy=acc(train, dataset.train.labels, forget_set.forget_idx),
+        retain_accuracy=acc(train, dataset.train.labels, forget_set.retain_idx),
+        test_retain_accuracy=acc(test, dataset.test.labels, forget_set.test_retain_idx))
     if len(forget_set.test_forget_idx):
-      out["test_forget_accuracy"] = _split_accuracy(predict, params, model_state, dataset.test,
-                                                    forget_set.test_forget_idx)
+      out["test_forget_accuracy"] = acc(test, dataset.test.labels, forget_set.test_forget_idx)
   return out
 
 

@@ -136,7 +136,18 @@ def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Datas
       params, model_state, opt_state = parallel.replicate((params, model_state, opt_state),
                                                           mesh)
 
+  # Logs stay on device until a save or the end: pulling them to the host every step
+  # would force a sync per step and serialise dispatch.
+  pending: list = []
+
+  def flush():
+    for t_done, logs_done in pending:
+      for k, v in logs_done.items():
+        history[k][t_done] = np.asarray(v)
+    pending.clear()
+
   def save(step):
+    flush()
     checkpointer.save(step, {"params": params, "model_state": model_state,
                              "opt_state": opt_state, "history": history,
                              "step": np.asarray(step, np.int32)},
@@ -159,8 +170,7 @@ def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Datas
       step_index = parallel.replicate(step_index, mesh)
     params, model_state, opt_state, logs = step_fn(params, model_state, opt_state, batch,
                                                    teacher, step_index)
-    for k, v in logs.items():
-      history[k][t] = np.asarray(v)
+    pending.append((t, logs))
     if t == first:
       jax.block_until_ready(params)
       compile_seconds = time.perf_counter() - start
@@ -169,6 +179,7 @@ def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Datas
       save(t + 1)
   jax.block_until_ready(params)
   seconds = time.perf_counter() - start
+  flush()
   if checkpointer is not None:
     save(cfg.steps)
     checkpointer.wait_until_finished()
