@@ -31,6 +31,30 @@ def softmax(x):
   return e / e.sum()
 
 
+def run_weighted(tx, steps, extra):
+  """Runs ``steps`` jitted steps on the scalarised loss; ``extra(L)`` gives update kwargs.
+
+  Returns the final params and the state after every step.
+  """
+  params = {"w": jnp.zeros(2)}
+  state = tx.init(params)
+
+  @jax.jit
+  def step(params, state):
+    def objective(p):
+      L = losses_jax(p)
+      return jaxunlearn.scalarized_loss(state, L[0], L[1]), L
+    (_, L), g = jax.value_and_grad(objective, has_aux=True)(params)
+    updates, state = tx.update(g, state, params, **extra(L))
+    return optax.apply_updates(params, updates), state
+
+  states = []
+  for _ in range(steps):
+    params, state = step(params, state)
+    states.append(state)
+  return params, states
+
+
 def test_famo_matches_hand_computation():
   lr, steps, famo_lr, wd = 0.05, 12, 0.2, 1e-3
   # numpy by hand
@@ -53,22 +77,8 @@ def test_famo_matches_hand_computation():
     hand.append(softmax(xi))
   # jaxunlearn
   tx = jaxunlearn.famo(optax.sgd(lr), learning_rate=famo_lr, weight_decay=wd, eps=0.0)
-  params = {"w": jnp.zeros(2)}
-  state = tx.init(params)
-
-  @jax.jit
-  def step(params, state):
-    def objective(p):
-      L = losses_jax(p)
-      return jaxunlearn.scalarized_loss(state, L[0], L[1]), L
-    (_, L), g = jax.value_and_grad(objective, has_aux=True)(params)
-    updates, state = tx.update(g, state, params, losses=L, losses_fn=losses_jax)
-    return optax.apply_updates(params, updates), state
-
-  got = []
-  for _ in range(steps):
-    params, state = step(params, state)
-    got.append(np.asarray(jaxunlearn.loss_weights(state)))
+  params, states = run_weighted(tx, steps, lambda L: dict(losses=L, losses_fn=losses_jax))
+  got = [np.asarray(jaxunlearn.loss_weights(s)) for s in states]
   hand = np.array(hand)
   assert np.ptp(hand[:, 0]) > 0.01  # the weights moved
   np.testing.assert_allclose(np.array(got), hand, rtol=1e-3, atol=1e-4)
@@ -85,22 +95,8 @@ def test_primal_dual_matches_hand_computation():
     lam = max(0.0, lam + eta * (L[0] - threshold))
     hand.append(lam)
   tx = jaxunlearn.primal_dual(optax.sgd(lr), threshold=threshold, dual_learning_rate=eta)
-  params = {"w": jnp.zeros(2)}
-  state = tx.init(params)
-
-  @jax.jit
-  def step(params, state):
-    def objective(p):
-      L = losses_jax(p)
-      return jaxunlearn.scalarized_loss(state, L[0], L[1]), L
-    (_, L), g = jax.value_and_grad(objective, has_aux=True)(params)
-    updates, state = tx.update(g, state, params, retain_loss=L[0])
-    return optax.apply_updates(params, updates), state
-
-  got = []
-  for _ in range(steps):
-    params, state = step(params, state)
-    got.append(float(jaxunlearn.multiplier(state)))
+  _, states = run_weighted(tx, steps, lambda L: dict(retain_loss=L[0]))
+  got = [float(jaxunlearn.multiplier(s)) for s in states]
   assert max(hand) > 0.1
   np.testing.assert_allclose(got, hand, rtol=1e-4, atol=1e-5)
 
