@@ -1,6 +1,6 @@
 r"""Time of a convolution's ``value_and_grad``: XLA's own rule against the im2col kernel gradient.
 
-DESIGN.md section 4: on CPU, XLA's weight gradient of stride-1 3x3 convolutions is very
+docs/design.md §3: on CPU, XLA's weight gradient of stride-1 3x3 convolutions is very
 slow. :mod:`jaxunlearn.conv` forms the kernel gradient as matmuls instead. This benchmark
 times, in one process and interleaved (round after round, each implementation once per
 round, order rotating, median over rounds), one jitted ``value_and_grad`` with respect to
@@ -37,8 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxunlearn import conv
-from jaxunlearn import models as models_lib
+from jaxunlearn.engine.records import machine_info
+from jaxunlearn.nn import conv
+from jaxunlearn.nn import models as models_lib
 
 # (name, H, W, Cin, Cout, kernel, stride)
 LAYERS = (
@@ -52,20 +53,6 @@ LAYERS = (
     ("cnn 14x14x32->64 s2", 14, 14, 32, 64, 3, 2),
 )
 QUICK_LAYERS = (("quick 8x8x4 s1", 8, 8, 4, 8, 3, 1), ("quick 8x8x4 s2", 8, 8, 4, 8, 3, 2))
-
-
-def machine_info() -> dict:
-  import platform  # pylint: disable=import-outside-toplevel
-  dev = jax.devices()[0]
-  return {
-      "backend": jax.default_backend(),
-      "device_kind": getattr(dev, "device_kind", str(dev)),
-      "cpu_count": os.cpu_count(),
-      "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-      "platform": platform.platform(),
-      "versions": {"jax": jax.__version__, "jaxlib": jax.lib.__version__,
-                   "numpy": np.__version__},
-  }
 
 
 def _interleaved(fns: dict, args: tuple, rounds: int, warmup: int) -> dict:

@@ -122,7 +122,7 @@ def report(seed: int = 0, steps: int = 3000, lr: float = 0.5) -> list[dict]:
   # The paper's dual (Adam, L2 0.01 on λ) and the same without the decay: at a fixed
   # point the decay needs a sustained per-step rise of 0.01·λ to hold λ, so L_r drifts.
   for wd in (0.01, 0.0):
-    for signal in jaxunlearn.surgery.SIGNALS:
+    for signal in jaxunlearn.transforms.SIGNALS:
       runs[f"igs-{signal} wd={wd:g}"] = run_igs(problem, signal=signal, steps=steps, lr=lr,
                                                   dual_weight_decay=wd)[0]
   for name, losses in runs.items():

@@ -49,11 +49,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.step_cost import machine_info
-from jaxunlearn import models, parallel
-from jaxunlearn.methods import get_method, make_config
-from jaxunlearn.unlearning import build_transformation
-from jaxunlearn.unlearning_steps import make_unlearn_step
+from benchmarks import synthetic
+from jaxunlearn.engine import parallel
+from jaxunlearn.engine.methods import build_transformation, get_method, make_config
+from jaxunlearn.engine.records import machine_info
+from jaxunlearn.engine.steps import make_unlearn_step
+from jaxunlearn.nn import models
 
 _CHILD_ENV = "JAXUNLEARN_SCALING_CHILD"
 NOTE = ("Forced host devices on a CPU share the same cores: these numbers show that the "
@@ -63,18 +64,8 @@ NOTE = ("Forced host devices on a CPU share the same cores: these numbers show t
 
 def _batches(cfg, input_shape, num_classes, count, seed):
   rng = np.random.default_rng(seed)
-  out = []
-  for _ in range(count):
-    f_true = rng.integers(0, num_classes, cfg.n_forget).astype(np.int32)
-    out.append({
-        "retain_image": rng.normal(size=(cfg.n_retain, *input_shape)).astype(np.float32),
-        "retain_label": rng.integers(0, num_classes, cfg.n_retain).astype(np.int32),
-        "forget_image": rng.normal(size=(cfg.n_forget, *input_shape)).astype(np.float32),
-        "forget_label": ((f_true + rng.integers(1, num_classes, cfg.n_forget))
-                         % num_classes).astype(np.int32),
-        "forget_true_label": f_true,
-    })
-  return out
+  return [synthetic.unlearning_batch(rng, cfg.n_retain, cfg.n_forget, input_shape, num_classes)
+          for _ in range(count)]
 
 
 class _Setting:
@@ -115,7 +106,7 @@ def measure(method: str, config: dict, device_counts, progress=True) -> dict:
   cfg = make_config(method, steps=1000, n_retain=config["n_retain"],
                     n_forget=config["n_forget"], learning_rate=config["lr"])
   m = get_method(method)
-  tx = build_transformation(cfg, m)
+  tx = build_transformation(cfg)
   model_kwargs = {"hidden": (256, 256)} if config["model"] == "mlp" else {}
   module = models.create_model(config["model"], num_classes=config["num_classes"],
                                input_shape=tuple(config["input_shape"]), seed=config["seed"],

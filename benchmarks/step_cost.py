@@ -63,12 +63,10 @@ Writes ``--out`` (JSON, default ``results/step_cost.json``) and a markdown table
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import time
@@ -81,13 +79,27 @@ import numpy as np
 import optax
 
 import jaxunlearn
-from jaxunlearn import models as models_lib
+from benchmarks import synthetic
+from jaxunlearn.engine.methods import ObservedLosses, build_transformation, get_method, make_config
+from jaxunlearn.engine.records import machine_info
+from jaxunlearn.nn import models as models_lib
 
 METHODS = ("plain", "igs-reevaluate", "igs-consecutive", "igs-jvp", "explicit", "pcgrad",
            "mgda", "cagrad", "famo", "pdu")
 LAYOUTS = ("split", "shared")
 MODELS = ("mlp", "cnn", "resnet18")
-TWO_GRADIENT = ("explicit", "pcgrad", "mgda", "cagrad")
+# Benchmark variant -> (registry method, config overrides).
+VARIANTS = {
+    "igs-reevaluate": ("igs", {"signal": "reevaluate"}),
+    "igs-consecutive": ("igs", {"signal": "consecutive"}),
+    "igs-jvp": ("igs", {"signal": "jvp"}),
+    "explicit": ("explicit", {}),
+    "pcgrad": ("pcgrad", {}),
+    "mgda": ("mgda", {}),
+    "cagrad": ("cagrad", {}),
+    "famo": ("famo", {}),
+    "pdu": ("pdu", {"pdu_threshold": 0.5, "pdu_dual_lr": 0.1}),
+}
 BASELINE = "plain"
 MEMORY_FIELDS = ("argument_bytes", "output_bytes", "alias_bytes", "temp_bytes",
                  "generated_code_bytes", "peak_bytes", "total_bytes")
@@ -111,10 +123,8 @@ def make_batch(seed: int, layout: str, batch_size: int, forget_size: int,
   rng = np.random.default_rng(seed)
 
   def part(n):
-    x = rng.normal(size=(n, *input_shape)).astype(np.float32)
-    y = rng.integers(0, num_classes, size=n)
-    wrong = (y + rng.integers(1, num_classes, size=n)) % num_classes
-    return jnp.asarray(x), jnp.asarray(y, jnp.int32), jnp.asarray(wrong, jnp.int32)
+    return tuple(map(jnp.asarray, synthetic.synthetic_examples(rng, n, input_shape,
+                                                               num_classes)))
 
   if layout == "split":
     x_r, y_r, _ = part(batch_size)
@@ -164,11 +174,14 @@ class Losses:
 # ------------------------------------------------------------------ steps
 
 def make_step(method: str, losses: Losses, lr: float = 1e-3):
-  """Returns ``(tx, step)``: ``step(params, ms, opt_state, batch) -> (params, ms, opt_state, aux)``."""
-  inner = optax.sgd(lr, momentum=0.9)
+  """Returns ``(tx, step)``: ``step(params, ms, opt_state, batch) -> (params, ms, opt_state, aux)``.
 
+  ``method`` is the plain baseline or a variant in :data:`VARIANTS`, built from the
+  method registry: its transformation and the extra arguments of its ``update`` come from
+  the registry entry, the step body from its shape.
+  """
   if method == BASELINE:
-    tx = inner
+    tx = optax.sgd(lr, momentum=0.9)
 
     def step(params, ms, opt_state, batch):
       (l_r, new_ms), g = jax.value_and_grad(losses.retain, has_aux=True)(params, ms, batch)
@@ -177,15 +190,14 @@ def make_step(method: str, losses: Losses, lr: float = 1e-3):
 
     return tx, step
 
-  if method in TWO_GRADIENT:
-    aggregator = {
-        "explicit": jaxunlearn.explicit_gradient_surgery,
-        "pcgrad": jaxunlearn.aggregators.pcgrad,
-        "mgda": jaxunlearn.aggregators.mgda,
-        "cagrad": jaxunlearn.aggregators.cagrad,
-    }[method]()
-    tx = optax.chain(aggregator, inner)
+  if method not in VARIANTS:
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+  name, overrides = VARIANTS[method]
+  cfg = make_config(name, learning_rate=lr, momentum=0.9, **overrides)
+  entry = get_method(name)
+  tx = build_transformation(cfg)
 
+  if entry.shape == "aggregated":
     def step(params, ms, opt_state, batch):
       fns = (lambda p: losses.retain(p, ms, batch), lambda p: losses.forget(p, ms, batch))
       values, auxes, grads = jaxunlearn.objective_gradients(fns, params, has_aux=True)
@@ -194,31 +206,15 @@ def make_step(method: str, losses: Losses, lr: float = 1e-3):
 
     return tx, step
 
-  if method.startswith("igs-"):
-    signal = method[len("igs-"):]
-    tx = jaxunlearn.implicit_gradient_surgery(inner, tolerance=0.0, signal=signal)
-  elif method == "famo":
-    tx = jaxunlearn.famo(inner)
-  elif method == "pdu":
-    tx = jaxunlearn.primal_dual(inner, threshold=0.5, dual_learning_rate=0.1)
-  else:
-    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-
-  def step(params, ms, opt_state, batch):
+  def step(params, ms, opt_state, batch):  # weighted: one backprop of the scalarised loss
     def objective(p):
       l_r, l_f, new_ms = losses.both(p, ms, batch)
       return jaxunlearn.scalarized_loss(opt_state, l_r, l_f), (jnp.stack([l_r, l_f]), new_ms)
 
     (_, (values, new_ms)), g = jax.value_and_grad(objective, has_aux=True)(params)
-    if method == "famo":
-      extra = dict(losses=values,
-                   losses_fn=lambda p: jnp.stack(losses.both(p, ms, batch)[:2]))
-    elif method == "pdu" or method == "igs-consecutive":
-      extra = dict(retain_loss=values[0])
-    else:
-      extra = dict(retain_loss=values[0],
-                   retain_loss_fn=lambda p: losses.retain(p, ms, batch)[0])
-    updates, opt_state = tx.update(g, opt_state, params, **extra)
+    observed = ObservedLosses(values[0], values[1], lambda p: losses.retain(p, ms, batch)[0],
+                              lambda p: losses.forget(p, ms, batch)[0])
+    updates, opt_state = tx.update(g, opt_state, params, **entry.update_kwargs(observed))
     return optax.apply_updates(params, updates), new_ms, opt_state, values
 
   return tx, step
@@ -414,30 +410,6 @@ def build_model(name: str, input_shape, num_classes: int, seed: int, resnet_widt
                                   seed=seed, **kwargs)
   fm, params, model_state = models_lib.functional(model)
   return fm, params, model_state, kwargs
-
-
-def machine_info() -> dict:
-  dev = jax.devices()[0]
-  versions = {}
-  for mod in ("jax", "jaxlib", "flax", "optax", "numpy"):
-    try:
-      versions[mod] = __import__(mod).__version__
-    except Exception:  # pylint: disable=broad-except
-      versions[mod] = None
-  return {
-      "backend": jax.default_backend(),
-      "device_kind": getattr(dev, "device_kind", str(dev)),
-      "device_count": jax.device_count(),
-      "cpu_count": os.cpu_count(),
-      "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-      "platform": platform.platform(),
-      "processor": platform.processor() or platform.machine(),
-      "python": platform.python_version(),
-      "versions": versions,
-      "jaxunlearn": getattr(jaxunlearn, "__version__", None),
-      "xla_flags": os.environ.get("XLA_FLAGS"),
-      "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-  }
 
 
 # ------------------------------------------------------------------ running

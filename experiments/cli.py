@@ -1,18 +1,16 @@
-"""Shared command-line plumbing: one-line errors, no traceback dump, non-zero exit."""
+"""Shared command-line plumbing: one-line errors for what the user can fix, tracebacks for bugs."""
 
 from __future__ import annotations
 
 import functools
 import sys
 
-from jaxunlearn.checkpoint import CheckpointError
-from jaxunlearn.config import ConfigError
-from jaxunlearn.data import DatasetNotPreparedError, ForgetSpecError
+from jaxunlearn.errors import JaxUnlearnError
 
-# OSError covers a workdir that cannot be created or written (a file on the path, no
-# permission, disk full): the user's problem, reported in one line like the others.
-USER_ERRORS = (ConfigError, ForgetSpecError, DatasetNotPreparedError, CheckpointError,
-               ValueError, TypeError, OSError)
+# The project's own errors name the fix; OSError covers a workdir that cannot be created
+# or written (a file on the path, no permission, disk full). Anything else is a bug in
+# our code and keeps its traceback.
+USER_ERRORS = (JaxUnlearnError, OSError)
 
 
 def main_guard(fn):
@@ -24,5 +22,5 @@ def main_guard(fn):
     except USER_ERRORS as e:
       message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
       print(f"error: {message}", file=sys.stderr)
-      raise SystemExit(2)
+      raise SystemExit(2) from e
   return wrapper

@@ -13,129 +13,58 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
-import json
 import math
-import os
 import pathlib
 import time
 
 import numpy as np
 
-from tqdm.auto import tqdm
-
-from experiments import configs, plots
+from experiments import plots
 from experiments.cli import main_guard
-from experiments.scenarios import DEFAULT_SCENARIOS, SCENARIOS, get_scenario
-from jaxunlearn import data as data_lib
+from experiments.jobs import Job, prepare_scenario, run_jobs
+from experiments.scenarios import DEFAULT_SCENARIOS, SCENARIOS
 from jaxunlearn import metrics as metrics_lib
-from jaxunlearn.config import ConfigError, override
-from jaxunlearn.methods import METHODS, get_method, make_config
-from jaxunlearn.pretraining import load_trained, train
-from jaxunlearn.unlearning import evaluate_unlearning, unlearn
+from jaxunlearn.engine.methods import METHODS, get_method
+from jaxunlearn.engine.records import check_workdir, write_json_atomic
+from jaxunlearn.errors import ConfigError
 
-KEYS = ("UA", "RA", "TA", "MIA")
-
-
-def _write_json_atomic(path: pathlib.Path, obj) -> None:
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(obj, indent=1))
-  os.replace(tmp, path)  # a killed run never leaves a half-written result
-
-
-def _trained(workdir, config, *, forget=None, retrain=False, data_dir=None, progress=True):
-  """Trains once; afterwards (or after a kill) reuses/resumes the run in ``workdir``."""
-  if not (workdir / "metrics.json").exists():
-    resume = (workdir / "checkpoints").exists()
-    train(config, workdir, forget_spec=forget, retrain=retrain, resume=resume,
-          data_dir=data_dir, progress=progress)
-  return load_trained(workdir)
-
-
-def forget_target(method_name: str, cfg) -> str:
-  """What the forget objective pushes towards, for the table."""
-  m = get_method(method_name)
-  if m.name in ("ga", "graddiff"):
-    return "GA (true labels)"
-  if m.name == "npo":
-    return "NPO (true labels)"
-  if m.name in ("ft", "l1sparse"):
-    return "— (retain only)"
-  if m.name == "scrub":
-    return "teacher KL"
-  if m.shape != "single" or m.name == "linear":
-    if cfg.forget_objective == "ga":
-      return "GA (true labels)"
-  return "RL " + ("wrong classes" if cfg.forget_labels == "random_wrong" else "all classes")
+KEYS = metrics_lib.METRIC_KEYS
 
 
 def run_scenario(name: str, workdir, *, seeds: int = 3, methods=None, overrides=(),
                  pretrain_overrides=(), data_dir=None, progress: bool = True,
                  sweeps: bool | int = True) -> dict:
-  scenario = get_scenario(name)
+  """Runs every method × seed (and the scenario's sweeps) and writes tables and plots.
+
+  ``sweeps``: True for every sweep value, an int n for the first n of each, False for none.
+  """
   methods = list(methods or METHODS)
   for m in methods:
     get_method(m)
   if seeds <= 0:
     raise ConfigError(f"--seeds must be ≥ 1, got {seeds}")
-  out_dir = pathlib.Path(workdir) / name
-  out_dir.mkdir(parents=True, exist_ok=True)
-  (out_dir / "runs").mkdir(exist_ok=True)
-  pre = override(configs.get_pretrain_config(scenario.pretrain_config), list(pretrain_overrides))
-  dataset = data_lib.load_dataset(pre.dataset, data_dir)
-  forget_set = data_lib.make_forget_set(dataset, scenario.forget, seed=0)
-
   start = time.perf_counter()
-  original = _trained(out_dir / "original", pre, data_dir=data_dir, progress=progress)
-  retrained = _trained(out_dir / "retrain", pre, forget=scenario.forget, retrain=True,
-                       data_dir=data_dir, progress=progress)
-  reference = {"original": evaluate_unlearning(original.fm, original.params,
-                                               original.model_state, dataset, forget_set),
-               "retrain": evaluate_unlearning(retrained.fm, retrained.params,
-                                              retrained.model_state, dataset, forget_set)}
-  retrain_seconds = json.loads((out_dir / "retrain" / "metrics.json").read_text())["seconds"]
-
-  jobs = [(m, seed, {}) for m in methods for seed in range(seeds)]
-  if sweeps:  # True: every value; an int n: the first n values of each sweep
-    for m, (key, values) in scenario.sweeps.items():
+  ctx = prepare_scenario(name, workdir, pretrain_overrides=pretrain_overrides,
+                         data_dir=data_dir, progress=progress)
+  jobs = [Job(m, seed) for m in methods for seed in range(seeds)]
+  if sweeps:
+    for m, (key, values) in ctx.scenario.sweeps.items():
       if m in methods:
         values = values if sweeps is True else values[:int(sweeps)]
-        jobs += [(m, 0, {key: v}) for v in values]
-  runs = []
-  for method, seed, extra in tqdm(jobs, desc=name, unit="run", disable=not progress):
-    tag = "-".join(f"{k}={v}" for k, v in extra.items())
-    path = out_dir / "runs" / (f"{method}-s{seed}" + (f"-{tag}" if tag else "") + ".json")
-    if path.exists():
-      runs.append(json.loads(path.read_text()))
-      continue
-    cfg = override(make_config(method, scenario.unlearn, seed=seed), list(overrides))
-    cfg = dataclasses.replace(cfg, **extra)
-    res = unlearn(cfg, original.fm, original.params, original.model_state, dataset, forget_set,
-                  progress=False)
-    ev = evaluate_unlearning(original.fm, res.params, res.model_state, dataset, forget_set,
-                             seed=seed)
-    record = {"method": method, "seed": seed, "sweep": extra, "metrics": ev,
-              "AvgGap": (metrics_lib.avg_gap(ev, reference["retrain"])
-                         if not ev.get("diverged") else float("nan")),
-              "seconds": res.seconds, "compile_seconds": res.compile_seconds,
-              "forget_target": forget_target(method, cfg), "config": cfg.to_dict(),
-              "skipped_steps": int(res.history["skipped"].sum()),
-              "history": {k: v.tolist() for k, v in res.history.items()
-                          if k in ("retain_loss", "forget_loss", "multiplier",
-                                   "retain_decrease")}}
-    _write_json_atomic(path, record)
-    runs.append(record)
+        jobs += [Job(m, 0, ((key, v),)) for v in values]
+  runs = run_jobs(ctx, jobs, overrides=overrides, progress=progress)
 
   summary = summarize([r for r in runs if not r["sweep"]])
-  results = {"scenario": name, "description": scenario.description, "forget": scenario.forget,
-             "dataset": dataset.name, "model": pre.model, "seeds": seeds,
-             "forget_size": int(len(forget_set.forget_idx)),
-             "reference": reference, "retrain_seconds": retrain_seconds,
+  results = {"scenario": name, "description": ctx.scenario.description,
+             "forget": ctx.scenario.forget, "dataset": ctx.dataset.name,
+             "model": ctx.pretrain.model, "seeds": seeds,
+             "forget_size": int(len(ctx.forget_set.forget_idx)),
+             "reference": ctx.reference, "retrain_seconds": ctx.retrain_seconds,
              "summary": summary, "runs": runs,
              "wall_seconds": time.perf_counter() - start}
-  _write_json_atomic(out_dir / "results.json", results)
-  write_tables(results, out_dir)
-  plots.write_all(results, out_dir)
+  write_json_atomic(ctx.out_dir / "results.json", results)
+  write_tables(results, ctx.out_dir)
+  plots.write_all(results, ctx.out_dir)
   return results
 
 
@@ -230,9 +159,7 @@ def parse_args(argv=None):
 @main_guard
 def main(argv=None):
   args = parse_args(argv)
-  workdir = pathlib.Path(args.workdir)
-  if workdir.exists() and not workdir.is_dir():
-    raise ConfigError(f"workdir {workdir} is a file, not a directory")
+  workdir = check_workdir(args.workdir)
   methods = args.methods.split(",") if args.methods else None
   start = time.perf_counter()
   for name in args.scenario or DEFAULT_SCENARIOS:

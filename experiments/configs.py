@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from jaxunlearn.config import ConfigError, TrainConfig
+from jaxunlearn.engine.config import TrainConfig
+from jaxunlearn.errors import ConfigError
 
 PRETRAIN_CONFIGS = {
     # CPU default: 64-256-256-10 MLP on scikit-learn digits, seconds on 2 cores.

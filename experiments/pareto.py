@@ -11,52 +11,37 @@ runs the method at each tolerance for each seed, and writes ``pareto.json``,
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
-from experiments import configs  # noqa: E402
 from experiments.cli import main_guard  # noqa: E402
-from experiments.compare import _trained  # noqa: E402
-from experiments.scenarios import get_scenario  # noqa: E402
-from jaxunlearn import data as data_lib  # noqa: E402
+from experiments.jobs import Job, prepare_scenario, run_jobs  # noqa: E402
 from jaxunlearn import metrics as metrics_lib  # noqa: E402
-from jaxunlearn.config import ConfigError, override  # noqa: E402
-from jaxunlearn.methods import make_config  # noqa: E402
-from jaxunlearn.unlearning import evaluate_unlearning, unlearn  # noqa: E402
+from jaxunlearn.engine.records import write_json_atomic  # noqa: E402
+from jaxunlearn.errors import ConfigError  # noqa: E402
 
 
 def sweep(scenario_name, workdir, tolerances, *, seeds=3, method="igs", overrides=(),
           pretrain_overrides=(), data_dir=None, progress=True) -> dict:
-  scenario = get_scenario(scenario_name)
-  out_dir = pathlib.Path(workdir) / scenario_name
-  out_dir.mkdir(parents=True, exist_ok=True)
-  pre = override(configs.get_pretrain_config(scenario.pretrain_config), list(pretrain_overrides))
-  dataset = data_lib.load_dataset(pre.dataset, data_dir)
-  forget_set = data_lib.make_forget_set(dataset, scenario.forget, seed=0)
-  original = _trained(out_dir / "original", pre, data_dir=data_dir, progress=progress)
-  retrained = _trained(out_dir / "retrain", pre, forget=scenario.forget, retrain=True,
-                       data_dir=data_dir, progress=progress)
-  reference = evaluate_unlearning(retrained.fm, retrained.params, retrained.model_state,
-                                  dataset, forget_set)
-  rows = []
-  jobs = [(t, s) for t in tolerances for s in range(seeds)]
+  """Runs ``method`` at each tolerance for each seed (resumable: finished runs are reused,
+  and shared with ``experiments.compare`` on the same workdir) and writes the sweep."""
+  ctx = prepare_scenario(scenario_name, workdir, pretrain_overrides=pretrain_overrides,
+                         data_dir=data_dir, progress=progress)
+  out_dir, reference = ctx.out_dir, ctx.reference["retrain"]
+  jobs = [Job(method, s, (("tolerance", t),)) for t in tolerances for s in range(seeds)]
+  records = run_jobs(ctx, jobs, overrides=overrides, progress=progress,
+                     desc=f"{method} tolerance sweep")
   per_tol: dict = {}
-  for tol, seed in tqdm(jobs, desc=f"{method} tolerance sweep", disable=not progress):
-    cfg = override(make_config(method, scenario.unlearn, seed=seed, tolerance=tol),
-                   list(overrides))
-    res = unlearn(cfg, original.fm, original.params, original.model_state, dataset, forget_set,
-                  progress=False)
-    ev = evaluate_unlearning(original.fm, res.params, res.model_state, dataset, forget_set,
-                             seed=seed)
-    ev["AvgGap"] = metrics_lib.avg_gap(ev, reference)
-    ev["retain_loss_rise"] = float(res.history["retain_loss"][-1] - res.history["retain_loss"][0])
-    per_tol.setdefault(tol, []).append(ev)
+  for job, r in zip(jobs, records):
+    ev = dict(r["metrics"], AvgGap=r["AvgGap"])
+    loss = r["history"]["retain_loss"]
+    ev["retain_loss_rise"] = float(loss[-1] - loss[0])
+    per_tol.setdefault(dict(job.sweep)["tolerance"], []).append(ev)
+  rows = []
   for tol, evs in per_tol.items():
     row = {"tolerance": tol}
     for key in ("UA", "RA", "TA", "MIA", "AvgGap", "retain_loss_rise"):
@@ -64,7 +49,7 @@ def sweep(scenario_name, workdir, tolerances, *, seeds=3, method="igs", override
     rows.append(row)
   result = {"scenario": scenario_name, "method": method, "seeds": seeds, "retrain": reference,
             "rows": rows}
-  (out_dir / "pareto.json").write_text(json.dumps(result, indent=1))
+  write_json_atomic(out_dir / "pareto.json", result)
   lines = [f"### {method} tolerance sweep on {scenario_name} ({seeds} seeds)", "",
            "| tolerance ε | UA | RA | TA | MIA | Avg. Gap ↓ | L_r rise over the run |",
            "|---|---|---|---|---|---|---|"]
@@ -93,8 +78,8 @@ def sweep(scenario_name, workdir, tolerances, *, seeds=3, method="igs", override
 def _floats(text):
   try:
     return [float(x) for x in text.split(",") if x.strip()]
-  except ValueError:
-    raise ConfigError(f"--tolerances must be comma-separated numbers, got {text!r}")
+  except ValueError as e:
+    raise ConfigError(f"--tolerances must be comma-separated numbers, got {text!r}") from e
 
 
 @main_guard

@@ -74,7 +74,7 @@ def ua_ta(results, path):
 def multiplier(results, path):
   """λ over steps for the methods that keep one (seed 0)."""
   fig, ax = plt.subplots(figsize=(7, 4))
-  for method in ("igs", "pdu", "explicit"):
+  for method in results["summary"]:
     r = _seed0(results, method)
     if r and "multiplier" in r["history"]:
       ax.plot(r["history"]["multiplier"], label=method)

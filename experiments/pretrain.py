@@ -15,9 +15,10 @@ import json
 
 from experiments import configs
 from experiments.cli import main_guard
-from jaxunlearn.config import ConfigError, override
-from jaxunlearn.models import MODELS
-from jaxunlearn.pretraining import train
+from jaxunlearn.engine.config import override
+from jaxunlearn.errors import ConfigError
+from jaxunlearn.nn.models import MODELS
+from jaxunlearn.engine.training import train
 
 
 def parse_args(argv=None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping
 
-from jaxunlearn.config import ConfigError
+from jaxunlearn.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

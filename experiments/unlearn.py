@@ -16,13 +16,16 @@ import pathlib
 
 
 from experiments.cli import main_guard
-from jaxunlearn import checkpoint as ckpt
+from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
-from jaxunlearn.config import ConfigError, override
-from jaxunlearn.methods import METHODS, make_config, validate
-from jaxunlearn.pretraining import load_trained
-from jaxunlearn.unlearning import evaluate_unlearning, unlearn
+from jaxunlearn.engine.config import override
+from jaxunlearn.errors import ConfigError
+from jaxunlearn.engine.evaluation import evaluate
+from jaxunlearn.engine.methods import METHODS, make_config
+from jaxunlearn.engine.records import check_workdir, write_json_atomic
+from jaxunlearn.engine.training import load_trained
+from jaxunlearn.engine.unlearning import unlearn
 
 
 def parse_args(argv=None):
@@ -44,12 +47,10 @@ def parse_args(argv=None):
 
 
 def run(args) -> dict:
-  workdir = pathlib.Path(args.workdir)
-  if workdir.exists() and not workdir.is_dir():
-    raise ConfigError(f"workdir {workdir} is a file, not a directory")
+  workdir = check_workdir(args.workdir)
   if (workdir / "metrics.json").exists():
     raise ConfigError(f"{workdir} already holds an unlearning result; choose a new --workdir")
-  cfg = validate(override(make_config(args.method, seed=args.seed), args.set))
+  cfg = override(make_config(args.method, seed=args.seed), args.set).validate()
   if args.checkpoint_every < 0:
     raise ConfigError(f"--checkpoint-every must be ≥ 0, got {args.checkpoint_every}")
   original = load_trained(args.original)
@@ -80,20 +81,18 @@ def run(args) -> dict:
                    checkpoint_every=args.checkpoint_every, resume=args.resume,
                    metadata=metadata)
   manager.close()
-  out = evaluate_unlearning(original.fm, result.params, result.model_state, dataset, forget_set,
-                            seed=args.seed)
+  out = evaluate(original.fm, result.params, result.model_state, dataset, forget_set,
+                 seed=args.seed)
   out.update(method=args.method, seconds=result.seconds, resumed=bool(args.resume), compile_seconds=result.compile_seconds,
              config=cfg.to_dict(), forget_spec=args.forget, forget_digest=forget_set.digest,
              skipped_steps=int(result.history["skipped"].sum()),
              history={k: v.tolist() for k, v in result.history.items()})
   if retrained is not None:
-    reference = evaluate_unlearning(retrained.fm, retrained.params, retrained.model_state,
-                                    dataset, forget_set, seed=args.seed)
+    reference = evaluate(retrained.fm, retrained.params, retrained.model_state, dataset,
+                         forget_set, seed=args.seed)
     out["retrain"] = reference
     out["AvgGap"] = metrics_lib.avg_gap(out, reference)
-  tmp = workdir / "metrics.json.tmp"
-  tmp.write_text(json.dumps(out, indent=2))
-  tmp.replace(workdir / "metrics.json")  # atomic: never a half-written result
+  write_json_atomic(workdir / "metrics.json", out, indent=2)
   return out
 
 

@@ -12,32 +12,30 @@ Example:
   ((64, 8, 8, 1), True)
 """
 
-from .augment import augment
-from .batches import FORGET_LABELS
-from .batches import batch_indices
-from .batches import epoch_batches
-from .batches import epoch_permutation
-from .batches import random_labels
-from .batches import steps_per_epoch
-from .batches import union_batch
-from .batches import unlearning_batch
-from .builders import prepare
-from .forget import ForgetSet
-from .forget import ForgetSpecError
-from .forget import ids_digest
-from .forget import make_forget_set
-from .forget import write_ids_file
-from .source import DATASETS
-from .source import Dataset
-from .source import DatasetNotPreparedError
-from .source import Split
-from .source import default_data_dir
-from .source import load_dataset
+from jaxunlearn.errors import DatasetNotPreparedError, ForgetSpecError
+from jaxunlearn.data.augment import augment
+from jaxunlearn.data.batches import FORGET_LABELS
+from jaxunlearn.data.batches import batch_indices
+from jaxunlearn.data.batches import epoch_batches
+from jaxunlearn.data.batches import epoch_permutation
+from jaxunlearn.data.batches import random_labels
+from jaxunlearn.data.batches import steps_per_epoch
+from jaxunlearn.data.batches import unlearning_batch
+from jaxunlearn.data.builders import prepare
+from jaxunlearn.data.forget import ForgetSet
+from jaxunlearn.data.forget import ids_digest
+from jaxunlearn.data.forget import make_forget_set
+from jaxunlearn.data.forget import write_ids_file
+from jaxunlearn.data.source import DATASETS
+from jaxunlearn.data.source import Dataset
+from jaxunlearn.data.source import Split
+from jaxunlearn.data.source import default_data_dir
+from jaxunlearn.data.source import load_dataset
 
 __all__ = [
     "DATASETS", "Dataset", "DatasetNotPreparedError", "FORGET_LABELS", "ForgetSet",
     "ForgetSpecError", "Split", "augment", "batch_indices", "default_data_dir",
     "epoch_batches", "epoch_permutation", "ids_digest", "load_dataset",
-    "make_forget_set", "prepare", "random_labels", "steps_per_epoch", "union_batch",
+    "make_forget_set", "prepare", "random_labels", "steps_per_epoch",
     "unlearning_batch", "write_ids_file",
 ]

@@ -59,8 +59,8 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from . import paths
-from . import splits
+from jaxunlearn.data import paths
+from jaxunlearn.data import splits
 
 SPLIT_FRACTIONS = {"test": 0.2, "validation": 0.1}  # the rest is train
 SPLIT_SEED = 0

@@ -36,13 +36,11 @@ import re
 
 import numpy as np
 
+from jaxunlearn.errors import ForgetSpecError
+
 __all__ = ["ForgetSet", "ForgetSpecError", "make_forget_set", "write_ids_file"]
 
 _INT = re.compile(r"[+-]?\d+")
-
-
-class ForgetSpecError(ValueError):
-  """An invalid forget-set spec; the message is one line."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: `==` on arrays is ambiguous

@@ -33,10 +33,12 @@ import pathlib
 
 import numpy as np
 
-from . import builders
-from . import splits
-from .paths import default_data_dir
-from .paths import resolve_data_dir
+from jaxunlearn.errors import DataError, DatasetNotPreparedError
+
+from jaxunlearn.data import builders
+from jaxunlearn.data import splits
+from jaxunlearn.data.paths import default_data_dir
+from jaxunlearn.data.paths import resolve_data_dir
 
 __all__ = ["DATASETS", "Dataset", "DatasetNotPreparedError", "Split", "default_data_dir",
            "load_dataset"]
@@ -46,10 +48,6 @@ TFDS_DATASETS = ("cifar10", "cifar100", "svhn_cropped", "mnist", "fashion_mnist"
 DATASETS = PACKAGE_DATASETS + TFDS_DATASETS
 VAL_FRACTION = 0.1  # of TFDS train; 5,000 of CIFAR's 50,000 as in the paper
 VAL_SEED = 0
-
-
-class DatasetNotPreparedError(RuntimeError):
-  """A TFDS dataset is not prepared (in `array_record` format) in the data dir."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: `==` on arrays is ambiguous
@@ -180,7 +178,7 @@ def load_dataset(name: str = "digits", data_dir: str | os.PathLike | None = None
     DatasetNotPreparedError: a TFDS dataset that is not prepared in `data_dir`.
   """
   if name not in DATASETS:
-    raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
   path = resolve_data_dir(data_dir)
   if name in PACKAGE_DATASETS:
     return _load_package_dataset(name, path)

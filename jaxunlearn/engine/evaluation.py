@@ -1,0 +1,76 @@
+"""Evaluate a model: split accuracies, and the unlearning metrics for a forget set.
+
+One function, :func:`evaluate`, for the original, retrained and unlearned models alike;
+each split is predicted once and every metric indexes those predictions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jaxunlearn import metrics as metrics_lib
+from jaxunlearn.engine.steps import make_predict
+
+NAN_METRICS = {k: float("nan") for k in metrics_lib.METRIC_KEYS}
+
+
+def evaluate(fm, params, model_state, dataset, forget_set=None, *, unlearning: bool = True,
+             seed: int = 0, mia_max_train: int | None = 2000, mia_seeds: int = 5) -> dict:
+  """Accuracies (percent) of a model, and with a forget set its unlearning metrics.
+
+  Always: ``train_accuracy``, ``val_accuracy``, ``test_accuracy``. With ``forget_set``:
+  ``forget_accuracy``, ``retain_accuracy``, ``test_retain_accuracy`` (and
+  ``test_forget_accuracy`` for class-wise forgetting); with ``unlearning`` also
+  UA = 100 − forget accuracy (true labels), RA, TA (test set, remaining classes only for
+  class-wise forgetting) and MIA-efficacy (share of forget samples an SVC on
+  confidence/entropy features calls non-members; trained on retain = members vs test =
+  non-members; averaged over ``mia_seeds`` attack subsamples of at most
+  ``mia_max_train``). A model with non-finite outputs (it diverged) gets NaN metrics and
+  ``diverged=True``.
+
+  Example:
+    >>> import tempfile
+    >>> from jaxunlearn import data
+    >>> from jaxunlearn.engine import training
+    >>> from jaxunlearn.engine.config import TrainConfig
+    >>> ds = data.load_dataset("digits")
+    >>> fm, params, state = training.build_model(TrainConfig(), ds)
+    >>> m = evaluate(fm, params, state, ds, data.make_forget_set(ds, "class:0"))
+    >>> sorted(k for k in m if k.isupper())  # an untrained model, but every metric
+    ['MIA', 'RA', 'TA', 'UA']
+  """
+  predict = make_predict(fm)
+  train = np.asarray(predict(params, model_state, dataset.train.images))
+  val = np.asarray(predict(params, model_state, dataset.val.images))
+  test = np.asarray(predict(params, model_state, dataset.test.images))
+  finite = all(np.all(np.isfinite(x)) for x in (train, val, test))
+
+  def acc(logits, labels, idx=None):
+    if idx is not None:
+      logits, labels = logits[idx], labels[idx]
+    if not len(labels) or not finite:
+      return float("nan")
+    return metrics_lib.accuracy(logits, labels)
+
+  out = {"train_accuracy": acc(train, dataset.train.labels),
+         "val_accuracy": acc(val, dataset.val.labels),
+         "test_accuracy": acc(test, dataset.test.labels)}
+  if forget_set is None:
+    return out
+  labels, test_labels = dataset.train.labels, dataset.test.labels
+  out.update(forget_accuracy=acc(train, labels, forget_set.forget_idx),
+             retain_accuracy=acc(train, labels, forget_set.retain_idx),
+             test_retain_accuracy=acc(test, test_labels, forget_set.test_retain_idx))
+  if len(forget_set.test_forget_idx):
+    out["test_forget_accuracy"] = acc(test, test_labels, forget_set.test_forget_idx)
+  if not unlearning:
+    return out
+  if not finite:  # the method diverged (e.g. gradient ascent): no metric is meaningful
+    return {**out, **NAN_METRICS, "diverged": True}
+  keep = forget_set.test_retain_idx
+  out.update(metrics_lib.evaluate_predictions(
+      (train[forget_set.forget_idx], labels[forget_set.forget_idx]),
+      (train[forget_set.retain_idx], labels[forget_set.retain_idx]),
+      (test[keep], test_labels[keep]),
+      seed=seed, max_train=mia_max_train, mia_seeds=mia_seeds))
+  return out

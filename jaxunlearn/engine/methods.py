@@ -1,0 +1,325 @@
+r"""The catalogue of unlearning methods: each entry carries everything the engine needs.
+
+A :class:`Method` says which of three step shapes it runs (see
+:mod:`jaxunlearn.engine.steps`), its loss or transformation, what it prepares before
+its loop (SalUn's mask), the extra arguments its transformation's ``update`` takes,
+what it logs from the optimiser state and what its forget objective pushes towards.
+Adding a method is one entry in :data:`METHODS` plus its test; nothing outside this
+module looks a method up by name.
+
+* ``single``: one loss, one backprop — FT, GA, GradDiff (NegGrad+), RL, SalUn,
+  ℓ1-sparse, SCRUB, NPO and linear scalarisation;
+* ``weighted``: a stateful weighting transformation builds S from its state, one
+  backprop — IGS (``igs``), FAMO (``famo``), primal–dual (``pdu``);
+* ``aggregated``: per-objective gradients (two backprops) combined by an aggregator —
+  explicit surgery (``explicit``), MGDA, PCGrad, CAGrad.
+
+Example:
+  >>> cfg = make_config("igs", tolerance=0.01)
+  >>> get_method(cfg.method).shape, cfg.tolerance
+  ('weighted', 0.01)
+  >>> get_method("ga").forget_target(make_config("ga"))
+  'GA (true labels)'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxunlearn import objectives, transforms
+from jaxunlearn.engine.config import UnlearnConfig, check_keys
+from jaxunlearn.errors import ConfigError
+from jaxunlearn.transforms import aggregators
+
+
+class ObservedLosses(NamedTuple):
+  """What a weighted step observed, for the transformation's extra ``update`` arguments.
+
+  ``retain``, ``forget``: L_r and L_f at the current params on this batch;
+  ``retain_fn``, ``forget_fn``: ``params -> loss`` on the same batch (no state update).
+  """
+  retain: jax.Array
+  forget: jax.Array
+  retain_fn: Callable
+  forget_fn: Callable
+
+
+class PrepareContext(NamedTuple):
+  """What a method may look at before its loop: the original model and the data."""
+  fm: Any
+  params: Any
+  model_state: Any
+  dataset: Any
+  forget_set: Any
+
+
+def _inner_only(cfg, inner, prepared):
+  del cfg, prepared
+  return inner
+
+
+def _no_kwargs(observed: ObservedLosses) -> dict:
+  del observed
+  return {}
+
+
+def _no_logs(opt_state) -> dict:
+  del opt_state
+  return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """An unlearning method, as the engine runs it.
+
+  Attributes:
+    name: the registry key (``--method``).
+    shape: ``"single"``, ``"weighted"`` or ``"aggregated"``.
+    forget_target: ``cfg -> str``, what the forget objective pushes towards (tables).
+    loss: single shape: ``loss(out, cfg)``, the scalar to minimise from the forward
+      outputs ``out`` (see :func:`jaxunlearn.engine.steps.forward_outputs`).
+    make_tx: ``make_tx(cfg, inner, prepared)``, the transformation over the base
+      optimiser ``inner`` (weighted: a wrapper; aggregated: an aggregator before it).
+    update_kwargs: weighted shape: ``update_kwargs(ObservedLosses) -> dict``, the extra
+      arguments of its transformation's ``update``.
+    prepare: ``prepare(PrepareContext, cfg) -> pytree`` computed once before the loop
+      (e.g. SalUn's mask) and handed to ``make_tx``; ``None`` if nothing.
+    state_logs: ``state_logs(opt_state) -> dict`` of scalars to log after each step
+      (``multiplier``, ``retain_decrease``).
+    needs_teacher: its loss reads the original model's logits (``teacher_*_logits``).
+    defaults: config values that differ from :class:`UnlearnConfig`'s for this method.
+  """
+  name: str
+  shape: str
+  forget_target: Callable[[UnlearnConfig], str]
+  loss: Optional[Callable] = None
+  make_tx: Callable = _inner_only
+  update_kwargs: Callable[[ObservedLosses], dict] = _no_kwargs
+  prepare: Optional[Callable] = None
+  state_logs: Callable = _no_logs
+  needs_teacher: bool = False
+  defaults: Mapping = dataclasses.field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ losses and targets
+
+def forget_objective(out, cfg: UnlearnConfig):
+  """L_f of the surgery/MOO/weighting methods, from the forward outputs ``out``."""
+  if cfg.forget_objective == "rl":
+    return objectives.random_label_loss(out["forget_logits"], out["forget_label"])
+  if cfg.forget_objective == "ga":
+    return objectives.gradient_ascent_loss(out["forget_logits"], out["forget_true_label"])
+  raise ConfigError(f"unknown forget_objective {cfg.forget_objective!r}; choose 'rl' or 'ga'")
+
+
+def _retain(out):
+  return objectives.cross_entropy(out["retain_logits"], out["retain_label"])
+
+
+def _forget_ce(out):
+  return objectives.cross_entropy(out["forget_logits"], out["forget_true_label"])
+
+
+def _random_labels(out):
+  return objectives.random_label_loss(out["forget_logits"], out["forget_label"])
+
+
+def _scrub_loss(out, cfg):
+  """Min-step: α·KL(teacher‖student) + γ·CE on retain; max-step: −KL on forget."""
+  kl_r = objectives.kl_to_teacher(out["retain_logits"], out["teacher_retain_logits"])
+  kl_f = objectives.kl_to_teacher(out["forget_logits"], out["teacher_forget_logits"])
+  min_loss = cfg.scrub_alpha * kl_r + cfg.scrub_gamma * _retain(out)
+  is_max = (out["step"] % 2 == 0) & (out["progress"] < cfg.scrub_max_fraction)
+  return jnp.where(is_max, -kl_f, min_loss)
+
+
+def _rl_target(cfg):
+  return "RL " + ("wrong classes" if cfg.forget_labels == "random_wrong" else "all classes")
+
+
+def _objective_target(cfg):
+  return "GA (true labels)" if cfg.forget_objective == "ga" else _rl_target(cfg)
+
+
+def _fixed(text):
+  return lambda cfg: text
+
+
+# ------------------------------------------------------------------ transformations
+
+def _igs(cfg, inner, prepared):
+  del prepared
+  return transforms.implicit_gradient_surgery(
+      inner, tolerance=cfg.tolerance, signal=cfg.signal, init_multiplier=cfg.init_multiplier,
+      dual_optimizer=transforms.default_dual_optimizer(cfg.dual_lr, cfg.dual_weight_decay),
+      # A gradient-ascent forget loss is negative: the log weighting needs positive losses.
+      log_losses=cfg.log_losses and cfg.forget_objective != "ga")
+
+
+def _famo(cfg, inner, prepared):
+  del prepared
+  if cfg.forget_objective == "ga":
+    raise ConfigError("famo needs positive losses; use forget_objective=rl")
+  return transforms.famo(inner, learning_rate=cfg.famo_lr)
+
+
+def _pdu(cfg, inner, prepared):
+  del prepared
+  return transforms.primal_dual(inner, threshold=cfg.pdu_threshold,
+                                dual_learning_rate=cfg.pdu_dual_lr)
+
+
+def _aggregated(make_aggregator):
+  def make_tx(cfg, inner, prepared):
+    del prepared
+    return optax.chain(make_aggregator(cfg), inner)
+  return make_tx
+
+
+def _masked(cfg, inner, mask):
+  del cfg
+  return optax.chain(transforms.masked_updates(mask), inner)
+
+
+def salun_mask(ctx: PrepareContext, cfg: UnlearnConfig, batch_size: int = 256):
+  """SalUn's weight saliency: 1 for the ``cfg.salun_sparsity`` share of weights with the
+  largest |∇ CE(forget set, true labels)|, globally over the model; 0 elsewhere."""
+  fm, params, model_state = ctx.fm, ctx.params, ctx.model_state
+  images = ctx.dataset.train.images[ctx.forget_set.forget_idx]
+  labels = ctx.dataset.train.labels[ctx.forget_set.forget_idx]
+
+  @jax.jit
+  def grad_sum(p, x, y):
+    return jax.grad(lambda p: objectives.cross_entropy(
+        fm.apply(p, model_state, x, train=False)[0], y) * len(y))(p)
+
+  total = optax.tree.zeros_like(params)
+  for i in range(0, len(labels), batch_size):
+    g = grad_sum(params, jnp.asarray(images[i:i + batch_size]),
+                 jnp.asarray(labels[i:i + batch_size]))
+    total = optax.tree.add(total, g)
+  magnitudes = np.concatenate([np.abs(np.asarray(x)).ravel() for x in jax.tree.leaves(total)])
+  threshold = np.quantile(magnitudes, 1.0 - cfg.salun_sparsity)
+  return jax.tree.map(lambda g: (jnp.abs(g) >= threshold).astype(g.dtype), total)
+
+
+# ------------------------------------------------------------------ what is logged / passed
+
+def _retain_only(observed: ObservedLosses) -> dict:
+  return dict(retain_loss=observed.retain)
+
+
+def _retain_and_fn(observed: ObservedLosses) -> dict:
+  return dict(retain_loss=observed.retain, retain_loss_fn=observed.retain_fn)
+
+
+def _both_losses(observed: ObservedLosses) -> dict:
+  return dict(losses=jnp.stack([observed.retain, observed.forget]),
+              losses_fn=lambda p: jnp.stack([observed.retain_fn(p), observed.forget_fn(p)]))
+
+
+def _multiplier_log(opt_state) -> dict:
+  return {"multiplier": transforms.multiplier(opt_state)}
+
+
+def _igs_logs(opt_state) -> dict:
+  return {"retain_decrease": transforms.retain_decrease(opt_state),
+          "multiplier": transforms.multiplier(opt_state)}
+
+
+# Gradient ascent diverges at lr 1e-2 within 100 steps on digits (params reach 1e14).
+_SLOW_ASCENT = {"learning_rate": 1e-3}
+
+METHODS = {m.name: m for m in [
+    # one backprop, weights in the transformation's state
+    Method("igs", "weighted", _objective_target, make_tx=_igs, update_kwargs=_retain_and_fn,
+           state_logs=_igs_logs),
+    Method("famo", "weighted", _objective_target, make_tx=_famo, update_kwargs=_both_losses),
+    Method("pdu", "weighted", _objective_target, make_tx=_pdu, update_kwargs=_retain_only,
+           state_logs=_multiplier_log),
+    # two backprops, combined by an aggregator
+    Method("explicit", "aggregated", _objective_target,
+           make_tx=_aggregated(lambda cfg: transforms.explicit_gradient_surgery(
+               tolerance=cfg.tolerance, retain_weight=cfg.retain_weight)),
+           state_logs=_multiplier_log),
+    Method("mgda", "aggregated", _objective_target,
+           make_tx=_aggregated(lambda cfg: aggregators.mgda())),
+    Method("pcgrad", "aggregated", _objective_target,
+           make_tx=_aggregated(lambda cfg: aggregators.pcgrad())),
+    Method("cagrad", "aggregated", _objective_target,
+           make_tx=_aggregated(lambda cfg: aggregators.cagrad(cfg.cagrad_c))),
+    # one loss
+    Method("linear", "single", _objective_target,
+           loss=lambda out, cfg: cfg.retain_loss_weight * _retain(out)
+           + forget_objective(out, cfg)),
+    Method("ft", "single", _fixed("— (retain only)"), loss=lambda out, cfg: _retain(out)),
+    Method("ga", "single", _fixed("GA (true labels)"), loss=lambda out, cfg: -_forget_ce(out),
+           defaults=_SLOW_ASCENT),
+    Method("graddiff", "single", _fixed("GA (true labels)"),
+           loss=lambda out, cfg: _retain(out) - cfg.graddiff_alpha * _forget_ce(out),
+           defaults=_SLOW_ASCENT),
+    Method("rl", "single", _rl_target, loss=lambda out, cfg: _random_labels(out) + _retain(out)),
+    Method("salun", "single", _rl_target,
+           loss=lambda out, cfg: _random_labels(out) + _retain(out),
+           prepare=salun_mask, make_tx=_masked),
+    Method("l1sparse", "single", _fixed("— (retain only)"),
+           loss=lambda out, cfg: _retain(out) + cfg.l1_gamma * (1 - out["progress"])
+           * objectives.l1_norm(out["params"])),
+    Method("scrub", "single", _fixed("teacher KL"), loss=_scrub_loss, needs_teacher=True),
+    Method("npo", "single", _fixed("NPO (true labels)"),
+           loss=lambda out, cfg: objectives.npo_loss(out["forget_logits"],
+                                                     out["teacher_forget_logits"],
+                                                     out["forget_true_label"], cfg.npo_beta)
+           + _retain(out), needs_teacher=True),
+]}
+
+
+def get_method(name: str) -> Method:
+  """The registry entry of ``name``; an unknown name lists the valid ones.
+
+  Example:
+    >>> get_method("explicit").shape
+    'aggregated'
+  """
+  if name not in METHODS:
+    raise ConfigError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
+  return METHODS[name]
+
+
+def make_config(method: str, scenario=None, **overrides) -> UnlearnConfig:
+  """UnlearnConfig for ``method``, layered: UnlearnConfig defaults < ``scenario`` (shared by
+  every method of a comparison) < the method's own defaults < ``overrides`` (the user's).
+
+  Unknown keys raise :class:`~jaxunlearn.errors.ConfigError` naming the closest valid key.
+
+  Example:
+    >>> make_config("ga").learning_rate  # GA's own default (it diverges at 0.01)
+    0.001
+    >>> make_config("ga", {"learning_rate": 0.1}, seed=2).learning_rate  # scenario < method
+    0.001
+    >>> make_config("ga", learning_rate=0.1).learning_rate  # the user's override wins
+    0.1
+  """
+  entry = get_method(method)
+  scenario = dict(scenario or {})
+  check_keys(set(overrides) | set(scenario), UnlearnConfig, "unlearning config")
+  return UnlearnConfig(**{**scenario, **entry.defaults, **overrides, "method": method})
+
+
+def build_transformation(cfg: UnlearnConfig, prepared=None) -> optax.GradientTransformation:
+  """The method's transformation over SGD with ``cfg.learning_rate`` and ``cfg.momentum``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> tx = build_transformation(make_config("igs", init_multiplier=0.5))
+    >>> float(transforms.multiplier(tx.init({"w": jnp.zeros(2)})))
+    0.5
+  """
+  inner = optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None)
+  return get_method(cfg.method).make_tx(cfg, inner, prepared)

@@ -1,0 +1,209 @@
+"""Data-parallel unlearning and training: one batch split across devices, one model copy each.
+
+What this does, in plain words: every device holds a full, identical copy of the model,
+of the optimiser state (the IGS multiplier λ included) and of the frozen teacher; each
+step's batch is cut into equal slices along its first axis, one slice per device. Each
+device runs the forward and backward pass on its slice, and the compiler (XLA's SPMD
+partitioner) adds the communication that combines the slices' contributions into the
+gradient, loss and BatchNorm statistics of the *whole* batch. Every device then applies
+the same update, so the copies stay identical. There are no hand-written collectives
+(no ``pmap``, ``psum`` or ``shard_map``): the steps are the ordinary jitted steps of
+:mod:`jaxunlearn.unlearning_steps` and :mod:`jaxunlearn.steps`, called with arrays whose
+``.sharding`` says where they live. Because whole-batch quantities are formed exactly
+(only the order of floating-point additions changes), a run on N devices gives the same
+parameters and λ as a run on one device up to float rounding — BatchNorm included, whose
+batch statistics are those of the whole batch, not of a device's slice.
+
+Layout (a one-axis :class:`jax.sharding.Mesh` named ``"data"``):
+
+* batch leaves: ``NamedSharding(mesh, P("data"))`` — first axis split across devices, so
+  every batch size (``n_retain`` and ``n_forget`` of an unlearning step, ``batch_size`` of
+  a training step) must be divisible by the number of devices;
+* params, model state, optimiser state, teacher: ``NamedSharding(mesh, P())`` — replicated;
+* step outputs are constrained to stay replicated (:func:`data_parallel`).
+
+Single host, any number of local devices::
+
+    from jaxunlearn import parallel
+    mesh = parallel.make_mesh()                 # all devices, axis "data"
+    result = unlearn(cfg, fm, params, state, dataset, forget_set, mesh=mesh)
+    metrics = pretraining.train(config, workdir, mesh=mesh)
+
+To try it on a CPU-only machine, fake several devices *before* JAX starts::
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu python my_script.py
+
+(The fake devices share the machine's cores: this checks correctness, not speed.)
+
+Multi-host recipe (several machines, each with its local accelerators). Every host runs
+the *same* script; the only per-host difference is ``process_id``. Call
+:func:`jax.distributed.initialize` first, before anything else touches JAX, then build
+the mesh over the *global* device list — :func:`make_mesh` does, since
+``jax.devices()`` lists every host's devices once the runtime is initialised::
+
+    # my_unlearn.py
+    import sys, jax
+    jax.distributed.initialize(coordinator_address="10.0.0.1:1234",
+                               num_processes=int(sys.argv[1]), process_id=int(sys.argv[2]))
+    from jaxunlearn import data, parallel, pretraining
+    from jaxunlearn.methods import make_config
+    from jaxunlearn.unlearning import unlearn
+    mesh = parallel.make_mesh()                       # e.g. 2 hosts x 4 GPUs = 8 devices
+    original = pretraining.load_trained("runs/orig")  # same files on every host
+    ds = data.load_dataset("cifar10")
+    fs = data.make_forget_set(ds, "random:4500")
+    cfg = make_config("igs", n_retain=512, n_forget=128)   # both divisible by 8
+    result = unlearn(cfg, original.fm, original.params, original.model_state, ds, fs,
+                     mesh=mesh, progress=jax.process_index() == 0)
+
+Command lines, one per host (host 0 also runs the coordinator on the port given)::
+
+    host0$ python my_unlearn.py 2 0
+    host1$ python my_unlearn.py 2 1
+
+On Slurm, TPU pods or with ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/
+``JAX_PROCESS_ID`` set, a bare ``jax.distributed.initialize()`` finds these values itself.
+Each host computes the same global batch (batches are a pure function of seed and step,
+see :func:`jaxunlearn.data.unlearning_batch`) and :func:`shard_batch` gives each local
+device its slice of it, so no host ever needs another host's data. ``unlearn`` writes no
+files; its result's params are replicated global arrays, so ``jax.device_get(result.params)``
+gives every host a local copy to evaluate or save (from host 0 only). The recipe is the
+documented JAX multi-controller pattern; this repository tests it only on one host with
+forced CPU devices. ``pretraining.train(..., mesh=...)`` on several hosts is untested: it
+writes metrics files from every process, so give each host its own ``workdir``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+import numpy as np
+from jaxunlearn.errors import ConfigError
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+__all__ = ["make_mesh", "shard_batch", "replicate", "batch_sharding", "replicated_sharding",
+           "check_divisible", "data_parallel", "num_devices"]
+
+
+def make_mesh(num_devices: Optional[int] = None, axis: str = "data",
+              devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+  """A one-axis device mesh for data parallelism.
+
+  Uses the first ``num_devices`` of ``devices`` (default: all of ``jax.devices()``, which
+  on a multi-host run lists every host's devices). The axis type is ``Auto``, so jitted
+  code sees ordinary arrays and the compiler places the communication.
+
+  Example (one CPU device is always there):
+    >>> mesh = make_mesh(1)
+    >>> mesh.shape["data"], mesh.axis_names
+    (1, ('data',))
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  if num_devices is None:
+    num_devices = len(devices)
+  if not 1 <= num_devices <= len(devices):
+    raise ConfigError(f"num_devices must be between 1 and {len(devices)} (the devices "
+                     f"available), got {num_devices}")
+  return Mesh(np.array(devices[:num_devices]), (axis,), axis_types=(AxisType.Auto,))
+
+
+def num_devices(mesh: Mesh) -> int:
+  """Number of devices a batch is split across (all of the mesh's devices)."""
+  return int(mesh.devices.size)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """First axis split over every mesh axis: ``P("data")`` on a one-axis mesh."""
+  names = mesh.axis_names
+  return NamedSharding(mesh, P(names[0] if len(names) == 1 else tuple(names)))
+
+
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
+  """A full copy on every device of the mesh: ``P()``."""
+  return NamedSharding(mesh, P())
+
+
+def check_divisible(size: int, mesh: Mesh, what: str = "batch size") -> None:
+  """Raises a one-line ``ValueError`` unless ``size`` splits evenly over the mesh.
+
+  Example:
+    >>> check_divisible(64, make_mesh(1), "n_retain")   # anything divides by 1
+  """
+  n = num_devices(mesh)
+  if int(size) % n:
+    raise ConfigError(f"{what} {size} is not divisible by the {n} devices of the mesh; "
+                     f"choose a multiple of {n} (e.g. {max(n, int(size) // n * n)}) "
+                     "or fewer devices")
+
+
+def _put(x, sharding: NamedSharding):
+  if jax.process_count() == 1:
+    return jax.device_put(x, sharding)
+  # Multi-host: every host holds the same full value; each device takes its own slice.
+  value = np.asarray(x)
+  return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+
+def shard_batch(batch: Any, mesh: Mesh) -> Any:
+  """Places every leaf of ``batch`` split along its first axis across the mesh's devices.
+
+  ``batch`` is the *global* batch (numpy or JAX arrays, any pytree); every leaf's first
+  dimension must be divisible by the number of devices (``ValueError`` otherwise). On a
+  multi-host run every host passes the same global batch and keeps only its devices' slices.
+
+  Example:
+    >>> import numpy as np
+    >>> b = shard_batch({"x": np.zeros((8, 3)), "y": np.arange(8)}, make_mesh(1))
+    >>> b["x"].shape, b["x"].sharding.spec == P("data")
+    ((8, 3), True)
+    >>> [shard.data.shape for shard in b["x"].addressable_shards]  # one slice per device
+    [(8, 3)]
+  """
+  sharding = batch_sharding(mesh)
+
+  def put(path, x):
+    shape = np.shape(x)
+    if not shape:
+      raise ValueError(f"batch leaf {jax.tree_util.keystr(path)} is a scalar; batch leaves "
+                       "need a leading batch axis")
+    check_divisible(shape[0], mesh, f"batch size of {jax.tree_util.keystr(path) or 'the batch'}")
+    return _put(x, sharding)
+
+  return jax.tree_util.tree_map_with_path(put, batch)
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+  """Places a full copy of every leaf of ``tree`` on every device of the mesh.
+
+  Use it for parameters, model state, optimiser state (IGS's λ lives there) and the
+  teacher. On one host, leaves already replicated on this mesh are returned without a copy.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> p = replicate({"w": jnp.ones((2, 2))}, make_mesh(1))
+    >>> p["w"].sharding.is_fully_replicated
+    True
+  """
+  return jax.tree.map(lambda x: _put(x, replicated_sharding(mesh)), tree)
+
+
+@functools.lru_cache(maxsize=64)
+def data_parallel(step_fn: Callable, mesh: Mesh) -> Callable:
+  """``step_fn`` (a jitted step) with every output constrained to stay replicated.
+
+  Inputs keep the shardings they arrive with (replicated state, sharded batch); the
+  outputs — new params, model state, optimiser state and logged scalars — come back as
+  full copies on every device of ``mesh``, ready for the next step. Compiles once per
+  (step, mesh) and input shapes; the result is cached.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, numpy as np
+    >>> mesh = make_mesh(1)
+    >>> step = data_parallel(jax.jit(lambda w, x: (w - 0.1 * x.mean(0), x.sum())), mesh)
+    >>> w, s = step(replicate(jnp.zeros(3), mesh), shard_batch(np.ones((4, 3)), mesh))
+    >>> w.sharding.is_fully_replicated, float(s)
+    (True, 12.0)
+  """
+  return jax.jit(step_fn, out_shardings=replicated_sharding(mesh))

@@ -1,0 +1,30 @@
+"""The errors a user can fix: bad configuration, data, forget sets or checkpoints.
+
+Commands print these (and ``OSError``) as one line naming the fix; anything else is a
+bug and keeps its traceback. Each also subclasses the builtin it refines, so
+``except ValueError`` in user code keeps working. This module imports nothing.
+"""
+
+
+class JaxUnlearnError(Exception):
+  """Base of every error a user can fix; its message is one line."""
+
+
+class ConfigError(JaxUnlearnError, ValueError):
+  """A bad configuration value or key."""
+
+
+class DataError(JaxUnlearnError, ValueError):
+  """Bad data input: an unknown dataset, a batch larger than its split, bad ids."""
+
+
+class ForgetSpecError(DataError):
+  """A forget-set spec that cannot be parsed or does not fit the dataset."""
+
+
+class DatasetNotPreparedError(JaxUnlearnError, RuntimeError):
+  """A dataset that is not prepared in the data dir and cannot be built offline."""
+
+
+class CheckpointError(JaxUnlearnError, RuntimeError):
+  """A checkpoint that is missing, corrupt, or does not match what is restored."""

@@ -1,0 +1,130 @@
+"""Read loss weights and multipliers out of a (possibly nested) optimiser state.
+
+The weighting transformations of this package (implicit gradient surgery, FAMO,
+primal–dual, explicit surgery) keep their weights in their own NamedTuple
+state. Users nest that state inside ``optax.chain``, ``optax.inject_hyperparams``,
+``optax.MultiSteps`` or ``flax.nnx.Optimizer`` (which wraps every leaf in a
+``Variable``). The helpers here search the whole state for the one weighting
+state, unwrap it, and read from it, so training code never hard-codes where the
+state sits.
+
+States are recognised by their *type*: each transformation registers its state class
+with :func:`register_state`, saying whether it holds loss weights (it then implements
+``loss_weights()`` and ``scalarize(*losses)``) and whether it holds a multiplier λ (a
+``multiplier`` field). This module imports nothing else of ours; the transformations
+import it to register.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+# state class -> (holds loss weights, holds a multiplier)
+_REGISTRY: dict[type, tuple[bool, bool]] = {}
+
+
+def register_state(*, weights: bool, multiplier: bool):
+  """Class decorator: registers a transformation's NamedTuple state for the readers here.
+
+  Example:
+    >>> from typing import NamedTuple
+    >>> @register_state(weights=False, multiplier=True)
+    ... class MyState(NamedTuple):
+    ...   multiplier: float
+    >>> float(multiplier((MyState(2.0),)))
+    2.0
+  """
+  def register(cls):
+    _REGISTRY[cls] = (weights, multiplier)
+    return cls
+  return register
+
+
+def _registered(x: Any) -> bool:
+  return type(x) in _REGISTRY
+
+
+def _has_value(x: Any) -> bool:
+  # flax.nnx.Variable (and OptArray) carry the array behind get_value().
+  return hasattr(x, "get_value") and not hasattr(x, "shape")
+
+
+def _unwrap(node):
+  return jax.tree.map(lambda v: v.get_value() if _has_value(v) else v, node,
+                      is_leaf=_has_value)
+
+
+def _find(opt_state, role: int, what: str):
+  states = [x for x in jax.tree.leaves(opt_state, is_leaf=_registered) if _registered(x)]
+  found = [x for x in states if _REGISTRY[type(x)][role]]
+  if not found:
+    have = ", ".join(type(x).__name__ for x in states)
+    raise ValueError(f"no jaxunlearn state with {what} found in this optimiser state"
+                     + (f" (it holds {have}, which has none)" if have else ""))
+  if len(found) > 1:
+    names = ", ".join(type(x).__name__ for x in found)
+    raise ValueError(f"more than one state with {what} found ({names}); pass the one you mean")
+  return _unwrap(found[0])
+
+
+def find_weighting_state(opt_state):
+  """Returns the unique state holding loss weights inside ``opt_state``, leaves unwrapped.
+
+  Raises:
+    ValueError: if there is none, or more than one (ambiguous).
+
+  Example:
+    >>> import optax, jax.numpy as jnp, jaxunlearn
+    >>> tx = optax.chain(optax.clip(1.0), jaxunlearn.famo(optax.sgd(0.1)))
+    >>> type(find_weighting_state(tx.init({"w": jnp.zeros(2)}))).__name__
+    'FAMOState'
+  """
+  return _find(opt_state, 0, "loss weights")
+
+
+def loss_weights(opt_state):
+  """The weights the next scalarised loss must use, read from the optimiser state.
+
+  For implicit gradient surgery and primal–dual these are ``(w_retain, w_forget)``
+  (``(λ, 1)`` or ``(λ/(1+λ), 1/(1+λ))``); for FAMO the softmax weights ``z``.
+
+  Example:
+    >>> import optax, jax.numpy as jnp, jaxunlearn
+    >>> tx = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1), init_multiplier=0.5)
+    >>> w_r, w_f = jaxunlearn.loss_weights(tx.init({"w": jnp.zeros(2)}))
+    >>> float(w_r), float(w_f)
+    (0.5, 1.0)
+  """
+  return tuple(find_weighting_state(opt_state).loss_weights())
+
+
+def multiplier(opt_state):
+  """The dual variable λ held in the optimiser state (IGS, primal–dual, explicit surgery's last λ*).
+
+  Example:
+    >>> import optax, jax.numpy as jnp, jaxunlearn
+    >>> tx = jaxunlearn.primal_dual(optax.sgd(0.1), threshold=0.1, init_multiplier=0.3)
+    >>> round(float(multiplier(tx.init({"w": jnp.zeros(2)}))), 4)
+    0.3
+  """
+  return _find(opt_state, 1, "a multiplier").multiplier
+
+
+def scalarized_loss(opt_state, *losses):
+  """The loss to differentiate this step, built exactly as the transformation expects.
+
+  For IGS: S = w_r·φ(L_r) + w_f·φ(L_f), φ = log (floored) or identity according to
+  the transformation's own ``log_losses`` setting, weights under ``stop_gradient``.
+  Pass the losses in the transformation's order (retain first, then forget).
+
+  Example:
+    >>> import optax, jax, jax.numpy as jnp, jaxunlearn
+    >>> tx = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1), log_losses=False,
+    ...                                           init_multiplier=2.0)
+    >>> s = tx.init({"w": jnp.zeros(2)})
+    >>> float(jaxunlearn.scalarized_loss(s, jnp.array(3.0), jnp.array(1.0)))
+    7.0
+  """
+  return find_weighting_state(opt_state).scalarize(*losses)

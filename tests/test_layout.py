@@ -1,0 +1,95 @@
+"""The layering of the package: imports point down, never up or sideways in a circle.
+
+Read statically from every module's import statements (``ast``), so a violation is
+caught even on a code path no test runs.
+"""
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# What each part of the tree may import of ours (prefixes); anything else is an error.
+ERRORS = ("jaxunlearn.errors",)
+GROUND = ("jaxunlearn.transforms", "jaxunlearn.nn", "jaxunlearn.data", "jaxunlearn.objectives",
+          "jaxunlearn.metrics") + ERRORS
+ALLOWED = {
+    "jaxunlearn.errors": (),
+    "jaxunlearn.transforms": ("jaxunlearn.transforms",),
+    "jaxunlearn.nn": ("jaxunlearn.nn",) + ERRORS,
+    "jaxunlearn.data": ("jaxunlearn.data",) + ERRORS,
+    "jaxunlearn.objectives": ERRORS,
+    "jaxunlearn.metrics": ERRORS,
+    "jaxunlearn.engine": GROUND + ("jaxunlearn.engine",),
+    "jaxunlearn": ("jaxunlearn.transforms",),   # the package's own __init__
+    "experiments": ("jaxunlearn", "experiments"),
+    "benchmarks": ("jaxunlearn", "benchmarks"),
+}
+# Inside the engine, data flows config → methods → steps → evaluation → loops: a module
+# imports only engine modules of a lower rank.
+ENGINE_RANK = {"config": 0, "checkpoint": 0, "parallel": 0, "records": 1, "methods": 1,
+               "steps": 2, "evaluation": 3, "training": 4, "unlearning": 4}
+
+
+def _modules():
+  for top in ("jaxunlearn", "experiments", "benchmarks"):
+    for path in sorted((ROOT / top).rglob("*.py")):
+      parts = path.relative_to(ROOT).with_suffix("").parts
+      name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+      yield name, path
+
+
+def _ours(path: pathlib.Path, name: str):
+  """Our modules imported by ``path`` (absolute names)."""
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      names = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom):
+      assert node.level == 0, f"{name}: relative import; use absolute imports"
+      names = [f"{node.module}.{a.name}" for a in node.names]
+    else:
+      continue
+    for n in names:
+      if n.split(".")[0] in ("jaxunlearn", "experiments", "benchmarks"):
+        yield n
+
+
+def _part(name: str) -> str:
+  for key in sorted(ALLOWED, key=len, reverse=True):
+    if name == key or name.startswith(key + "."):
+      return key
+  raise AssertionError(f"{name} belongs to no layer; add it to tests/test_layout.py")
+
+
+def _allowed(target: str, prefixes) -> bool:
+  return any(target == p or target.startswith(p + ".") for p in prefixes)
+
+
+MODULES = list(_modules())
+
+
+@pytest.mark.parametrize("name,path", MODULES, ids=[m for m, _ in MODULES])
+def test_imports_point_down(name, path):
+  part = _part(name)
+  for target in set(_ours(path, name)):
+    if part == "jaxunlearn" and name != "jaxunlearn":
+      continue
+    assert _allowed(target, ALLOWED[part]), f"{name} may not import {target}"
+    if name.startswith("jaxunlearn.engine.") and target.startswith("jaxunlearn.engine."):
+      me, other = name.split(".")[2], target.split(".")[2]
+      if other in ENGINE_RANK:  # `from jaxunlearn.engine import x` names x as the target
+        assert ENGINE_RANK[other] < ENGINE_RANK[me], f"{name} may not import {target}"
+
+
+def test_every_engine_module_has_a_rank():
+  engine = {p.stem for p in (ROOT / "jaxunlearn" / "engine").glob("*.py")} - {"__init__"}
+  assert engine == set(ENGINE_RANK)
+
+
+def test_the_layout_catches_a_violation(tmp_path):
+  bad = tmp_path / "m.py"
+  bad.write_text("from jaxunlearn.engine import methods\n")
+  targets = set(_ours(bad, "jaxunlearn.transforms.m"))
+  assert not all(_allowed(t, ALLOWED["jaxunlearn.transforms"]) for t in targets)
