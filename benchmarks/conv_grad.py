@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -43,14 +42,14 @@ from jaxunlearn.nn import models as models_lib
 
 # (name, H, W, Cin, Cout, kernel, stride)
 LAYERS = (
-    ("resnet 32x32x64", 32, 32, 64, 64, 3, 1),
-    ("resnet 16x16x128", 16, 16, 128, 128, 3, 1),
-    ("resnet 8x8x256", 8, 8, 256, 256, 3, 1),
-    ("resnet 4x4x512", 4, 4, 512, 512, 3, 1),
-    ("cnn 32x32x3->32 s2", 32, 32, 3, 32, 3, 2),
-    ("cnn 16x16x32->64 s2", 16, 16, 32, 64, 3, 2),
-    ("cnn 28x28x1->32 s2", 28, 28, 1, 32, 3, 2),
-    ("cnn 14x14x32->64 s2", 14, 14, 32, 64, 3, 2),
+  ("resnet 32x32x64", 32, 32, 64, 64, 3, 1),
+  ("resnet 16x16x128", 16, 16, 128, 128, 3, 1),
+  ("resnet 8x8x256", 8, 8, 256, 256, 3, 1),
+  ("resnet 4x4x512", 4, 4, 512, 512, 3, 1),
+  ("cnn 32x32x3->32 s2", 32, 32, 3, 32, 3, 2),
+  ("cnn 16x16x32->64 s2", 16, 16, 32, 64, 3, 2),
+  ("cnn 28x28x1->32 s2", 28, 28, 1, 32, 3, 2),
+  ("cnn 14x14x32->64 s2", 14, 14, 32, 64, 3, 2),
 )
 QUICK_LAYERS = (("quick 8x8x4 s1", 8, 8, 4, 8, 3, 1), ("quick 8x8x4 s2", 8, 8, 4, 8, 3, 2))
 
@@ -63,13 +62,15 @@ def _interleaved(fns: dict, args: tuple, rounds: int, warmup: int) -> dict:
   names = list(fns)
   times = {k: [] for k in names}
   for r in range(rounds):
-    order = names[r % len(names):] + names[:r % len(names)]
+    order = names[r % len(names) :] + names[: r % len(names)]
     for k in order:
       t0 = time.perf_counter()
       jax.block_until_ready(fns[k](*args))
       times[k].append(1000 * (time.perf_counter() - t0))
-  return {k: {"median_ms": float(np.median(v)), "min_ms": float(np.min(v)), "n": len(v)}
-          for k, v in times.items()}
+  return {
+    k: {"median_ms": float(np.median(v)), "min_ms": float(np.min(v)), "n": len(v)}
+    for k, v in times.items()
+  }
 
 
 def _rel_err(a, b) -> float:
@@ -96,20 +97,39 @@ def bench_layer(spec, batch: int, rounds: int, warmup: int) -> dict:
     return lambda x, w: 0.5 * jnp.sum(conv_fn(x, w) ** 2)
 
   fns = {
-      "xla": jax.jit(jax.value_and_grad(loss(lambda x, w: jax.lax.conv_general_dilated(
-          x, w, (s, s), pad, dimension_numbers=("NHWC", "HWIO", "NHWC"))), (0, 1))),
-      "taps": jax.jit(jax.value_and_grad(loss(lambda x, w: conv.conv2d(
-          x, w, (s, s), pad, kernel_grad="taps")), (0, 1))),
-      "matmul": jax.jit(jax.value_and_grad(loss(lambda x, w: conv.conv2d(
-          x, w, (s, s), pad, kernel_grad="matmul")), (0, 1))),
+    "xla": jax.jit(
+      jax.value_and_grad(
+        loss(
+          lambda x, w: jax.lax.conv_general_dilated(
+            x, w, (s, s), pad, dimension_numbers=("NHWC", "HWIO", "NHWC")
+          )
+        ),
+        (0, 1),
+      )
+    ),
+    "taps": jax.jit(
+      jax.value_and_grad(
+        loss(lambda x, w: conv.conv2d(x, w, (s, s), pad, kernel_grad="taps")), (0, 1)
+      )
+    ),
+    "matmul": jax.jit(
+      jax.value_and_grad(
+        loss(lambda x, w: conv.conv2d(x, w, (s, s), pad, kernel_grad="matmul")), (0, 1)
+      )
+    ),
   }
   ref = fns["xla"](x, wt)
   errors = {k: _rel_err(f(x, wt)[1], ref[1]) for k, f in fns.items()}
   timing = _interleaved(fns, (x, wt), rounds, warmup)
-  return {"name": name, "kind": "layer", "shape": [batch, h, w, cin, cout, k, s],
-          "timing": timing, "grad_rel_err": errors,
-          "temp_bytes": {k: _temp_bytes(f, x, wt) for k, f in fns.items()},
-          "ratio": {k: timing[k]["median_ms"] / timing["xla"]["median_ms"] for k in fns}}
+  return {
+    "name": name,
+    "kind": "layer",
+    "shape": [batch, h, w, cin, cout, k, s],
+    "timing": timing,
+    "grad_rel_err": errors,
+    "temp_bytes": {k: _temp_bytes(f, x, wt) for k, f in fns.items()},
+    "ratio": {k: timing[k]["median_ms"] / timing["xla"]["median_ms"] for k in fns},
+  }
 
 
 def bench_model(name: str, batch: int, rounds: int, warmup: int, input_shape, **kwargs) -> dict:
@@ -122,6 +142,7 @@ def bench_model(name: str, batch: int, rounds: int, warmup: int, input_shape, **
     def loss(p):
       logits, _ = fm.apply(p, state, x, train=True)
       return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
     with conv.implementation(impl):  # the switch is read when tracing: trace now
       f = jax.jit(jax.value_and_grad(loss))
       f.lower(params)
@@ -133,44 +154,57 @@ def bench_model(name: str, batch: int, rounds: int, warmup: int, input_shape, **
   errors = {k: _rel_err(f(params)[1], ref[1]) for k, f in fns.items()}
   timing = _interleaved(fns, (params,), rounds, warmup)
   label = f"{name} {'x'.join(map(str, input_shape))}" + "".join(
-      f" {k}={v}" for k, v in kwargs.items())
-  return {"name": label, "kind": "model", "shape": [batch, *input_shape],
-          "timing": timing, "grad_rel_err": errors,
-          "ratio": {k: timing[k]["median_ms"] / timing["xla"]["median_ms"] for k in fns}}
+    f" {k}={v}" for k, v in kwargs.items()
+  )
+  return {
+    "name": label,
+    "kind": "model",
+    "shape": [batch, *input_shape],
+    "timing": timing,
+    "grad_rel_err": errors,
+    "ratio": {k: timing[k]["median_ms"] / timing["xla"]["median_ms"] for k in fns},
+  }
 
 
 def to_markdown(report: dict) -> str:
   m = report["machine"]
   lines = [
-      "# Convolution value_and_grad: XLA vs im2col kernel gradient",
-      "",
-      f"Machine: {m['backend']} ({m['device_kind']}), {m['affinity_cpus']} usable CPUs, "
-      f"{m['platform']}; jax {m['versions']['jax']}. Median of {report['config']['rounds']} "
-      "interleaved rounds. ratio = time / xla time (< 1: faster). err = max |g - g_xla| / "
-      "max |g_xla| over input and kernel gradients.",
-      "",
-      "| shape (batch) | xla ms | taps ms | matmul ms | taps/xla | matmul/xla | max err |",
-      "|---|---:|---:|---:|---:|---:|---:|",
+    "# Convolution value_and_grad: XLA vs im2col kernel gradient",
+    "",
+    f"Machine: {m['backend']} ({m['device_kind']}), {m['affinity_cpus']} usable CPUs, "
+    f"{m['platform']}; jax {m['versions']['jax']}. Median of {report['config']['rounds']} "
+    "interleaved rounds. ratio = time / xla time (< 1: faster). err = max |g - g_xla| / "
+    "max |g_xla| over input and kernel gradients.",
+    "",
+    "| shape (batch) | xla ms | taps ms | matmul ms | taps/xla | matmul/xla | max err |",
+    "|---|---:|---:|---:|---:|---:|---:|",
   ]
   for r in report["rows"]:
     if r["kind"] != "layer":
       continue
     t, q = r["timing"], r["ratio"]
     lines.append(
-        f"| {r['name']} ({r['shape'][0]}) | {t['xla']['median_ms']:.1f} | "
-        f"{t['taps']['median_ms']:.1f} | {t['matmul']['median_ms']:.1f} | {q['taps']:.2f} | "
-        f"{q['matmul']:.2f} | {max(r['grad_rel_err'].values()):.1e} |")
+      f"| {r['name']} ({r['shape'][0]}) | {t['xla']['median_ms']:.1f} | "
+      f"{t['taps']['median_ms']:.1f} | {t['matmul']['median_ms']:.1f} | {q['taps']:.2f} | "
+      f"{q['matmul']:.2f} | {max(r['grad_rel_err'].values()):.1e} |"
+    )
   models = [r for r in report["rows"] if r["kind"] == "model"]
   if models:
-    lines += ["", "Whole model, value_and_grad of the cross-entropy w.r.t. the parameters "
-              "(`jaxunlearn.conv` switch: xla vs im2col):", "",
-              "| model (batch) | xla ms | im2col ms | im2col/xla | max err |",
-              "|---|---:|---:|---:|---:|"]
+    lines += [
+      "",
+      "Whole model, value_and_grad of the cross-entropy w.r.t. the parameters "
+      "(`jaxunlearn.conv` switch: xla vs im2col):",
+      "",
+      "| model (batch) | xla ms | im2col ms | im2col/xla | max err |",
+      "|---|---:|---:|---:|---:|",
+    ]
     for r in models:
       t = r["timing"]
-      lines.append(f"| {r['name']} ({r['shape'][0]}) | {t['xla']['median_ms']:.1f} | "
-                   f"{t['im2col']['median_ms']:.1f} | {r['ratio']['im2col']:.2f} | "
-                   f"{max(r['grad_rel_err'].values()):.1e} |")
+      lines.append(
+        f"| {r['name']} ({r['shape'][0]}) | {t['xla']['median_ms']:.1f} | "
+        f"{t['im2col']['median_ms']:.1f} | {r['ratio']['im2col']:.2f} | "
+        f"{max(r['grad_rel_err'].values()):.1e} |"
+      )
   return "\n".join(lines) + "\n"
 
 
@@ -181,34 +215,56 @@ def main(argv=None) -> dict:
   p.add_argument("--rounds", type=int, default=5)
   p.add_argument("--warmup", type=int, default=1)
   p.add_argument("--no-models", action="store_true", help="layer shapes only")
-  p.add_argument("--resnet-batch", type=int, default=16,
-                 help="batch of the full-width ResNet-18 step (seconds a step on CPU)")
+  p.add_argument(
+    "--resnet-batch",
+    type=int,
+    default=16,
+    help="batch of the full-width ResNet-18 step (seconds a step on CPU)",
+  )
   p.add_argument("--out", default="results/conv_grad.json")
   args = p.parse_args(argv)
   t0 = time.perf_counter()
   if args.quick:
     layers, batch, rounds, warmup = QUICK_LAYERS, 4, 2, 1
-    model_specs = [("cnn", 4, (8, 8, 1), dict(channels=(4, 8), hidden=16)),
-                   ("resnet18", 4, (8, 8, 3), dict(width=2, stage_sizes=(1, 1)))]
+    model_specs = [
+      ("cnn", 4, (8, 8, 1), dict(channels=(4, 8), hidden=16)),
+      ("resnet18", 4, (8, 8, 3), dict(width=2, stage_sizes=(1, 1))),
+    ]
   else:
     layers, batch, rounds, warmup = LAYERS, args.batch, args.rounds, args.warmup
-    model_specs = [("cnn", args.batch, (32, 32, 3), {}),
-                   ("resnet18", args.resnet_batch, (32, 32, 3), {})]
+    model_specs = [
+      ("cnn", args.batch, (32, 32, 3), {}),
+      ("resnet18", args.resnet_batch, (32, 32, 3), {}),
+    ]
   if args.no_models:
     model_specs = []
   rows = []
   for spec in layers:
     rows.append(bench_layer(spec, batch, rounds, warmup))
-    print(rows[-1]["name"], {k: round(v["median_ms"], 1) for k, v in rows[-1]["timing"].items()},
-          flush=True)
+    print(
+      rows[-1]["name"],
+      {k: round(v["median_ms"], 1) for k, v in rows[-1]["timing"].items()},
+      flush=True,
+    )
   for name, b, shape, kw in model_specs:
     rows.append(bench_model(name, b, rounds, warmup, shape, **kw))
-    print(rows[-1]["name"], {k: round(v["median_ms"], 1) for k, v in rows[-1]["timing"].items()},
-          flush=True)
-  report = {"machine": machine_info(),
-            "config": {"quick": args.quick, "batch": batch, "rounds": rounds, "warmup": warmup,
-                       "kernel_grad_default": conv.KERNEL_GRAD},
-            "rows": rows, "total_seconds": time.perf_counter() - t0}
+    print(
+      rows[-1]["name"],
+      {k: round(v["median_ms"], 1) for k, v in rows[-1]["timing"].items()},
+      flush=True,
+    )
+  report = {
+    "machine": machine_info(),
+    "config": {
+      "quick": args.quick,
+      "batch": batch,
+      "rounds": rounds,
+      "warmup": warmup,
+      "kernel_grad_default": conv.KERNEL_GRAD,
+    },
+    "rows": rows,
+    "total_seconds": time.perf_counter() - t0,
+  }
   out = Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(report, indent=1))

@@ -65,13 +65,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import pathlib
 import statistics
 import sys
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -84,25 +83,42 @@ from jaxunlearn.engine.methods import ObservedLosses, build_transformation, get_
 from jaxunlearn.engine.records import machine_info
 from jaxunlearn.nn import models as models_lib
 
-METHODS = ("plain", "igs-reevaluate", "igs-consecutive", "igs-jvp", "explicit", "pcgrad",
-           "mgda", "cagrad", "famo", "pdu")
+METHODS = (
+  "plain",
+  "igs-reevaluate",
+  "igs-consecutive",
+  "igs-jvp",
+  "explicit",
+  "pcgrad",
+  "mgda",
+  "cagrad",
+  "famo",
+  "pdu",
+)
 LAYOUTS = ("split", "shared")
 MODELS = ("mlp", "cnn", "resnet18")
 # Benchmark variant -> (registry method, config overrides).
 VARIANTS = {
-    "igs-reevaluate": ("igs", {"signal": "reevaluate"}),
-    "igs-consecutive": ("igs", {"signal": "consecutive"}),
-    "igs-jvp": ("igs", {"signal": "jvp"}),
-    "explicit": ("explicit", {}),
-    "pcgrad": ("pcgrad", {}),
-    "mgda": ("mgda", {}),
-    "cagrad": ("cagrad", {}),
-    "famo": ("famo", {}),
-    "pdu": ("pdu", {"pdu_threshold": 0.5, "pdu_dual_lr": 0.1}),
+  "igs-reevaluate": ("igs", {"signal": "reevaluate"}),
+  "igs-consecutive": ("igs", {"signal": "consecutive"}),
+  "igs-jvp": ("igs", {"signal": "jvp"}),
+  "explicit": ("explicit", {}),
+  "pcgrad": ("pcgrad", {}),
+  "mgda": ("mgda", {}),
+  "cagrad": ("cagrad", {}),
+  "famo": ("famo", {}),
+  "pdu": ("pdu", {"pdu_threshold": 0.5, "pdu_dual_lr": 0.1}),
 }
 BASELINE = "plain"
-MEMORY_FIELDS = ("argument_bytes", "output_bytes", "alias_bytes", "temp_bytes",
-                 "generated_code_bytes", "peak_bytes", "total_bytes")
+MEMORY_FIELDS = (
+  "argument_bytes",
+  "output_bytes",
+  "alias_bytes",
+  "temp_bytes",
+  "generated_code_bytes",
+  "peak_bytes",
+  "total_bytes",
+)
 DEVICE_MEMORY_KEYS = ("bytes_in_use", "peak_bytes_in_use", "bytes_limit")
 
 QUICK = dict(models=("mlp",), batch_sizes=(256,), layouts=LAYOUTS, steps=5, warmup=1)
@@ -112,19 +128,19 @@ DEFAULT_BATCH_SIZES = (64, 256, 1024)
 
 # ------------------------------------------------------------------ losses and data
 
+
 def cross_entropy(logits, labels):
-  return optax.softmax_cross_entropy_with_integer_labels(
-      logits.astype(jnp.float32), labels).mean()
+  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
 
 
-def make_batch(seed: int, layout: str, batch_size: int, forget_size: int,
-               input_shape, num_classes: int) -> dict:
+def make_batch(
+  seed: int, layout: str, batch_size: int, forget_size: int, input_shape, num_classes: int
+) -> dict:
   """Synthetic batch; forget labels are random *wrong* labels (never the true class)."""
   rng = np.random.default_rng(seed)
 
   def part(n):
-    return tuple(map(jnp.asarray, synthetic.synthetic_examples(rng, n, input_shape,
-                                                               num_classes)))
+    return tuple(map(jnp.asarray, synthetic.synthetic_examples(rng, n, input_shape, num_classes)))
 
   if layout == "split":
     x_r, y_r, _ = part(batch_size)
@@ -173,6 +189,7 @@ class Losses:
 
 # ------------------------------------------------------------------ steps
 
+
 def make_step(method: str, losses: Losses, lr: float = 1e-3):
   """Returns ``(tx, step)``: ``step(params, ms, opt_state, batch) -> (params, ms, opt_state, aux)``.
 
@@ -198,6 +215,7 @@ def make_step(method: str, losses: Losses, lr: float = 1e-3):
   tx = build_transformation(cfg)
 
   if entry.shape == "aggregated":
+
     def step(params, ms, opt_state, batch):
       fns = (lambda p: losses.retain(p, ms, batch), lambda p: losses.forget(p, ms, batch))
       values, auxes, grads = jaxunlearn.objective_gradients(fns, params, has_aux=True)
@@ -212,8 +230,12 @@ def make_step(method: str, losses: Losses, lr: float = 1e-3):
       return jaxunlearn.scalarized_loss(opt_state, l_r, l_f), (jnp.stack([l_r, l_f]), new_ms)
 
     (_, (values, new_ms)), g = jax.value_and_grad(objective, has_aux=True)(params)
-    observed = ObservedLosses(values[0], values[1], lambda p: losses.retain(p, ms, batch)[0],
-                              lambda p: losses.forget(p, ms, batch)[0])
+    observed = ObservedLosses(
+      values[0],
+      values[1],
+      lambda p: losses.retain(p, ms, batch)[0],
+      lambda p: losses.forget(p, ms, batch)[0],
+    )
     updates, opt_state = tx.update(g, opt_state, params, **entry.update_kwargs(observed))
     return optax.apply_updates(params, updates), new_ms, opt_state, values
 
@@ -221,6 +243,7 @@ def make_step(method: str, losses: Losses, lr: float = 1e-3):
 
 
 # ------------------------------------------------------------------ measuring
+
 
 def _int_or_none(x):
   if x is None:
@@ -244,12 +267,12 @@ def memory_fields(compiled) -> dict:
     stats = None
   get = lambda name: _int_or_none(getattr(stats, name, None)) if stats is not None else None
   out = {
-      "argument_bytes": get("argument_size_in_bytes"),
-      "output_bytes": get("output_size_in_bytes"),
-      "alias_bytes": get("alias_size_in_bytes"),
-      "temp_bytes": get("temp_size_in_bytes"),
-      "generated_code_bytes": get("generated_code_size_in_bytes"),
-      "peak_bytes": get("peak_memory_in_bytes"),
+    "argument_bytes": get("argument_size_in_bytes"),
+    "output_bytes": get("output_size_in_bytes"),
+    "alias_bytes": get("alias_size_in_bytes"),
+    "temp_bytes": get("temp_size_in_bytes"),
+    "generated_code_bytes": get("generated_code_size_in_bytes"),
+    "peak_bytes": get("peak_memory_in_bytes"),
   }
   parts = [out["argument_bytes"], out["output_bytes"], out["temp_bytes"]]
   if any(p is None for p in parts):
@@ -269,7 +292,7 @@ def cost_fields(compiled) -> dict:
     cost = cost[0] if cost else None
   if not isinstance(cost, dict):
     return {"flops": None, "bytes_accessed": None}
-  num = lambda k: (float(cost[k]) if k in cost and math.isfinite(float(cost[k])) else None)
+  num = lambda k: float(cost[k]) if k in cost and math.isfinite(float(cost[k])) else None
   return {"flops": num("flops"), "bytes_accessed": num("bytes accessed")}
 
 
@@ -289,8 +312,13 @@ def _copy(tree):
 
 
 def _all_finite(tree) -> bool:
-  return bool(all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree)
-                  if jnp.issubdtype(x.dtype, jnp.inexact)))
+  return bool(
+    all(
+      bool(jnp.all(jnp.isfinite(x)))
+      for x in jax.tree.leaves(tree)
+      if jnp.issubdtype(x.dtype, jnp.inexact)
+    )
+  )
 
 
 class Compiled:
@@ -308,8 +336,11 @@ class Compiled:
     self.batch = batch
     self.carry = (params, model_state, opt_state)
     self.times: list[float] = []
-    self.result = {"lower_s": t1 - t0, "compile_s": t2 - t1,
-                   "memory": memory_fields(self.executable)}
+    self.result = {
+      "lower_s": t1 - t0,
+      "compile_s": t2 - t1,
+      "memory": memory_fields(self.executable),
+    }
     self.result.update(cost_fields(self.executable))
 
   def __call__(self) -> float:
@@ -326,20 +357,28 @@ class Compiled:
     med = statistics.median(times) if times else float("nan")
     nan = float("nan")
     self.result.update(
-        median_ms=1e3 * med,
-        mean_ms=1e3 * statistics.fmean(times) if times else nan,
-        min_ms=1e3 * min(times) if times else nan,
-        max_ms=1e3 * max(times) if times else nan,
-        steps_per_s=(1.0 / med) if med > 0 else None,
-        timed_steps=len(times),
-        finite=_all_finite(self.carry[0]),
+      median_ms=1e3 * med,
+      mean_ms=1e3 * statistics.fmean(times) if times else nan,
+      min_ms=1e3 * min(times) if times else nan,
+      max_ms=1e3 * max(times) if times else nan,
+      steps_per_s=(1.0 / med) if med > 0 else None,
+      timed_steps=len(times),
+      finite=_all_finite(self.carry[0]),
     )
     self.carry = self.executable = None
     return self.result
 
 
-def measure_setting(steps_of: dict, params, model_state, batch, *, steps: int, warmup: int,
-                    tick: Callable[[str], None] = lambda _: None) -> dict:
+def measure_setting(
+  steps_of: dict,
+  params,
+  model_state,
+  batch,
+  *,
+  steps: int,
+  warmup: int,
+  tick: Callable[[str], None] = lambda _: None,
+) -> dict:
   """Compiles and times every method of one setting; returns ``{method: result}``.
 
   Each method is compiled ahead of time (lowering and compiling timed apart), run
@@ -394,25 +433,28 @@ def add_ratios(methods: dict) -> None:
       res["ratios"] = None
       continue
     res["ratios"] = {
-        "time": _ratio(res["median_ms"], base["median_ms"]),
-        "compile": _ratio(res["compile_s"], base["compile_s"]),
-        "flops": _ratio(res["flops"], base["flops"]),
-        "temp_bytes": _ratio(res["memory"]["temp_bytes"], base["memory"]["temp_bytes"]),
-        "total_bytes": _ratio(res["memory"]["total_bytes"], base["memory"]["total_bytes"]),
+      "time": _ratio(res["median_ms"], base["median_ms"]),
+      "compile": _ratio(res["compile_s"], base["compile_s"]),
+      "flops": _ratio(res["flops"], base["flops"]),
+      "temp_bytes": _ratio(res["memory"]["temp_bytes"], base["memory"]["temp_bytes"]),
+      "total_bytes": _ratio(res["memory"]["total_bytes"], base["memory"]["total_bytes"]),
     }
 
 
 # ------------------------------------------------------------------ models
 
+
 def build_model(name: str, input_shape, num_classes: int, seed: int, resnet_width: int):
   kwargs = {"width": resnet_width} if name == "resnet18" else {}
-  model = models_lib.create_model(name, num_classes=num_classes, input_shape=input_shape,
-                                  seed=seed, **kwargs)
+  model = models_lib.create_model(
+    name, num_classes=num_classes, input_shape=input_shape, seed=seed, **kwargs
+  )
   fm, params, model_state = models_lib.functional(model)
   return fm, params, model_state, kwargs
 
 
 # ------------------------------------------------------------------ running
+
 
 def run(config: dict, progress: bool = True) -> dict:
   """Runs every (model, batch size, layout, method) of ``config``; returns the report."""
@@ -421,36 +463,68 @@ def run(config: dict, progress: bool = True) -> dict:
   except ImportError:  # pragma: no cover
     tqdm = None
   start = time.perf_counter()
-  jobs = [(m, b, l, meth) for m in config["models"] for b in config["batch_sizes"]
-          for l in config["layouts"] for meth in config["methods"]]
-  bar = (tqdm(total=len(jobs), file=sys.stderr, disable=not progress, unit="step fn",
-              dynamic_ncols=True) if tqdm is not None else None)
+  jobs = [
+    (m, b, l, meth)
+    for m in config["models"]
+    for b in config["batch_sizes"]
+    for l in config["layouts"]
+    for meth in config["methods"]
+  ]
+  bar = (
+    tqdm(total=len(jobs), file=sys.stderr, disable=not progress, unit="step fn", dynamic_ncols=True)
+    if tqdm is not None
+    else None
+  )
   settings = []
   for model_name in config["models"]:
     fm, params, model_state, model_kwargs = build_model(
-        model_name, config["input_shape"], config["num_classes"], config["seed"],
-        config["resnet_width"])
+      model_name,
+      config["input_shape"],
+      config["num_classes"],
+      config["seed"],
+      config["resnet_width"],
+    )
     n_params = models_lib.count_params(params)
     for batch_size in config["batch_sizes"]:
       forget_size = max(1, int(round(config["forget_fraction"] * batch_size)))
       for layout in config["layouts"]:
-        batch = make_batch(config["seed"], layout, batch_size, forget_size,
-                           config["input_shape"], config["num_classes"])
+        batch = make_batch(
+          config["seed"],
+          layout,
+          batch_size,
+          forget_size,
+          config["input_shape"],
+          config["num_classes"],
+        )
         losses = Losses(fm, layout)
         setting = {
-            "model": model_name, "model_kwargs": model_kwargs, "num_params": n_params,
-            "batch_size": batch_size, "layout": layout,
-            "forget_batch_size": forget_size if layout == "split" else batch_size,
-            "methods": {},
+          "model": model_name,
+          "model_kwargs": model_kwargs,
+          "num_params": n_params,
+          "batch_size": batch_size,
+          "layout": layout,
+          "forget_batch_size": forget_size if layout == "split" else batch_size,
+          "methods": {},
         }
         desc = f"{model_name} b{batch_size} {layout}"
-        tick = (lambda what, desc=desc: bar.set_description(f"{desc} {what}")) if bar else (
-            lambda what: None)
-        steps_of = {m: (lambda m=m, losses=losses: make_step(m, losses, config["lr"]))
-                    for m in config["methods"]}
-        setting["methods"] = measure_setting(steps_of, params, model_state, batch,
-                                             steps=config["steps"], warmup=config["warmup"],
-                                             tick=tick)
+        tick = (
+          (lambda what, desc=desc: bar.set_description(f"{desc} {what}"))
+          if bar
+          else (lambda what: None)
+        )
+        steps_of = {
+          m: (lambda m=m, losses=losses: make_step(m, losses, config["lr"]))
+          for m in config["methods"]
+        }
+        setting["methods"] = measure_setting(
+          steps_of,
+          params,
+          model_state,
+          batch,
+          steps=config["steps"],
+          warmup=config["warmup"],
+          tick=tick,
+        )
         if bar is not None:
           bar.update(len(config["methods"]))
         add_ratios(setting["methods"])
@@ -458,15 +532,16 @@ def run(config: dict, progress: bool = True) -> dict:
   if bar is not None:
     bar.close()
   return {
-      "benchmark": "step_cost",
-      "machine": machine_info(),
-      "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
-      "total_seconds": time.perf_counter() - start,
-      "settings": settings,
+    "benchmark": "step_cost",
+    "machine": machine_info(),
+    "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
+    "total_seconds": time.perf_counter() - start,
+    "settings": settings,
   }
 
 
 # ------------------------------------------------------------------ reporting
+
 
 def _mib(b):
   return "–" if b is None else f"{b / 2**20:.2f}"
@@ -479,33 +554,37 @@ def _x(r, digits=2):
 def markdown(report: dict) -> str:
   m, c = report["machine"], report["config"]
   lines = [
-      "# Step cost of unlearning methods",
-      "",
-      f"Machine: backend `{m['backend']}`, device `{m['device_kind']}` "
-      f"(×{m['device_count']}), {m['cpu_count']} CPUs"
-      + (f" ({m['affinity_cpus']} usable)" if m.get("affinity_cpus") else "")
-      + f", {m['platform']}; jax {m['versions'].get('jax')}, jaxlib "
-      f"{m['versions'].get('jaxlib')}, flax {m['versions'].get('flax')}, optax "
-      f"{m['versions'].get('optax')}, Python {m['python']}; {m['date_utc']}.",
-      "",
-      f"Synthetic data {tuple(c['input_shape'])}, {c['num_classes']} classes; median of "
-      f"{c['steps']} timed steps after {c['warmup']} warm-up steps; SGD lr {c['lr']} "
-      f"momentum 0.9; split layout forget batch = {c['forget_fraction']:g} × B; "
-      f"total run {report['total_seconds']:.0f} s.",
-      "Ratios are to the plain fine-tune step (one value_and_grad of the retain loss) of "
-      "the same setting. Memory from XLA's compiled memory analysis; "
-      "total = argument + output − alias (donated) + temp.",
-      "",
+    "# Step cost of unlearning methods",
+    "",
+    f"Machine: backend `{m['backend']}`, device `{m['device_kind']}` "
+    f"(×{m['device_count']}), {m['cpu_count']} CPUs"
+    + (f" ({m['affinity_cpus']} usable)" if m.get("affinity_cpus") else "")
+    + f", {m['platform']}; jax {m['versions'].get('jax')}, jaxlib "
+    f"{m['versions'].get('jaxlib')}, flax {m['versions'].get('flax')}, optax "
+    f"{m['versions'].get('optax')}, Python {m['python']}; {m['date_utc']}.",
+    "",
+    f"Synthetic data {tuple(c['input_shape'])}, {c['num_classes']} classes; median of "
+    f"{c['steps']} timed steps after {c['warmup']} warm-up steps; SGD lr {c['lr']} "
+    f"momentum 0.9; split layout forget batch = {c['forget_fraction']:g} × B; "
+    f"total run {report['total_seconds']:.0f} s.",
+    "Ratios are to the plain fine-tune step (one value_and_grad of the retain loss) of "
+    "the same setting. Memory from XLA's compiled memory analysis; "
+    "total = argument + output − alias (donated) + temp.",
+    "",
   ]
-  columns = [(model, b, layout) for model in c["models"] for b in c["batch_sizes"]
-             for layout in c["layouts"]]
+  columns = [
+    (model, b, layout) for model in c["models"] for b in c["batch_sizes"] for layout in c["layouts"]
+  ]
   by_key = {(s["model"], s["batch_size"], s["layout"]): s for s in report["settings"]}
   columns = [k for k in columns if k in by_key]
 
   def pivot(title, getter):
-    out = [f"## {title}", "",
-           "| method | " + " | ".join(f"{mo} b{b} {la}" for mo, b, la in columns) + " |",
-           "|---|" + "---:|" * len(columns)]
+    out = [
+      f"## {title}",
+      "",
+      "| method | " + " | ".join(f"{mo} b{b} {la}" for mo, b, la in columns) + " |",
+      "|---|" + "---:|" * len(columns),
+    ]
     for method in c["methods"]:
       cells = []
       for key in columns:
@@ -514,43 +593,55 @@ def markdown(report: dict) -> str:
       out.append(f"| {method} | " + " | ".join(cells) + " |")
     return out + [""]
 
-  ratio = lambda k: (lambda r: _x((r.get("ratios") or {}).get(k)))
+  ratio = lambda k: lambda r: _x((r.get("ratios") or {}).get(k))
   lines += pivot("Time per step, ratio to plain", ratio("time"))
   lines += pivot("Compiled temporary memory, ratio to plain", ratio("temp_bytes"))
-  lines += pivot("Compiled total memory (arg + out − alias + temp), ratio to plain",
-                 ratio("total_bytes"))
+  lines += pivot(
+    "Compiled total memory (arg + out − alias + temp), ratio to plain", ratio("total_bytes")
+  )
 
   gpu = any(r.get("device_memory") for s in report["settings"] for r in s["methods"].values())
-  lines += ["## Detail", "",
-            "| model | params | B | layout | method | ms/step | × plain | steps/s | compile s "
-            "| GFLOP | arg MiB | out MiB | temp MiB | × plain | total MiB | × plain |"
-            + (" dev peak MiB |" if gpu else ""),
-            "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-            + ("---:|" if gpu else "")]
+  lines += [
+    "## Detail",
+    "",
+    "| model | params | B | layout | method | ms/step | × plain | steps/s | compile s "
+    "| GFLOP | arg MiB | out MiB | temp MiB | × plain | total MiB | × plain |"
+    + (" dev peak MiB |" if gpu else ""),
+    "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    + ("---:|" if gpu else ""),
+  ]
   for s in report["settings"]:
     for method, r in s["methods"].items():
-      head = f"| {s['model']} | {s['num_params']:,} | {s['batch_size']} | {s['layout']} | {method} |"
+      head = (
+        f"| {s['model']} | {s['num_params']:,} | {s['batch_size']} | {s['layout']} | {method} |"
+      )
       if "error" in r:
         lines.append(head + f" error: {r['error'][:80]} |")
         continue
       mem, rat = r["memory"], r.get("ratios") or {}
       gflop = "–" if r["flops"] is None else f"{r['flops'] / 1e9:.2f}"
-      row = (f"{head} {r['median_ms']:.2f} | {_x(rat.get('time'))} | "
-             f"{(r['steps_per_s'] or 0):.1f} | {r['compile_s']:.2f} | {gflop} | "
-             f"{_mib(mem['argument_bytes'])} | {_mib(mem['output_bytes'])} | "
-             f"{_mib(mem['temp_bytes'])} | {_x(rat.get('temp_bytes'))} | "
-             f"{_mib(mem['total_bytes'])} | {_x(rat.get('total_bytes'))} |")
+      row = (
+        f"{head} {r['median_ms']:.2f} | {_x(rat.get('time'))} | "
+        f"{(r['steps_per_s'] or 0):.1f} | {r['compile_s']:.2f} | {gflop} | "
+        f"{_mib(mem['argument_bytes'])} | {_mib(mem['output_bytes'])} | "
+        f"{_mib(mem['temp_bytes'])} | {_x(rat.get('temp_bytes'))} | "
+        f"{_mib(mem['total_bytes'])} | {_x(rat.get('total_bytes'))} |"
+      )
       if gpu:
         dm = r.get("device_memory") or {}
         row += f" {_mib(dm.get('peak_bytes_in_use'))} |"
       lines.append(row)
   if gpu:
-    lines += ["", "Device peak is the allocator's process-wide peak after the method ran "
-              "(methods run in the order listed, so it never decreases)."]
+    lines += [
+      "",
+      "Device peak is the allocator's process-wide peak after the method ran "
+      "(methods run in the order listed, so it never decreases).",
+    ]
   return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------ command line
+
 
 def _csv(kind=str):
   return lambda s: tuple(kind(v) for v in s.split(",") if v.strip())
@@ -558,33 +649,59 @@ def _csv(kind=str):
 
 def parse_config(argv=None) -> tuple[dict, argparse.Namespace]:
   p = argparse.ArgumentParser(
-      prog="python -m benchmarks.step_cost",
-      description="Time and memory of one jitted unlearning step per method, against the "
-                  "plain fine-tune step.")
-  p.add_argument("--quick", action="store_true",
-                 help="subset: mlp, batch 256, both layouts, all methods, 5 steps (< 1 min on CPU)")
-  p.add_argument("--models", type=_csv(), default=None,
-                 help=f"comma list of {', '.join(MODELS)} (default: mlp,cnn on CPU; "
-                      "all three on an accelerator)")
-  p.add_argument("--batch-sizes", type=_csv(int), default=None,
-                 help="comma list (default 64,256,1024)")
+    prog="python -m benchmarks.step_cost",
+    description="Time and memory of one jitted unlearning step per method, against the "
+    "plain fine-tune step.",
+  )
+  p.add_argument(
+    "--quick",
+    action="store_true",
+    help="subset: mlp, batch 256, both layouts, all methods, 5 steps (< 1 min on CPU)",
+  )
+  p.add_argument(
+    "--models",
+    type=_csv(),
+    default=None,
+    help=f"comma list of {', '.join(MODELS)} (default: mlp,cnn on CPU; "
+    "all three on an accelerator)",
+  )
+  p.add_argument(
+    "--batch-sizes", type=_csv(int), default=None, help="comma list (default 64,256,1024)"
+  )
   p.add_argument("--layouts", type=_csv(), default=None, help="comma list of split,shared")
-  p.add_argument("--methods", type=_csv(), default=None,
-                 help=f"comma list (default all: {','.join(METHODS)})")
-  p.add_argument("--steps", type=int, default=None,
-                 help=f"timed steps per method (default {DEFAULT_STEPS})")
-  p.add_argument("--warmup", type=int, default=None,
-                 help=f"untimed steps after compiling (default {DEFAULT_WARMUP})")
-  p.add_argument("--synthetic", action="store_true",
-                 help="CIFAR-shaped synthetic data (32x32x3, 10 classes; overrides "
-                      "--input-shape/--num-classes). Data are always synthetic; this is the "
-                      "default shape anyway")
+  p.add_argument(
+    "--methods", type=_csv(), default=None, help=f"comma list (default all: {','.join(METHODS)})"
+  )
+  p.add_argument(
+    "--steps", type=int, default=None, help=f"timed steps per method (default {DEFAULT_STEPS})"
+  )
+  p.add_argument(
+    "--warmup",
+    type=int,
+    default=None,
+    help=f"untimed steps after compiling (default {DEFAULT_WARMUP})",
+  )
+  p.add_argument(
+    "--synthetic",
+    action="store_true",
+    help="CIFAR-shaped synthetic data (32x32x3, 10 classes; overrides "
+    "--input-shape/--num-classes). Data are always synthetic; this is the "
+    "default shape anyway",
+  )
   p.add_argument("--input-shape", type=_csv(int), default=(32, 32, 3), help="H,W,C")
   p.add_argument("--num-classes", type=int, default=10)
-  p.add_argument("--forget-fraction", type=float, default=1.0,
-                 help="split layout: forget batch size as a fraction of B (default 1)")
-  p.add_argument("--resnet-width", type=int, default=None,
-                 help="ResNet-18 base width (default 64 = full model on accelerators, 16 on CPU)")
+  p.add_argument(
+    "--forget-fraction",
+    type=float,
+    default=1.0,
+    help="split layout: forget batch size as a fraction of B (default 1)",
+  )
+  p.add_argument(
+    "--resnet-width",
+    type=int,
+    default=None,
+    help="ResNet-18 base width (default 64 = full model on accelerators, 16 on CPU)",
+  )
   p.add_argument("--full", action="store_true", help="full-width ResNet-18 even on CPU")
   p.add_argument("--lr", type=float, default=1e-3)
   p.add_argument("--seed", type=int, default=0)
@@ -594,22 +711,28 @@ def parse_config(argv=None) -> tuple[dict, argparse.Namespace]:
   args = p.parse_args(argv)
 
   on_cpu = jax.default_backend() == "cpu"
-  pick = lambda given, quick, default: given if given is not None else (
-      quick if args.quick else default)
+  pick = lambda given, quick, default: (
+    given if given is not None else (quick if args.quick else default)
+  )
   config = {
-      "models": pick(args.models, QUICK["models"], ("mlp", "cnn") if on_cpu else MODELS),
-      "batch_sizes": pick(args.batch_sizes, QUICK["batch_sizes"], DEFAULT_BATCH_SIZES),
-      "layouts": pick(args.layouts, QUICK["layouts"], LAYOUTS),
-      "methods": pick(args.methods, METHODS, METHODS),
-      "steps": pick(args.steps, QUICK["steps"], DEFAULT_STEPS),
-      "warmup": pick(args.warmup, QUICK["warmup"], DEFAULT_WARMUP),
-      "input_shape": (32, 32, 3) if args.synthetic else tuple(args.input_shape),
-      "num_classes": 10 if args.synthetic else args.num_classes,
-      "forget_fraction": args.forget_fraction,
-      "resnet_width": (64 if args.full else args.resnet_width
-                       if args.resnet_width is not None else (16 if on_cpu else 64)),
-      "lr": args.lr,
-      "seed": args.seed,
+    "models": pick(args.models, QUICK["models"], ("mlp", "cnn") if on_cpu else MODELS),
+    "batch_sizes": pick(args.batch_sizes, QUICK["batch_sizes"], DEFAULT_BATCH_SIZES),
+    "layouts": pick(args.layouts, QUICK["layouts"], LAYOUTS),
+    "methods": pick(args.methods, METHODS, METHODS),
+    "steps": pick(args.steps, QUICK["steps"], DEFAULT_STEPS),
+    "warmup": pick(args.warmup, QUICK["warmup"], DEFAULT_WARMUP),
+    "input_shape": (32, 32, 3) if args.synthetic else tuple(args.input_shape),
+    "num_classes": 10 if args.synthetic else args.num_classes,
+    "forget_fraction": args.forget_fraction,
+    "resnet_width": (
+      64
+      if args.full
+      else args.resnet_width
+      if args.resnet_width is not None
+      else (16 if on_cpu else 64)
+    ),
+    "lr": args.lr,
+    "seed": args.seed,
   }
   for key, valid in (("models", MODELS), ("layouts", LAYOUTS), ("methods", METHODS)):
     bad = [v for v in config[key] if v not in valid]

@@ -20,10 +20,16 @@ def synthetic_examples(rng: np.random.Generator, n: int, input_shape, num_classe
   return x, y.astype(np.int32), wrong.astype(np.int32)
 
 
-def unlearning_batch(rng: np.random.Generator, n_retain: int, n_forget: int, input_shape,
-                     num_classes: int) -> dict:
+def unlearning_batch(
+  rng: np.random.Generator, n_retain: int, n_forget: int, input_shape, num_classes: int
+) -> dict:
   """A synthetic batch in the engine's split layout (see :mod:`jaxunlearn.engine.steps`)."""
   x_r, y_r, _ = synthetic_examples(rng, n_retain, input_shape, num_classes)
   x_f, y_f, wrong = synthetic_examples(rng, n_forget, input_shape, num_classes)
-  return {"retain_image": x_r, "retain_label": y_r, "forget_image": x_f,
-          "forget_label": wrong, "forget_true_label": y_f}
+  return {
+    "retain_image": x_r,
+    "retain_label": y_r,
+    "forget_image": x_f,
+    "forget_label": wrong,
+    "forget_true_label": y_f,
+  }

@@ -6,7 +6,7 @@ from sklearn.datasets import load_digits
 
 import jaxunlearn
 
-x, y = load_digits(return_X_y=True)          # 1,797 real 8×8 digits, shipped offline
+x, y = load_digits(return_X_y=True)  # 1,797 real 8×8 digits, shipped offline
 x, y = jnp.asarray(x / 16.0, jnp.float32), jnp.asarray(y)
 
 
@@ -53,12 +53,12 @@ state = tx.init(params)
 def unlearn_step(params, state, key):
   wrong = (y_f + jax.random.randint(key, y_f.shape, 1, 10)) % 10  # never the true label
 
-  def objective(p):                    # S = λ·log L_r + log L_f, built from the state
+  def objective(p):  # S = λ·log L_r + log L_f, built from the state
     l_r = retain_loss(p)
     l_f = cross_entropy(nnx.merge(graphdef, p), x_f, wrong)
     return jaxunlearn.scalarized_loss(state, l_r, l_f), l_r
 
-  (_, l_r), grads = jax.value_and_grad(objective, has_aux=True)(params)   # one backprop
+  (_, l_r), grads = jax.value_and_grad(objective, has_aux=True)(params)  # one backprop
   updates, state = tx.update(grads, state, params, retain_loss=l_r, retain_loss_fn=retain_loss)
   return optax.apply_updates(params, updates), state
 
@@ -68,5 +68,7 @@ for key in jax.random.split(jax.random.key(1), 100):
 
 unlearned = nnx.merge(graphdef, params)
 accuracy = lambda x, y: float(jnp.mean(unlearned(x).argmax(-1) == y) * 100)
-print(f"forget-set accuracy {accuracy(x_f, y_f):.1f}%  retain accuracy {accuracy(x_r, y_r):.1f}%  "
-      f"λ = {float(jaxunlearn.multiplier(state)):.3f}")
+print(
+  f"forget-set accuracy {accuracy(x_f, y_f):.1f}%  retain accuracy {accuracy(x_r, y_r):.1f}%  "
+  f"λ = {float(jaxunlearn.multiplier(state)):.3f}"
+)

@@ -15,6 +15,7 @@ USER_ERRORS = (JaxUnlearnError, OSError)
 
 def main_guard(fn):
   """Runs ``fn``; a user error prints ``error: ...`` on stderr and exits with status 2."""
+
   @functools.wraps(fn)
   def wrapper(argv=None):
     try:
@@ -23,4 +24,5 @@ def main_guard(fn):
       message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
       print(f"error: {message}", file=sys.stderr)
       raise SystemExit(2) from e
+
   return wrapper

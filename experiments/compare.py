@@ -31,9 +31,18 @@ from jaxunlearn.errors import ConfigError
 KEYS = metrics_lib.METRIC_KEYS
 
 
-def run_scenario(name: str, workdir, *, seeds: int = 3, methods=None, overrides=(),
-                 pretrain_overrides=(), data_dir=None, progress: bool = True,
-                 sweeps: bool | int = True) -> dict:
+def run_scenario(
+  name: str,
+  workdir,
+  *,
+  seeds: int = 3,
+  methods=None,
+  overrides=(),
+  pretrain_overrides=(),
+  data_dir=None,
+  progress: bool = True,
+  sweeps: bool | int = True,
+) -> dict:
   """Runs every method × seed (and the scenario's sweeps) and writes tables and plots.
 
   ``sweeps``: True for every sweep value, an int n for the first n of each, False for none.
@@ -44,24 +53,32 @@ def run_scenario(name: str, workdir, *, seeds: int = 3, methods=None, overrides=
   if seeds <= 0:
     raise ConfigError(f"--seeds must be ≥ 1, got {seeds}")
   start = time.perf_counter()
-  ctx = prepare_scenario(name, workdir, pretrain_overrides=pretrain_overrides,
-                         data_dir=data_dir, progress=progress)
+  ctx = prepare_scenario(
+    name, workdir, pretrain_overrides=pretrain_overrides, data_dir=data_dir, progress=progress
+  )
   jobs = [Job(m, seed) for m in methods for seed in range(seeds)]
   if sweeps:
     for m, (key, values) in ctx.scenario.sweeps.items():
       if m in methods:
-        values = values if sweeps is True else values[:int(sweeps)]
+        values = values if sweeps is True else values[: int(sweeps)]
         jobs += [Job(m, 0, ((key, v),)) for v in values]
   runs = run_jobs(ctx, jobs, overrides=overrides, progress=progress)
 
   summary = summarize([r for r in runs if not r["sweep"]])
-  results = {"scenario": name, "description": ctx.scenario.description,
-             "forget": ctx.scenario.forget, "dataset": ctx.dataset.name,
-             "model": ctx.pretrain.model, "seeds": seeds,
-             "forget_size": int(len(ctx.forget_set.forget_idx)),
-             "reference": ctx.reference, "retrain_seconds": ctx.retrain_seconds,
-             "summary": summary, "runs": runs,
-             "wall_seconds": time.perf_counter() - start}
+  results = {
+    "scenario": name,
+    "description": ctx.scenario.description,
+    "forget": ctx.scenario.forget,
+    "dataset": ctx.dataset.name,
+    "model": ctx.pretrain.model,
+    "seeds": seeds,
+    "forget_size": int(len(ctx.forget_set.forget_idx)),
+    "reference": ctx.reference,
+    "retrain_seconds": ctx.retrain_seconds,
+    "summary": summary,
+    "runs": runs,
+    "wall_seconds": time.perf_counter() - start,
+  }
   write_json_atomic(ctx.out_dir / "results.json", results)
   write_tables(results, ctx.out_dir)
   plots.write_all(results, ctx.out_dir)
@@ -75,8 +92,11 @@ def summarize(runs) -> dict:
     by_method.setdefault(r["method"], []).append(r)
   summary = {}
   for method, rs in by_method.items():
-    entry = {"forget_target": rs[0]["forget_target"], "n": len(rs),
-             "diverged": sum(bool(r["metrics"].get("diverged")) for r in rs)}
+    entry = {
+      "forget_target": rs[0]["forget_target"],
+      "n": len(rs),
+      "diverged": sum(bool(r["metrics"].get("diverged")) for r in rs),
+    }
     for key in KEYS:
       entry[key] = list(_mean_std([r["metrics"][key] for r in rs]))
     entry["AvgGap"] = list(_mean_std([r["AvgGap"] for r in rs]))
@@ -105,51 +125,85 @@ def write_tables(results: dict, out_dir: pathlib.Path) -> None:
   summary = results["summary"]
   gaps = {m: s["AvgGap"][0] for m, s in summary.items() if math.isfinite(s["AvgGap"][0])}
   best = min(gaps, key=gaps.get) if gaps else None
-  lines = [f"### {results['scenario']}: {results['description']}", "",
-           f"{results['dataset']}, {results['model']}, forget set {results['forget']} "
-           f"({results['forget_size']} examples), {results['seeds']} seeds (mean ± std). "
-           "UA, MIA: closer to retrain is better; RA, TA: higher; Avg. Gap (mean |Δ| to "
-           "retrain over UA, RA, TA, MIA): lower. Time: median over seeds of the unlearning wall "
-           "time without the jit compile (retrain: its full training).", "",
-           "| Method | Forget target | UA | RA | TA | MIA | Avg. Gap ↓ | Time (s) |",
-           "|---|---|---|---|---|---|---|---|"]
+  lines = [
+    f"### {results['scenario']}: {results['description']}",
+    "",
+    f"{results['dataset']}, {results['model']}, forget set {results['forget']} "
+    f"({results['forget_size']} examples), {results['seeds']} seeds (mean ± std). "
+    "UA, MIA: closer to retrain is better; RA, TA: higher; Avg. Gap (mean |Δ| to "
+    "retrain over UA, RA, TA, MIA): lower. Time: median over seeds of the unlearning wall "
+    "time without the jit compile (retrain: its full training).",
+    "",
+    "| Method | Forget target | UA | RA | TA | MIA | Avg. Gap ↓ | Time (s) |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
   for label, m in (("Original", ref["original"]), ("Retrain", ref["retrain"])):
     t = f"{results['retrain_seconds']:.1f}" if label == "Retrain" else "—"
-    lines.append(f"| {label} | — | " + " | ".join(f"{m[k]:.2f}" for k in KEYS) +
-                 f" | {metrics_lib.avg_gap(m, ref['retrain']):.2f} | {t} |")
+    lines.append(
+      f"| {label} | — | "
+      + " | ".join(f"{m[k]:.2f}" for k in KEYS)
+      + f" | {metrics_lib.avg_gap(m, ref['retrain']):.2f} | {t} |"
+    )
   for method, s in summary.items():
     name = f"**{method}**" if method == best else method
     gap = _fmt(s["AvgGap"])
     gap = f"**{gap}**" if method == best else gap
     note = f" ({s['diverged']}/{s['n']} diverged)" if s["diverged"] else ""
-    lines.append(f"| {name}{note} | {s['forget_target']} | " +
-                 " | ".join(_fmt(s[k]) for k in KEYS) + f" | {gap} | {s['seconds'][0]:.2f} |")
+    lines.append(
+      f"| {name}{note} | {s['forget_target']} | "
+      + " | ".join(_fmt(s[k]) for k in KEYS)
+      + f" | {gap} | {s['seconds'][0]:.2f} |"
+    )
   (out_dir / "results.md").write_text("\n".join(lines) + "\n")
   with (out_dir / "results.csv").open("w", newline="") as f:
     w = csv.writer(f)
-    w.writerow(["method", "forget_target"] + [f"{k}_{s}" for k in KEYS + ("AvgGap",)
-                                              for s in ("mean", "std")] + ["seconds_median"])
+    w.writerow(
+      ["method", "forget_target"]
+      + [f"{k}_{s}" for k in KEYS + ("AvgGap",) for s in ("mean", "std")]
+      + ["seconds_median"]
+    )
     for label, m in (("original", ref["original"]), ("retrain", ref["retrain"])):
-      w.writerow([label, ""] + sum([[m[k], 0.0] for k in KEYS], []) +
-                 [metrics_lib.avg_gap(m, ref["retrain"]), 0.0,
-                  results["retrain_seconds"] if label == "retrain" else ""])
+      w.writerow(
+        [label, ""]
+        + sum([[m[k], 0.0] for k in KEYS], [])
+        + [
+          metrics_lib.avg_gap(m, ref["retrain"]),
+          0.0,
+          results["retrain_seconds"] if label == "retrain" else "",
+        ]
+      )
     for method, s in summary.items():
-      w.writerow([method, s["forget_target"]] +
-                 sum([list(s[k]) for k in KEYS + ("AvgGap",)], []) + [s["seconds"][0]])
+      w.writerow(
+        [method, s["forget_target"]]
+        + sum([list(s[k]) for k in KEYS + ("AvgGap",)], [])
+        + [s["seconds"][0]]
+      )
 
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--scenario", action="append",
-                 help=f"one of {', '.join(SCENARIOS)} (repeatable); default: "
-                      f"{' and '.join(DEFAULT_SCENARIOS)}")
+  p.add_argument(
+    "--scenario",
+    action="append",
+    help=f"one of {', '.join(SCENARIOS)} (repeatable); default: {' and '.join(DEFAULT_SCENARIOS)}",
+  )
   p.add_argument("--workdir", required=True)
   p.add_argument("--seeds", type=int, default=3)
   p.add_argument("--methods", help="comma-separated subset of " + ", ".join(METHODS))
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                 help="unlearning config override for every method (e.g. steps=20)")
-  p.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE",
-                 help="override of the original/retrain recipe (e.g. epochs=5)")
+  p.add_argument(
+    "--set",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="unlearning config override for every method (e.g. steps=20)",
+  )
+  p.add_argument(
+    "--pretrain-set",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="override of the original/retrain recipe (e.g. epochs=5)",
+  )
   p.add_argument("--no-sweeps", action="store_true", help="skip the tolerance curves")
   p.add_argument("--data-dir")
   p.add_argument("--no-progress", action="store_true")
@@ -163,10 +217,17 @@ def main(argv=None):
   methods = args.methods.split(",") if args.methods else None
   start = time.perf_counter()
   for name in args.scenario or DEFAULT_SCENARIOS:
-    results = run_scenario(name, workdir, seeds=args.seeds, methods=methods,
-                           overrides=args.set, pretrain_overrides=args.pretrain_set,
-                           data_dir=args.data_dir,
-                           progress=not args.no_progress, sweeps=not args.no_sweeps)
+    results = run_scenario(
+      name,
+      workdir,
+      seeds=args.seeds,
+      methods=methods,
+      overrides=args.set,
+      pretrain_overrides=args.pretrain_set,
+      data_dir=args.data_dir,
+      progress=not args.no_progress,
+      sweeps=not args.no_sweeps,
+    )
     print((workdir / name / "results.md").read_text())
     print(f"[{name}: {results['wall_seconds']:.0f} s; files in {workdir / name}]")
   print(f"total {time.perf_counter() - start:.0f} s")

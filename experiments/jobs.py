@@ -34,6 +34,7 @@ RECORDED_HISTORY = ("retain_loss", "forget_loss", "multiplier", "retain_decrease
 @dataclasses.dataclass
 class ScenarioContext:
   """Everything the runs of one scenario share."""
+
   scenario: Scenario
   out_dir: pathlib.Path
   pretrain: TrainConfig
@@ -41,7 +42,7 @@ class ScenarioContext:
   forget_set: Any
   original: TrainedModel
   retrained: TrainedModel
-  reference: dict          # "original" and "retrain" -> metrics
+  reference: dict  # "original" and "retrain" -> metrics
   retrain_seconds: float
 
 
@@ -49,7 +50,7 @@ class ScenarioContext:
 class Job:
   method: str
   seed: int
-  sweep: tuple = ()        # ((key, value),) overrides of a sweep point
+  sweep: tuple = ()  # ((key, value),) overrides of a sweep point
 
   @property
   def filename(self) -> str:
@@ -57,18 +58,33 @@ class Job:
     return f"{self.method}-s{self.seed}" + (f"-{tag}" if tag else "") + ".json"
 
 
-def trained(workdir: pathlib.Path, config: TrainConfig, *, forget=None, retrain=False,
-            data_dir=None, progress=True) -> TrainedModel:
+def trained(
+  workdir: pathlib.Path,
+  config: TrainConfig,
+  *,
+  forget=None,
+  retrain=False,
+  data_dir=None,
+  progress=True,
+) -> TrainedModel:
   """Trains once; afterwards (or after a kill) reuses or resumes the run in ``workdir``."""
   if not (workdir / "metrics.json").exists():
     resume = (workdir / "checkpoints").exists()
-    train(config, workdir, forget_spec=forget, retrain=retrain, resume=resume,
-          data_dir=data_dir, progress=progress)
+    train(
+      config,
+      workdir,
+      forget_spec=forget,
+      retrain=retrain,
+      resume=resume,
+      data_dir=data_dir,
+      progress=progress,
+    )
   return load_trained(workdir)
 
 
-def prepare_scenario(name: str, workdir, *, pretrain_overrides=(), data_dir=None,
-                     progress: bool = True) -> ScenarioContext:
+def prepare_scenario(
+  name: str, workdir, *, pretrain_overrides=(), data_dir=None, progress: bool = True
+) -> ScenarioContext:
   """Trains (or reuses) the scenario's original and retrained models and evaluates both."""
   scenario = get_scenario(name)
   out_dir = pathlib.Path(workdir) / name
@@ -77,13 +93,22 @@ def prepare_scenario(name: str, workdir, *, pretrain_overrides=(), data_dir=None
   dataset = data_lib.load_dataset(pre.dataset, data_dir)
   forget_set = data_lib.make_forget_set(dataset, scenario.forget, seed=0)
   original = trained(out_dir / "original", pre, data_dir=data_dir, progress=progress)
-  retrained = trained(out_dir / "retrain", pre, forget=scenario.forget, retrain=True,
-                      data_dir=data_dir, progress=progress)
-  reference = {name: evaluate(m.fm, m.params, m.model_state, dataset, forget_set)
-               for name, m in (("original", original), ("retrain", retrained))}
+  retrained = trained(
+    out_dir / "retrain",
+    pre,
+    forget=scenario.forget,
+    retrain=True,
+    data_dir=data_dir,
+    progress=progress,
+  )
+  reference = {
+    name: evaluate(m.fm, m.params, m.model_state, dataset, forget_set)
+    for name, m in (("original", original), ("retrain", retrained))
+  }
   retrain_seconds = json.loads((out_dir / "retrain" / "metrics.json").read_text())["seconds"]
-  return ScenarioContext(scenario, out_dir, pre, dataset, forget_set, original, retrained,
-                         reference, retrain_seconds)
+  return ScenarioContext(
+    scenario, out_dir, pre, dataset, forget_set, original, retrained, reference, retrain_seconds
+  )
 
 
 def job_config(ctx: ScenarioContext, job: Job, overrides=()):
@@ -95,34 +120,45 @@ def job_config(ctx: ScenarioContext, job: Job, overrides=()):
 def run_job(ctx: ScenarioContext, job: Job, cfg) -> dict:
   """Runs one job and returns its record (metrics, Avg. Gap, time, histories)."""
   m = ctx.original
-  res = unlearn(cfg, m.fm, m.params, m.model_state, ctx.dataset, ctx.forget_set,
-                progress=False)
+  res = unlearn(cfg, m.fm, m.params, m.model_state, ctx.dataset, ctx.forget_set, progress=False)
   ev = evaluate(m.fm, res.params, res.model_state, ctx.dataset, ctx.forget_set, seed=job.seed)
-  return {"method": job.method, "seed": job.seed, "sweep": dict(job.sweep), "metrics": ev,
-          "AvgGap": (metrics_lib.avg_gap(ev, ctx.reference["retrain"])
-                     if not ev.get("diverged") else float("nan")),
-          "seconds": res.seconds, "compile_seconds": res.compile_seconds,
-          "forget_target": get_method(job.method).forget_target(cfg), "config": cfg.to_dict(),
-          "skipped_steps": int(res.history["skipped"].sum()),
-          "history": {k: v.tolist() for k, v in res.history.items() if k in RECORDED_HISTORY}}
+  return {
+    "method": job.method,
+    "seed": job.seed,
+    "sweep": dict(job.sweep),
+    "metrics": ev,
+    "AvgGap": (
+      metrics_lib.avg_gap(ev, ctx.reference["retrain"]) if not ev.get("diverged") else float("nan")
+    ),
+    "seconds": res.seconds,
+    "compile_seconds": res.compile_seconds,
+    "forget_target": get_method(job.method).forget_target(cfg),
+    "config": cfg.to_dict(),
+    "skipped_steps": int(res.history["skipped"].sum()),
+    "history": {k: v.tolist() for k, v in res.history.items() if k in RECORDED_HISTORY},
+  }
 
 
-def run_jobs(ctx: ScenarioContext, jobs, *, overrides=(), progress: bool = True,
-             desc: str = "") -> list[dict]:
+def run_jobs(
+  ctx: ScenarioContext, jobs, *, overrides=(), progress: bool = True, desc: str = ""
+) -> list[dict]:
   """Runs ``jobs`` in order, reusing every finished record; returns all records.
 
   Every config is built (and so checked) before the first run starts.
   """
   configs_ = [job_config(ctx, job, overrides) for job in jobs]
   records = []
-  for job, cfg in tqdm(list(zip(jobs, configs_)), desc=desc or ctx.scenario.name, unit="run",
-                       disable=not progress):
+  for job, cfg in tqdm(
+    list(zip(jobs, configs_)), desc=desc or ctx.scenario.name, unit="run", disable=not progress
+  ):
     path = ctx.out_dir / "runs" / job.filename
     if path.exists():
       record = json.loads(path.read_text())
       if record["config"] != cfg.to_dict():
-        raise ConfigError(f"{path} was run with a different config than this command's; "
-                          "use the same --set values or a new --workdir")
+        raise ConfigError(
+          f"{path} was run with a different config than this command's; "
+          "use the same --set values or a new --workdir"
+        )
     else:
       record = run_job(ctx, job, cfg)
       write_json_atomic(path, record)

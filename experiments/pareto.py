@@ -25,16 +25,32 @@ from jaxunlearn.engine.records import write_json_atomic  # noqa: E402
 from jaxunlearn.errors import ConfigError  # noqa: E402
 
 
-def sweep(scenario_name, workdir, tolerances, *, seeds=3, method="igs", overrides=(),
-          pretrain_overrides=(), data_dir=None, progress=True) -> dict:
+def sweep(
+  scenario_name,
+  workdir,
+  tolerances,
+  *,
+  seeds=3,
+  method="igs",
+  overrides=(),
+  pretrain_overrides=(),
+  data_dir=None,
+  progress=True,
+) -> dict:
   """Runs ``method`` at each tolerance for each seed (resumable: finished runs are reused,
   and shared with ``experiments.compare`` on the same workdir) and writes the sweep."""
-  ctx = prepare_scenario(scenario_name, workdir, pretrain_overrides=pretrain_overrides,
-                         data_dir=data_dir, progress=progress)
+  ctx = prepare_scenario(
+    scenario_name,
+    workdir,
+    pretrain_overrides=pretrain_overrides,
+    data_dir=data_dir,
+    progress=progress,
+  )
   out_dir, reference = ctx.out_dir, ctx.reference["retrain"]
   jobs = [Job(method, s, (("tolerance", t),)) for t in tolerances for s in range(seeds)]
-  records = run_jobs(ctx, jobs, overrides=overrides, progress=progress,
-                     desc=f"{method} tolerance sweep")
+  records = run_jobs(
+    ctx, jobs, overrides=overrides, progress=progress, desc=f"{method} tolerance sweep"
+  )
   per_tol: dict = {}
   for job, r in zip(jobs, records):
     ev = dict(r["metrics"], AvgGap=r["AvgGap"])
@@ -47,20 +63,36 @@ def sweep(scenario_name, workdir, tolerances, *, seeds=3, method="igs", override
     for key in ("UA", "RA", "TA", "MIA", "AvgGap", "retain_loss_rise"):
       row[key] = list(metrics_lib.mean_std([e[key] for e in evs]))
     rows.append(row)
-  result = {"scenario": scenario_name, "method": method, "seeds": seeds, "retrain": reference,
-            "rows": rows}
+  result = {
+    "scenario": scenario_name,
+    "method": method,
+    "seeds": seeds,
+    "retrain": reference,
+    "rows": rows,
+  }
   write_json_atomic(out_dir / "pareto.json", result)
-  lines = [f"### {method} tolerance sweep on {scenario_name} ({seeds} seeds)", "",
-           "| tolerance ε | UA | RA | TA | MIA | Avg. Gap ↓ | L_r rise over the run |",
-           "|---|---|---|---|---|---|---|"]
-  lines += [f"| {r['tolerance']:g} | " + " | ".join(
-      metrics_lib.format_mean_std(*r[k]) for k in ("UA", "RA", "TA", "MIA", "AvgGap")) +
-      f" | {r['retain_loss_rise'][0]:.3f} |" for r in rows]
+  lines = [
+    f"### {method} tolerance sweep on {scenario_name} ({seeds} seeds)",
+    "",
+    "| tolerance ε | UA | RA | TA | MIA | Avg. Gap ↓ | L_r rise over the run |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  lines += [
+    f"| {r['tolerance']:g} | "
+    + " | ".join(metrics_lib.format_mean_std(*r[k]) for k in ("UA", "RA", "TA", "MIA", "AvgGap"))
+    + f" | {r['retain_loss_rise'][0]:.3f} |"
+    for r in rows
+  ]
   (out_dir / "pareto.md").write_text("\n".join(lines) + "\n")
   fig, ax = plt.subplots(figsize=(6, 4.5))
-  ax.errorbar([r["UA"][0] for r in rows], [r["TA"][0] for r in rows],
-              xerr=[r["UA"][1] for r in rows], yerr=[r["TA"][1] for r in rows], fmt="o-",
-              label=f"{method}, tolerance ε")
+  ax.errorbar(
+    [r["UA"][0] for r in rows],
+    [r["TA"][0] for r in rows],
+    xerr=[r["UA"][1] for r in rows],
+    yerr=[r["TA"][1] for r in rows],
+    fmt="o-",
+    label=f"{method}, tolerance ε",
+  )
   for r in rows:
     ax.annotate(f"ε={r['tolerance']:g}", (r["UA"][0], r["TA"][0]), fontsize=8)
   ax.scatter(reference["UA"], reference["TA"], marker="*", s=160, color="black", label="retrain")
@@ -95,9 +127,17 @@ def main(argv=None):
   p.add_argument("--data-dir")
   p.add_argument("--no-progress", action="store_true")
   args = p.parse_args(argv)
-  result = sweep(args.scenario, args.workdir, _floats(args.tolerances), seeds=args.seeds,
-                 method=args.method, overrides=args.set, pretrain_overrides=args.pretrain_set,
-                 data_dir=args.data_dir, progress=not args.no_progress)
+  result = sweep(
+    args.scenario,
+    args.workdir,
+    _floats(args.tolerances),
+    seeds=args.seeds,
+    method=args.method,
+    overrides=args.set,
+    pretrain_overrides=args.pretrain_set,
+    data_dir=args.data_dir,
+    progress=not args.no_progress,
+  )
   print((pathlib.Path(args.workdir) / args.scenario / "pareto.md").read_text())
   return result
 

@@ -30,28 +30,40 @@ def ua_ta(results, path):
   sweeps = {}
   for r in results["runs"]:
     if r["sweep"] and math.isfinite(r["metrics"]["UA"]):
-      (key, value), = r["sweep"].items()
-      sweeps.setdefault((r["method"], key), []).append((value, r["metrics"]["UA"],
-                                                        r["metrics"]["TA"]))
+      ((key, value),) = r["sweep"].items()
+      sweeps.setdefault((r["method"], key), []).append(
+        (value, r["metrics"]["UA"], r["metrics"]["TA"])
+      )
   retrain = results["reference"]["retrain"]
-  near = [(s["UA"][0], s["TA"][0]) for s in results["summary"].values()
-          if math.isfinite(s["UA"][0]) and abs(s["UA"][0] - retrain["UA"]) <= 10]
-  near += [(p[1], p[2]) for pts in sweeps.values() for p in pts
-           if abs(p[1] - retrain["UA"]) <= 10]
+  near = [
+    (s["UA"][0], s["TA"][0])
+    for s in results["summary"].values()
+    if math.isfinite(s["UA"][0]) and abs(s["UA"][0] - retrain["UA"]) <= 10
+  ]
+  near += [(p[1], p[2]) for pts in sweeps.values() for p in pts if abs(p[1] - retrain["UA"]) <= 10]
   near.append((retrain["UA"], retrain["TA"]))
   for ax, zoom in zip(axes, (False, True)):
     for i, (method, s) in enumerate(results["summary"].items()):
       if not math.isfinite(s["UA"][0]):
         continue
-      ax.errorbar(s["UA"][0], s["TA"][0], xerr=s["UA"][1], yerr=s["TA"][1], fmt="o",
-                  color=cmap(i % 20), label=method, capsize=2)
+      ax.errorbar(
+        s["UA"][0],
+        s["TA"][0],
+        xerr=s["UA"][1],
+        yerr=s["TA"][1],
+        fmt="o",
+        color=cmap(i % 20),
+        label=method,
+        capsize=2,
+      )
     for name, marker in (("original", "s"), ("retrain", "*")):
       m = results["reference"][name]
       ax.scatter(m["UA"], m["TA"], marker=marker, s=160, color="black", zorder=5, label=name)
     for (method, key), pts in sorted(sweeps.items()):
       pts.sort()
-      ax.plot([p[1] for p in pts], [p[2] for p in pts], "--", alpha=0.7,
-              label=f"{method} over {key}")
+      ax.plot(
+        [p[1] for p in pts], [p[2] for p in pts], "--", alpha=0.7, label=f"{method} over {key}"
+      )
       if zoom:
         for v, x, y in pts:
           ax.annotate(f"{v:g}", (x, y), fontsize=7, alpha=0.8)

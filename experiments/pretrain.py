@@ -1,10 +1,10 @@
 """Train the original model, or retrain it without a forget set.
 
-    python -m experiments.pretrain --dataset digits --model mlp --workdir runs/original
-    python -m experiments.pretrain --dataset digits --workdir runs/retrain --retrain --forget class:0
-    python -m experiments.pretrain --config cifar10-resnet18 --workdir runs/c10   # accelerator
-    ... --resume      # continue a killed run from its latest checkpoint
-    ... --set epochs=5 --set learning_rate=0.01   # override any config key
+python -m experiments.pretrain --dataset digits --model mlp --workdir runs/original
+python -m experiments.pretrain --dataset digits --workdir runs/retrain --retrain --forget class:0
+python -m experiments.pretrain --config cifar10-resnet18 --workdir runs/c10   # accelerator
+... --resume      # continue a killed run from its latest checkpoint
+... --set epochs=5 --set learning_rate=0.01   # override any config key
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import json
 from experiments import configs
 from experiments.cli import main_guard
 from jaxunlearn.engine.config import override
+from jaxunlearn.engine.training import train
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.nn.models import MODELS
-from jaxunlearn.engine.training import train
 
 
 def parse_args(argv=None):
@@ -43,19 +43,31 @@ def main(argv=None):
   args = parse_args(argv)
   name = args.config or configs.DEFAULT_FOR_DATASET.get(args.dataset or "digits")
   if name is None:
-    raise ConfigError(f"no default recipe for dataset {args.dataset!r}; pass --config "
-                      f"({', '.join(configs.PRETRAIN_CONFIGS)})")
+    raise ConfigError(
+      f"no default recipe for dataset {args.dataset!r}; pass --config "
+      f"({', '.join(configs.PRETRAIN_CONFIGS)})"
+    )
   config = configs.get_pretrain_config(name)
-  changes = {k: v for k, v in (("dataset", args.dataset), ("model", args.model),
-                               ("seed", args.seed)) if v is not None}
+  changes = {
+    k: v
+    for k, v in (("dataset", args.dataset), ("model", args.model), ("seed", args.seed))
+    if v is not None
+  }
   if "model" in changes and changes["model"] != config.model:
     if changes["model"] not in MODELS:
       raise ConfigError(f"unknown model {changes['model']!r}; valid: {', '.join(MODELS)}")
     changes["model_kwargs"] = {}
   config = override(dataclasses.replace(config, **changes), args.set)
-  result = train(config, args.workdir, forget_spec=args.forget, retrain=args.retrain,
-                 resume=args.resume, data_dir=args.data_dir, forget_seed=args.forget_seed,
-                 progress=not args.no_progress)
+  result = train(
+    config,
+    args.workdir,
+    forget_spec=args.forget,
+    retrain=args.retrain,
+    resume=args.resume,
+    data_dir=args.data_dir,
+    forget_seed=args.forget_seed,
+    progress=not args.no_progress,
+  )
   print(json.dumps(result, indent=2))
 
 

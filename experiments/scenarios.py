@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 from jaxunlearn.errors import ConfigError
 
@@ -11,33 +11,78 @@ from jaxunlearn.errors import ConfigError
 @dataclasses.dataclass(frozen=True)
 class Scenario:
   name: str
-  pretrain_config: str                 # a name in experiments.configs.PRETRAIN_CONFIGS
-  forget: str                          # forget-set spec
-  unlearn: Mapping = dataclasses.field(default_factory=dict)   # UnlearnConfig overrides
+  pretrain_config: str  # a name in experiments.configs.PRETRAIN_CONFIGS
+  forget: str  # forget-set spec
+  unlearn: Mapping = dataclasses.field(default_factory=dict)  # UnlearnConfig overrides
   # Sweeps drawn as curves in the UA–TA plot: method -> (key, values).
   sweeps: Mapping = dataclasses.field(default_factory=dict)
   description: str = ""
 
 
-_SWEEPS = {"igs": ("tolerance", (-0.05, -0.01, 0.0, 0.01, 0.05)),
-           "explicit": ("tolerance", (-0.5, -0.1, 0.0, 0.1, 0.5)),
-           "pdu": ("pdu_threshold", (0.01, 0.05, 0.2, 0.5))}
+_SWEEPS = {
+  "igs": ("tolerance", (-0.05, -0.01, 0.0, 0.01, 0.05)),
+  "explicit": ("tolerance", (-0.5, -0.1, 0.0, 0.1, 0.5)),
+  "pdu": ("pdu_threshold", (0.01, 0.05, 0.2, 0.5)),
+}
 
-SCENARIOS = {s.name: s for s in [
-    Scenario("digits-class", "digits-mlp", "class:0", {"steps": 100},
-             _SWEEPS, "forget every 0 of scikit-learn digits (MLP)"),
-    Scenario("mnist-class", "mnist-mlp", "class:0", {"steps": 100},
-             _SWEEPS, "forget every 0 of the 5,000-image MNIST subset (MLP)"),
-    Scenario("mnist-random10", "mnist-mlp", "random:0.1", {"steps": 100},
-             _SWEEPS, "forget a random 10% of the MNIST subset (MLP)"),
+SCENARIOS = {
+  s.name: s
+  for s in [
+    Scenario(
+      "digits-class",
+      "digits-mlp",
+      "class:0",
+      {"steps": 100},
+      _SWEEPS,
+      "forget every 0 of scikit-learn digits (MLP)",
+    ),
+    Scenario(
+      "mnist-class",
+      "mnist-mlp",
+      "class:0",
+      {"steps": 100},
+      _SWEEPS,
+      "forget every 0 of the 5,000-image MNIST subset (MLP)",
+    ),
+    Scenario(
+      "mnist-random10",
+      "mnist-mlp",
+      "random:0.1",
+      {"steps": 100},
+      _SWEEPS,
+      "forget a random 10% of the MNIST subset (MLP)",
+    ),
     # The paper's settings, for accelerators (CIFAR-10 prepared in the data dir).
-    Scenario("cifar10-class", "cifar10-resnet18", "class:0",
-             {"steps": 5 * 176, "learning_rate": 1e-3, "tolerance": -0.01, "n_retain": 256,
-              "n_forget": 64}, _SWEEPS, "paper: class-wise CIFAR-10, ResNet-18, 5 epochs"),
-    Scenario("cifar10-random10", "cifar10-resnet18", "random:0.1",
-             {"steps": 5 * 176, "learning_rate": 1e-3, "tolerance": -0.01, "n_retain": 256,
-              "n_forget": 64}, _SWEEPS, "paper: random 10% CIFAR-10, ResNet-18, 5 epochs"),
-]}
+    Scenario(
+      "cifar10-class",
+      "cifar10-resnet18",
+      "class:0",
+      {
+        "steps": 5 * 176,
+        "learning_rate": 1e-3,
+        "tolerance": -0.01,
+        "n_retain": 256,
+        "n_forget": 64,
+      },
+      _SWEEPS,
+      "paper: class-wise CIFAR-10, ResNet-18, 5 epochs",
+    ),
+    Scenario(
+      "cifar10-random10",
+      "cifar10-resnet18",
+      "random:0.1",
+      {
+        "steps": 5 * 176,
+        "learning_rate": 1e-3,
+        "tolerance": -0.01,
+        "n_retain": 256,
+        "n_forget": 64,
+      },
+      _SWEEPS,
+      "paper: random 10% CIFAR-10, ResNet-18, 5 epochs",
+    ),
+  ]
+}
 
 DEFAULT_SCENARIOS = ("digits-class", "mnist-random10")
 

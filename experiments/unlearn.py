@@ -14,18 +14,17 @@ import argparse
 import json
 import pathlib
 
-
 from experiments.cli import main_guard
-from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
+from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine.config import override
-from jaxunlearn.errors import ConfigError
 from jaxunlearn.engine.evaluation import evaluate
 from jaxunlearn.engine.methods import METHODS, make_config
 from jaxunlearn.engine.records import check_workdir, write_json_atomic
 from jaxunlearn.engine.training import load_trained
 from jaxunlearn.engine.unlearning import unlearn
+from jaxunlearn.errors import ConfigError
 
 
 def parse_args(argv=None):
@@ -39,8 +38,12 @@ def parse_args(argv=None):
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--data-dir")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-  p.add_argument("--checkpoint-every", type=int, default=100,
-                 help="save a resumable checkpoint every N steps (0: only at the end)")
+  p.add_argument(
+    "--checkpoint-every",
+    type=int,
+    default=100,
+    help="save a resumable checkpoint every N steps (0: only at the end)",
+  )
   p.add_argument("--resume", action="store_true", help="continue a killed run in --workdir")
   p.add_argument("--no-progress", action="store_true")
   return p.parse_args(argv)
@@ -60,15 +63,20 @@ def run(args) -> dict:
   if args.retrained:  # checked before the work, so a mismatch costs nothing
     retrained = load_trained(args.retrained)
     if retrained.metadata.get("forget_digest") != forget_set.digest:
-      raise ConfigError(f"{args.retrained} was retrained without a different forget set "
-                        f"than {args.forget}")
+      raise ConfigError(
+        f"{args.retrained} was retrained without a different forget set than {args.forget}"
+      )
   checkpoints = workdir / "checkpoints"
   interrupted = checkpoints.exists() and any(checkpoints.iterdir())
   if interrupted and not args.resume:
     raise ConfigError(f"{workdir} holds an interrupted run; pass --resume to continue it")
-  metadata = {"method": args.method, "original": str(pathlib.Path(args.original).resolve()),
-              "dataset": dataset.name, "forget_spec": args.forget,
-              "versions": ckpt.package_versions()}
+  metadata = {
+    "method": args.method,
+    "original": str(pathlib.Path(args.original).resolve()),
+    "dataset": dataset.name,
+    "forget_spec": args.forget,
+    "versions": ckpt.package_versions(),
+  }
   manager = ckpt.Checkpointer(checkpoints, keep_best=False)
   if interrupted:
     saved = manager.metadata()
@@ -76,20 +84,38 @@ def run(args) -> dict:
       raise ConfigError("cannot resume: the saved run's config or forget set differs from this one")
   # Validate the output location before the work, so a bad workdir costs nothing.
   workdir.mkdir(parents=True, exist_ok=True)
-  result = unlearn(cfg, original.fm, original.params, original.model_state, dataset, forget_set,
-                   progress=not args.no_progress, checkpointer=manager,
-                   checkpoint_every=args.checkpoint_every, resume=args.resume,
-                   metadata=metadata)
+  result = unlearn(
+    cfg,
+    original.fm,
+    original.params,
+    original.model_state,
+    dataset,
+    forget_set,
+    progress=not args.no_progress,
+    checkpointer=manager,
+    checkpoint_every=args.checkpoint_every,
+    resume=args.resume,
+    metadata=metadata,
+  )
   manager.close()
-  out = evaluate(original.fm, result.params, result.model_state, dataset, forget_set,
-                 seed=args.seed)
-  out.update(method=args.method, seconds=result.seconds, resumed=bool(args.resume), compile_seconds=result.compile_seconds,
-             config=cfg.to_dict(), forget_spec=args.forget, forget_digest=forget_set.digest,
-             skipped_steps=int(result.history["skipped"].sum()),
-             history={k: v.tolist() for k, v in result.history.items()})
+  out = evaluate(
+    original.fm, result.params, result.model_state, dataset, forget_set, seed=args.seed
+  )
+  out.update(
+    method=args.method,
+    seconds=result.seconds,
+    resumed=bool(args.resume),
+    compile_seconds=result.compile_seconds,
+    config=cfg.to_dict(),
+    forget_spec=args.forget,
+    forget_digest=forget_set.digest,
+    skipped_steps=int(result.history["skipped"].sum()),
+    history={k: v.tolist() for k, v in result.history.items()},
+  )
   if retrained is not None:
-    reference = evaluate(retrained.fm, retrained.params, retrained.model_state, dataset,
-                         forget_set, seed=args.seed)
+    reference = evaluate(
+      retrained.fm, retrained.params, retrained.model_state, dataset, forget_set, seed=args.seed
+    )
     out["retrain"] = reference
     out["AvgGap"] = metrics_lib.avg_gap(out, reference)
   write_json_atomic(workdir / "metrics.json", out, indent=2)

@@ -64,8 +64,9 @@ def npo_loss(logits, ref_logits, labels, beta: float = 0.1):
     2.7726
   """
   logp = jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=-1)[:, 0]
-  ref = jnp.take_along_axis(jax.nn.log_softmax(jax.lax.stop_gradient(ref_logits)),
-                            labels[:, None], axis=-1)[:, 0]
+  ref = jnp.take_along_axis(
+    jax.nn.log_softmax(jax.lax.stop_gradient(ref_logits)), labels[:, None], axis=-1
+  )[:, 0]
   return (2.0 / beta) * jnp.mean(jax.nn.softplus(beta * (logp - ref)))
 
 

@@ -13,24 +13,38 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # What each part of the tree may import of ours (prefixes); anything else is an error.
 ERRORS = ("jaxunlearn.errors",)
-GROUND = ("jaxunlearn.transforms", "jaxunlearn.nn", "jaxunlearn.data", "jaxunlearn.objectives",
-          "jaxunlearn.metrics") + ERRORS
+GROUND = (
+  "jaxunlearn.transforms",
+  "jaxunlearn.nn",
+  "jaxunlearn.data",
+  "jaxunlearn.objectives",
+  "jaxunlearn.metrics",
+) + ERRORS
 ALLOWED = {
-    "jaxunlearn.errors": (),
-    "jaxunlearn.transforms": ("jaxunlearn.transforms",),
-    "jaxunlearn.nn": ("jaxunlearn.nn",) + ERRORS,
-    "jaxunlearn.data": ("jaxunlearn.data",) + ERRORS,
-    "jaxunlearn.objectives": ERRORS,
-    "jaxunlearn.metrics": ERRORS,
-    "jaxunlearn.engine": GROUND + ("jaxunlearn.engine",),
-    "jaxunlearn": ("jaxunlearn.transforms",),   # the package's own __init__
-    "experiments": ("jaxunlearn", "experiments"),
-    "benchmarks": ("jaxunlearn", "benchmarks"),
+  "jaxunlearn.errors": (),
+  "jaxunlearn.transforms": ("jaxunlearn.transforms",),
+  "jaxunlearn.nn": ("jaxunlearn.nn",) + ERRORS,
+  "jaxunlearn.data": ("jaxunlearn.data",) + ERRORS,
+  "jaxunlearn.objectives": ERRORS,
+  "jaxunlearn.metrics": ERRORS,
+  "jaxunlearn.engine": GROUND + ("jaxunlearn.engine",),
+  "jaxunlearn": ("jaxunlearn.transforms",),  # the package's own __init__
+  "experiments": ("jaxunlearn", "experiments"),
+  "benchmarks": ("jaxunlearn", "benchmarks"),
 }
 # Inside the engine, data flows config → methods → steps → evaluation → loops: a module
 # imports only engine modules of a lower rank.
-ENGINE_RANK = {"config": 0, "checkpoint": 0, "parallel": 0, "records": 1, "methods": 1,
-               "steps": 2, "evaluation": 3, "training": 4, "unlearning": 4}
+ENGINE_RANK = {
+  "config": 0,
+  "checkpoint": 0,
+  "parallel": 0,
+  "records": 1,
+  "methods": 1,
+  "steps": 2,
+  "evaluation": 3,
+  "training": 4,
+  "unlearning": 4,
+}
 
 
 def _modules():

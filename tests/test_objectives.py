@@ -34,7 +34,8 @@ def test_npo_matches_formula_and_is_zero_gradient_free_at_reference():
   # At the reference the loss is (2/β)·log 2 and pushes the true-class probability down.
   g = jax.grad(lambda x: objectives.npo_loss(x, LOGITS, LABELS, beta))(LOGITS)
   assert float(objectives.npo_loss(LOGITS, LOGITS, LABELS, beta)) == pytest.approx(
-      2 / beta * np.log(2), rel=1e-6)
+    2 / beta * np.log(2), rel=1e-6
+  )
   assert float(g[0, 0]) > 0 and float(g[1, 2]) > 0
 
 

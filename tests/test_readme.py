@@ -15,8 +15,13 @@ def test_readme_example_is_the_quickstart_file():
 
 
 def test_quickstart_runs_and_forgets():
-  out = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")],
-                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+  out = subprocess.run(
+    [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    cwd=ROOT,
+  )
   assert out.returncode == 0, out.stderr[-2000:]
   match = re.search(r"forget-set accuracy ([\d.]+)%  retain accuracy ([\d.]+)%", out.stdout)
   assert match, out.stdout

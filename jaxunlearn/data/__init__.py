@@ -12,30 +12,40 @@ Example:
   ((64, 8, 8, 1), True)
 """
 
-from jaxunlearn.errors import DatasetNotPreparedError, ForgetSpecError
 from jaxunlearn.data.augment import augment
-from jaxunlearn.data.batches import FORGET_LABELS
-from jaxunlearn.data.batches import batch_indices
-from jaxunlearn.data.batches import epoch_batches
-from jaxunlearn.data.batches import epoch_permutation
-from jaxunlearn.data.batches import random_labels
-from jaxunlearn.data.batches import steps_per_epoch
-from jaxunlearn.data.batches import unlearning_batch
+from jaxunlearn.data.batches import (
+  FORGET_LABELS,
+  batch_indices,
+  epoch_batches,
+  epoch_permutation,
+  random_labels,
+  steps_per_epoch,
+  unlearning_batch,
+)
 from jaxunlearn.data.builders import prepare
-from jaxunlearn.data.forget import ForgetSet
-from jaxunlearn.data.forget import ids_digest
-from jaxunlearn.data.forget import make_forget_set
-from jaxunlearn.data.forget import write_ids_file
-from jaxunlearn.data.source import DATASETS
-from jaxunlearn.data.source import Dataset
-from jaxunlearn.data.source import Split
-from jaxunlearn.data.source import default_data_dir
-from jaxunlearn.data.source import load_dataset
+from jaxunlearn.data.forget import ForgetSet, ids_digest, make_forget_set, write_ids_file
+from jaxunlearn.data.source import DATASETS, Dataset, Split, default_data_dir, load_dataset
+from jaxunlearn.errors import DatasetNotPreparedError, ForgetSpecError
 
 __all__ = [
-    "DATASETS", "Dataset", "DatasetNotPreparedError", "FORGET_LABELS", "ForgetSet",
-    "ForgetSpecError", "Split", "augment", "batch_indices", "default_data_dir",
-    "epoch_batches", "epoch_permutation", "ids_digest", "load_dataset",
-    "make_forget_set", "prepare", "random_labels", "steps_per_epoch",
-    "unlearning_batch", "write_ids_file",
+  "DATASETS",
+  "Dataset",
+  "DatasetNotPreparedError",
+  "FORGET_LABELS",
+  "ForgetSet",
+  "ForgetSpecError",
+  "Split",
+  "augment",
+  "batch_indices",
+  "default_data_dir",
+  "epoch_batches",
+  "epoch_permutation",
+  "ids_digest",
+  "load_dataset",
+  "make_forget_set",
+  "prepare",
+  "random_labels",
+  "steps_per_epoch",
+  "unlearning_batch",
+  "write_ids_file",
 ]

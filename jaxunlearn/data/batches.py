@@ -31,8 +31,15 @@ import numpy as np
 
 from jaxunlearn.errors import DataError
 
-__all__ = ["FORGET_LABELS", "batch_indices", "epoch_batches", "epoch_permutation",
-           "random_labels", "steps_per_epoch", "unlearning_batch"]
+__all__ = [
+  "FORGET_LABELS",
+  "batch_indices",
+  "epoch_batches",
+  "epoch_permutation",
+  "random_labels",
+  "steps_per_epoch",
+  "unlearning_batch",
+]
 
 ForgetLabels = Literal["random_all", "random_wrong", "true"]
 FORGET_LABELS = ("random_all", "random_wrong", "true")
@@ -68,8 +75,7 @@ def _permutation(n: int, key: tuple[int, ...]) -> np.ndarray:
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
   """The (read-only) permutation of `range(n)` used for `epoch`."""
-  return _permutation(int(n), (_check_nonneg_int("seed", seed),
-                               _check_nonneg_int("epoch", epoch)))
+  return _permutation(int(n), (_check_nonneg_int("seed", seed), _check_nonneg_int("epoch", epoch)))
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -78,20 +84,22 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
   return n // batch_size
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int,
-                  drop_last: bool = True) -> list[np.ndarray]:
+def epoch_batches(
+  n: int, batch_size: int, seed: int, epoch: int, drop_last: bool = True
+) -> list[np.ndarray]:
   """Index batches of one epoch (read-only views); with `drop_last=False` the last may
   be short."""
   _check_batch(n, batch_size)
   perm = epoch_permutation(n, seed, epoch)
   stop = n - n % batch_size if drop_last else n
-  return [perm[i:i + batch_size] for i in range(0, stop, batch_size)]
+  return [perm[i : i + batch_size] for i in range(0, stop, batch_size)]
 
 
-def _stream_batch(n: int, batch_size: int, key: tuple[int, ...], step: int
-                  ) -> tuple[np.ndarray, int]:
+def _stream_batch(
+  n: int, batch_size: int, key: tuple[int, ...], step: int
+) -> tuple[np.ndarray, int]:
   epoch, k = divmod(_check_nonneg_int("step", step), n // batch_size)
-  return _permutation(n, (*key[:1], epoch, *key[1:]))[k * batch_size:(k + 1) * batch_size], epoch
+  return _permutation(n, (*key[:1], epoch, *key[1:]))[k * batch_size : (k + 1) * batch_size], epoch
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -100,8 +108,9 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
   return _stream_batch(n, batch_size, (_check_nonneg_int("seed", seed),), step)[0]
 
 
-def random_labels(rng_or_seed, true_labels: np.ndarray, num_classes: int,
-                  wrong_only: bool) -> np.ndarray:
+def random_labels(
+  rng_or_seed, true_labels: np.ndarray, num_classes: int, wrong_only: bool
+) -> np.ndarray:
   """Random labels in `[0, num_classes)`, int32, one per true label.
 
   `wrong_only=False`: uniform over all classes. `wrong_only=True`: uniform over the
@@ -133,16 +142,27 @@ def _train_arrays(data, num_classes: int | None) -> tuple[np.ndarray, np.ndarray
   return np.asarray(images), np.asarray(labels), int(num_classes)
 
 
-def _forget_targets(true: np.ndarray, positions: np.ndarray, forget_labels: str,
-                    seed: int, epoch: int, num_classes: int, n_forget_total: int,
-                    all_true: np.ndarray) -> np.ndarray:
+def _forget_targets(
+  true: np.ndarray,
+  positions: np.ndarray,
+  forget_labels: str,
+  seed: int,
+  epoch: int,
+  num_classes: int,
+  n_forget_total: int,
+  all_true: np.ndarray,
+) -> np.ndarray:
   """Targets for forget examples at `positions` (into the forget set) in `epoch`."""
   if forget_labels == "true":
     return true.astype(np.int32)
   # One draw for the whole forget set per epoch, then index: the label of an example
   # depends only on (seed, epoch, its position), not on which batch it lands in.
-  labels = random_labels(np.random.default_rng([seed, epoch, _LABELS]), all_true,
-                         num_classes, wrong_only=forget_labels == "random_wrong")
+  labels = random_labels(
+    np.random.default_rng([seed, epoch, _LABELS]),
+    all_true,
+    num_classes,
+    wrong_only=forget_labels == "random_wrong",
+  )
   assert len(labels) == n_forget_total
   return labels[positions]
 
@@ -152,9 +172,17 @@ def _check_forget_labels(forget_labels: str) -> None:
     raise ValueError(f"forget_labels must be one of {FORGET_LABELS}, got {forget_labels!r}")
 
 
-def unlearning_batch(data, forget_set, step: int, *, seed: int, n_retain: int,
-                     n_forget: int, forget_labels: ForgetLabels = "random_wrong",
-                     num_classes: int | None = None) -> dict[str, np.ndarray]:
+def unlearning_batch(
+  data,
+  forget_set,
+  step: int,
+  *,
+  seed: int,
+  n_retain: int,
+  n_forget: int,
+  forget_labels: ForgetLabels = "random_wrong",
+  num_classes: int | None = None,
+) -> dict[str, np.ndarray]:
   """Separate retain and forget batches for global `step`, deterministic in (seed, step).
 
   Args:
@@ -182,12 +210,13 @@ def unlearning_batch(data, forget_set, step: int, *, seed: int, n_retain: int,
   r_rows, f_rows = retain_idx[r_pos], forget_idx[f_pos]
   f_true = labels[f_rows].astype(np.int32)
   return {
-      "retain_image": images[r_rows],
-      "retain_label": labels[r_rows].astype(np.int32),
-      "forget_image": images[f_rows],
-      "forget_label": _forget_targets(f_true, f_pos, forget_labels, seed, f_epoch,
-                                      num_classes, len(forget_idx), labels[forget_idx]),
-      "forget_true_label": f_true,
-      "retain_index": r_rows,
-      "forget_index": f_rows,
+    "retain_image": images[r_rows],
+    "retain_label": labels[r_rows].astype(np.int32),
+    "forget_image": images[f_rows],
+    "forget_label": _forget_targets(
+      f_true, f_pos, forget_labels, seed, f_epoch, num_classes, len(forget_idx), labels[forget_idx]
+    ),
+    "forget_true_label": f_true,
+    "retain_index": r_rows,
+    "forget_index": f_rows,
   }

@@ -55,12 +55,11 @@ import pathlib
 import shutil
 from collections.abc import Callable, Iterator
 
-from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 
-from jaxunlearn.data import paths
-from jaxunlearn.data import splits
+from jaxunlearn.data import paths, splits
 
 SPLIT_FRACTIONS = {"test": 0.2, "validation": 0.1}  # the rest is train
 SPLIT_SEED = 0
@@ -108,8 +107,8 @@ def _mnist_subset() -> tuple[np.ndarray, np.ndarray]:
 
 # name -> (loader of (images NHWC float32 in [0,1], labels int64), image shape, classes)
 _SOURCES: dict[str, tuple[Callable[[], tuple[np.ndarray, np.ndarray]], tuple[int, ...], int]] = {
-    "digits": (_digits, (8, 8, 1), 10),
-    "mnist_subset": (_mnist_subset, (28, 28, 1), 10),
+  "digits": (_digits, (8, 8, 1), 10),
+  "mnist_subset": (_mnist_subset, (28, 28, 1), 10),
 }
 
 
@@ -139,6 +138,7 @@ class _PackageBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   @classmethod
   def code_path(cls):  # pylint: disable=no-self-argument
     return epath.Path(inspect.getfile(cls))
+
   RELEASE_NOTES = {"1.0.0": "Stratified 70/10/20 split by hashed id, seed 0."}
   _DESCRIPTION = ""
   _HOMEPAGE = ""
@@ -146,25 +146,26 @@ class _PackageBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _info(self) -> tfds.core.DatasetInfo:
     _, shape, num_classes = _SOURCES[self.name]
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=self._DESCRIPTION,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(
-                shape=shape, dtype=np.float32, encoding=tfds.features.Encoding.BYTES),
-            "label": tfds.features.ClassLabel(num_classes=num_classes),
-            "id": tfds.features.Tensor(shape=(), dtype=np.int64),
-        }),
-        supervised_keys=("image", "label"),
-        homepage=self._HOMEPAGE,
+      builder=self,
+      description=self._DESCRIPTION,
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Tensor(
+            shape=shape, dtype=np.float32, encoding=tfds.features.Encoding.BYTES
+          ),
+          "label": tfds.features.ClassLabel(num_classes=num_classes),
+          "id": tfds.features.Tensor(shape=(), dtype=np.int64),
+        }
+      ),
+      supervised_keys=("image", "label"),
+      homepage=self._HOMEPAGE,
     )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing to download: the data ships with a package
     images, labels = source_arrays(self.name)
-    parts = splits.stratified_split(
-        np.arange(len(labels)), labels, SPLIT_FRACTIONS, SPLIT_SEED)
-    return {split: self._generate_examples(images, labels, ids)
-            for split, ids in parts.items()}
+    parts = splits.stratified_split(np.arange(len(labels)), labels, SPLIT_FRACTIONS, SPLIT_SEED)
+    return {split: self._generate_examples(images, labels, ids) for split, ids in parts.items()}
 
   def _generate_examples(self, images, labels, ids) -> Iterator[tuple[int, dict]]:
     for i in ids:
@@ -197,7 +198,8 @@ def is_complete(path: pathlib.Path) -> bool:
   try:
     manifest = json.loads((path / MARKER).read_text())
     return bool(manifest["files"]) and all(
-        (path / f).stat().st_size == size for f, size in manifest["files"].items())
+      (path / f).stat().st_size == size for f, size in manifest["files"].items()
+    )
   except (OSError, ValueError, KeyError, TypeError, AttributeError):
     return False
 
@@ -219,8 +221,9 @@ def _file_lock(lock_path: pathlib.Path) -> Iterator[None]:
 
 
 def _write_marker(path: pathlib.Path) -> None:
-  files = {p.name: p.stat().st_size for p in sorted(path.iterdir())
-           if p.is_file() and p.name != MARKER}
+  files = {
+    p.name: p.stat().st_size for p in sorted(path.iterdir()) if p.is_file() and p.name != MARKER
+  }
   tmp = path / (MARKER + ".tmp")
   tmp.write_text(json.dumps({"files": files}, indent=1))
   os.replace(tmp, path / MARKER)  # atomic: readers see no marker or a whole one
@@ -251,8 +254,8 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None) -> pathlib.Pat
     builder = BUILDERS[name](data_dir=str(root), file_format="array_record")
     with _quiet_tfds():
       builder.download_and_prepare(
-          download_dir=str(root / "downloads"),
-          download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+        download_dir=str(root / "downloads"),
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False),
       )
     _write_marker(path)
   return path

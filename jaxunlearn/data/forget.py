@@ -98,8 +98,8 @@ def _random_count(spec: str, arg: str, n: int) -> int:
     return count
   try:
     fraction = float(arg)
-  except ValueError:
-    raise _fail(spec, "expected random:FRACTION (0<f<1) or random:COUNT") from None
+  except ValueError as e:
+    raise _fail(spec, "expected random:FRACTION (0<f<1) or random:COUNT") from e
   if not 0.0 < fraction < 1.0:  # also rejects nan and inf
     raise _fail(spec, f"fraction must be in (0, 1), got {arg}")
   count = int(round(fraction * n))
@@ -115,8 +115,11 @@ def _read_ids(spec: str, arg: str) -> np.ndarray:
   try:
     text = path.read_text()
   except (OSError, UnicodeDecodeError) as e:
-    raise _fail(spec, f"cannot read ids file {str(path)!r}: {type(e).__name__}: "
-                f"{getattr(e, 'strerror', None) or e}") from None
+    raise _fail(
+      spec,
+      f"cannot read ids file {str(path)!r}: {type(e).__name__}: "
+      f"{getattr(e, 'strerror', None) or e}",
+    ) from e
   ids = []
   for lineno, line in enumerate(text.splitlines(), 1):
     token = line.split("#", 1)[0].strip()
@@ -160,8 +163,11 @@ def make_forget_set(dataset, spec: str, seed: int = 0) -> ForgetSet:
     pos = np.minimum(np.searchsorted(train_ids, ids), max(n - 1, 0))
     missing = ids[train_ids[pos] != ids] if n else ids
     if len(missing):
-      raise _fail(spec, f"{len(missing)} id(s) not in the train split (e.g. {missing[0]}); "
-                  f"train ids span {train_ids.min()}..{train_ids.max()}")
+      raise _fail(
+        spec,
+        f"{len(missing)} id(s) not in the train split (e.g. {missing[0]}); "
+        f"train ids span {train_ids.min()}..{train_ids.max()}",
+      )
     forget = np.sort(pos)
   else:
     raise _fail(spec, f"unknown kind {kind!r}; expected class, random or ids")
@@ -175,11 +181,11 @@ def make_forget_set(dataset, spec: str, seed: int = 0) -> ForgetSet:
   retain = np.setdiff1d(np.arange(n, dtype=np.int64), forget)
   test_forget_mask = np.isin(test_labels, classes)
   return ForgetSet(
-      spec=spec,
-      forget_idx=forget,
-      retain_idx=retain,
-      forget_classes=classes,
-      test_retain_idx=np.flatnonzero(~test_forget_mask).astype(np.int64),
-      test_forget_idx=np.flatnonzero(test_forget_mask).astype(np.int64),
-      digest=ids_digest(train_ids[forget]),
+    spec=spec,
+    forget_idx=forget,
+    retain_idx=retain,
+    forget_classes=classes,
+    test_retain_idx=np.flatnonzero(~test_forget_mask).astype(np.int64),
+    test_forget_idx=np.flatnonzero(test_forget_mask).astype(np.int64),
+    digest=ids_digest(train_ids[forget]),
   )

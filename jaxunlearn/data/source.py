@@ -33,15 +33,18 @@ import pathlib
 
 import numpy as np
 
+from jaxunlearn.data import builders, splits
+from jaxunlearn.data.paths import default_data_dir, resolve_data_dir
 from jaxunlearn.errors import DataError, DatasetNotPreparedError
 
-from jaxunlearn.data import builders
-from jaxunlearn.data import splits
-from jaxunlearn.data.paths import default_data_dir
-from jaxunlearn.data.paths import resolve_data_dir
-
-__all__ = ["DATASETS", "Dataset", "DatasetNotPreparedError", "Split", "default_data_dir",
-           "load_dataset"]
+__all__ = [
+  "DATASETS",
+  "Dataset",
+  "DatasetNotPreparedError",
+  "Split",
+  "default_data_dir",
+  "load_dataset",
+]
 
 PACKAGE_DATASETS = ("digits", "mnist_subset")
 TFDS_DATASETS = ("cifar10", "cifar100", "svhn_cropped", "mnist", "fashion_mnist")
@@ -62,8 +65,9 @@ class Split:
     n = len(self.ids)
     if self.images.ndim != 4 or len(self.images) != n or self.labels.shape != (n,):
       raise ValueError(
-          f"inconsistent split: images {self.images.shape}, labels {self.labels.shape}, "
-          f"ids {self.ids.shape}")
+        f"inconsistent split: images {self.images.shape}, labels {self.labels.shape}, "
+        f"ids {self.ids.shape}"
+      )
 
   def __len__(self) -> int:
     return len(self.ids)
@@ -104,19 +108,25 @@ def _load_package_dataset(name: str, data_dir: pathlib.Path) -> Dataset:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   builders.prepare(name, data_dir)
-  parts = {s: _split_from_records(_read_all(
-      tfds.data_source(name, split=s, data_dir=str(data_dir), download=False, try_gcs=False)))
-           for s in ("train", "validation", "test")}
+  parts = {
+    s: _split_from_records(
+      _read_all(
+        tfds.data_source(name, split=s, data_dir=str(data_dir), download=False, try_gcs=False)
+      )
+    )
+    for s in ("train", "validation", "test")
+  }
   shape, num_classes = builders.image_shape_and_classes(name)
-  return Dataset(name, num_classes, shape, parts["train"], parts["validation"],
-                 parts["test"])
+  return Dataset(name, num_classes, shape, parts["train"], parts["validation"], parts["test"])
 
 
 def _prepare_hint(name: str, data_dir: pathlib.Path) -> str:
-  return (f"on a machine with network and tensorflow run: python -c \"import "
-          f"tensorflow_datasets as tfds; tfds.builder('{name}', data_dir='{data_dir}', "
-          f"file_format='array_record').download_and_prepare()\" then copy "
-          f"{data_dir / name} here")
+  return (
+    f'on a machine with network and tensorflow run: python -c "import '
+    f"tensorflow_datasets as tfds; tfds.builder('{name}', data_dir='{data_dir}', "
+    f"file_format='array_record').download_and_prepare()\" then copy "
+    f"{data_dir / name} here"
+  )
 
 
 def _prepared_version(name: str, data_dir: pathlib.Path) -> str:
@@ -138,12 +148,14 @@ def _prepared_version(name: str, data_dir: pathlib.Path) -> str:
         continue
     elif any(vdir.glob(f"{name}-train.tfrecord*")):
       raise DatasetNotPreparedError(
-          f"{name} in {vdir} is in tfrecord format, which needs TensorFlow to read; "
-          f"re-prepare it with file_format='array_record': {_prepare_hint(name, data_dir)}")
+        f"{name} in {vdir} is in tfrecord format, which needs TensorFlow to read; "
+        f"re-prepare it with file_format='array_record': {_prepare_hint(name, data_dir)}"
+      )
   if not candidates:
     raise DatasetNotPreparedError(
-        f"{name} is not prepared in {data_dir} and this library never downloads; "
-        f"{_prepare_hint(name, data_dir)} (or set $JAXUNLEARN_DATA_DIR to a dir that has it)")
+      f"{name} is not prepared in {data_dir} and this library never downloads; "
+      f"{_prepare_hint(name, data_dir)} (or set $JAXUNLEARN_DATA_DIR to a dir that has it)"
+    )
   return ".".join(map(str, max(candidates)))
 
 
@@ -154,8 +166,9 @@ def _load_tfds_dataset(name: str, data_dir: pathlib.Path) -> Dataset:
   def source(split):
     # download=False and try_gcs=False: never touch the network, even if the check
     # above is fooled by a damaged folder.
-    return tfds.data_source(f"{name}:{version}", split=split, data_dir=str(data_dir),
-                            download=False, try_gcs=False)
+    return tfds.data_source(
+      f"{name}:{version}", split=split, data_dir=str(data_dir), download=False, try_gcs=False
+    )
 
   train_src, test_src = source("train"), source("test")
   features = train_src.dataset_info.features

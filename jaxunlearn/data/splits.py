@@ -46,7 +46,7 @@ def holdout_split(ids: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarr
 
 
 def stratified_split(
-    ids: np.ndarray, labels: np.ndarray, fractions: Mapping[str, float], seed: int
+  ids: np.ndarray, labels: np.ndarray, fractions: Mapping[str, float], seed: int
 ) -> dict[str, np.ndarray]:
   """Per class, hold out `round(f * n_class)` ids for each named part; the rest is "train".
 
@@ -62,7 +62,7 @@ def stratified_split(
     start = 0
     for part, frac in fractions.items():
       n = int(round(frac * len(cls_ids)))
-      parts[part].append(cls_ids[start:start + n])
+      parts[part].append(cls_ids[start : start + n])
       start += n
     parts["train"].append(cls_ids[start:])
   return {k: np.sort(np.concatenate(v)) for k, v in parts.items()}

@@ -18,16 +18,16 @@ from jaxunlearn.engine.training import TrainedModel, load_trained, train
 from jaxunlearn.engine.unlearning import UnlearnResult, unlearn
 
 __all__ = [
-    "METHODS",
-    "TrainConfig",
-    "TrainedModel",
-    "UnlearnConfig",
-    "UnlearnResult",
-    "evaluate",
-    "get_method",
-    "load_trained",
-    "make_config",
-    "override",
-    "train",
-    "unlearn",
+  "METHODS",
+  "TrainConfig",
+  "TrainedModel",
+  "UnlearnConfig",
+  "UnlearnResult",
+  "evaluate",
+  "get_method",
+  "load_trained",
+  "make_config",
+  "override",
+  "train",
+  "unlearn",
 ]

@@ -11,7 +11,8 @@ import dataclasses
 import difflib
 import json
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.transforms.implicit import SIGNALS
@@ -24,6 +25,7 @@ class TrainConfig:
   The learning rate is multiplied by ``lr_gamma`` at each epoch in ``lr_milestones``;
   weight decay is added to the gradient before momentum (PyTorch's SGD coupling).
   """
+
   dataset: str = "digits"
   model: str = "mlp"
   model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -44,7 +46,7 @@ class TrainConfig:
     d["lr_milestones"] = list(self.lr_milestones)
     return json.loads(json.dumps(d))  # plain JSON types only
 
-  def validate(self) -> "TrainConfig":
+  def validate(self) -> TrainConfig:
     check_finite(self)
     if not (self.learning_rate > 0):
       raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
@@ -69,45 +71,46 @@ class UnlearnConfig:
   ``forget_objective``: ``"rl"`` (cross-entropy to random labels, the paper's) or
   ``"ga"`` (negative cross-entropy on true labels).
   """
+
   method: str = "igs"
   steps: int = 100
   learning_rate: float = 0.01
   momentum: float = 0.9
   n_retain: int = 64
   n_forget: int = 16
-  forget_labels: str = "random_wrong"     # random targets: "random_wrong" or "random_all"
-  forget_objective: str = "rl"            # L_f of surgery/MOO/weighting methods: "rl" | "ga"
+  forget_labels: str = "random_wrong"  # random targets: "random_wrong" or "random_all"
+  forget_objective: str = "rl"  # L_f of surgery/MOO/weighting methods: "rl" | "ga"
   seed: int = 0
   # implicit gradient surgery
-  tolerance: float = 0.0                  # tolerated per-step increase of log L_r
+  tolerance: float = 0.0  # tolerated per-step increase of log L_r
   signal: str = "reevaluate"
   dual_lr: float = 1.0
   dual_weight_decay: float = 0.01
   init_multiplier: float = 0.0
   log_losses: bool = True
   # explicit surgery
-  retain_weight: float = 0.0              # β in d = g_f + λ* g_r + β g_r
+  retain_weight: float = 0.0  # β in d = g_f + λ* g_r + β g_r
   # linear scalarisation, GradDiff
-  retain_loss_weight: float = 1.0         # S = w·L_r + L_f
-  graddiff_alpha: float = 1.0             # L = L_r − α·CE_forget
+  retain_loss_weight: float = 1.0  # S = w·L_r + L_f
+  graddiff_alpha: float = 1.0  # L = L_r − α·CE_forget
   # FAMO, PDU
   famo_lr: float = 0.025
-  pdu_threshold: float = 0.05             # absolute retain-loss level ε_abs
+  pdu_threshold: float = 0.05  # absolute retain-loss level ε_abs
   pdu_dual_lr: float = 0.1
   # CAGrad
   cagrad_c: float = 0.4
   # SalUn, ℓ1-sparse, SCRUB, NPO
-  salun_sparsity: float = 0.5             # share of weights updated (largest |∇L_f|)
-  l1_gamma: float = 1e-4                  # γ, decayed linearly to 0 over the run
-  scrub_alpha: float = 1.0                # weight of KL to the teacher on retain
-  scrub_gamma: float = 1.0                # weight of CE on retain
-  scrub_max_fraction: float = 0.5         # max-steps (−KL on forget) in this first share
+  salun_sparsity: float = 0.5  # share of weights updated (largest |∇L_f|)
+  l1_gamma: float = 1e-4  # γ, decayed linearly to 0 over the run
+  scrub_alpha: float = 1.0  # weight of KL to the teacher on retain
+  scrub_gamma: float = 1.0  # weight of CE on retain
+  scrub_max_fraction: float = 0.5  # max-steps (−KL on forget) in this first share
   npo_beta: float = 0.1
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
 
-  def validate(self) -> "UnlearnConfig":
+  def validate(self) -> UnlearnConfig:
     """Checks every value (the method name is checked by the registry)."""
     check_finite(self)
     if not (self.learning_rate > 0):
@@ -115,8 +118,9 @@ class UnlearnConfig:
     if self.steps <= 0 or self.n_retain <= 0 or self.n_forget <= 0:
       raise ConfigError("steps, n_retain and n_forget must be > 0")
     if self.forget_labels not in ("random_wrong", "random_all"):
-      raise ConfigError(f"forget_labels must be 'random_wrong' or 'random_all', got "
-                        f"{self.forget_labels!r}")
+      raise ConfigError(
+        f"forget_labels must be 'random_wrong' or 'random_all', got {self.forget_labels!r}"
+      )
     if self.forget_objective not in ("rl", "ga"):
       raise ConfigError(f"forget_objective must be 'rl' or 'ga', got {self.forget_objective!r}")
     if self.signal not in SIGNALS:

@@ -14,8 +14,18 @@ from jaxunlearn.engine.steps import make_predict
 NAN_METRICS = {k: float("nan") for k in metrics_lib.METRIC_KEYS}
 
 
-def evaluate(fm, params, model_state, dataset, forget_set=None, *, unlearning: bool = True,
-             seed: int = 0, mia_max_train: int | None = 2000, mia_seeds: int = 5) -> dict:
+def evaluate(
+  fm,
+  params,
+  model_state,
+  dataset,
+  forget_set=None,
+  *,
+  unlearning: bool = True,
+  seed: int = 0,
+  mia_max_train: int | None = 2000,
+  mia_seeds: int = 5,
+) -> dict:
   """Accuracies (percent) of a model, and with a forget set its unlearning metrics.
 
   Always: ``train_accuracy``, ``val_accuracy``, ``test_accuracy``. With ``forget_set``:
@@ -52,15 +62,19 @@ def evaluate(fm, params, model_state, dataset, forget_set=None, *, unlearning: b
       return float("nan")
     return metrics_lib.accuracy(logits, labels)
 
-  out = {"train_accuracy": acc(train, dataset.train.labels),
-         "val_accuracy": acc(val, dataset.val.labels),
-         "test_accuracy": acc(test, dataset.test.labels)}
+  out = {
+    "train_accuracy": acc(train, dataset.train.labels),
+    "val_accuracy": acc(val, dataset.val.labels),
+    "test_accuracy": acc(test, dataset.test.labels),
+  }
   if forget_set is None:
     return out
   labels, test_labels = dataset.train.labels, dataset.test.labels
-  out.update(forget_accuracy=acc(train, labels, forget_set.forget_idx),
-             retain_accuracy=acc(train, labels, forget_set.retain_idx),
-             test_retain_accuracy=acc(test, test_labels, forget_set.test_retain_idx))
+  out.update(
+    forget_accuracy=acc(train, labels, forget_set.forget_idx),
+    retain_accuracy=acc(train, labels, forget_set.retain_idx),
+    test_retain_accuracy=acc(test, test_labels, forget_set.test_retain_idx),
+  )
   if len(forget_set.test_forget_idx):
     out["test_forget_accuracy"] = acc(test, test_labels, forget_set.test_forget_idx)
   if not unlearning:
@@ -68,9 +82,14 @@ def evaluate(fm, params, model_state, dataset, forget_set=None, *, unlearning: b
   if not finite:  # the method diverged (e.g. gradient ascent): no metric is meaningful
     return {**out, **NAN_METRICS, "diverged": True}
   keep = forget_set.test_retain_idx
-  out.update(metrics_lib.evaluate_predictions(
+  out.update(
+    metrics_lib.evaluate_predictions(
       (train[forget_set.forget_idx], labels[forget_set.forget_idx]),
       (train[forget_set.retain_idx], labels[forget_set.retain_idx]),
       (test[keep], test_labels[keep]),
-      seed=seed, max_train=mia_max_train, mia_seeds=mia_seeds))
+      seed=seed,
+      max_train=mia_max_train,
+      mia_seeds=mia_seeds,
+    )
+  )
   return out

@@ -25,7 +25,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, NamedTuple, Optional
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +45,7 @@ class ObservedLosses(NamedTuple):
   ``retain``, ``forget``: L_r and L_f at the current params on this batch;
   ``retain_fn``, ``forget_fn``: ``params -> loss`` on the same batch (no state update).
   """
+
   retain: jax.Array
   forget: jax.Array
   retain_fn: Callable
@@ -52,6 +54,7 @@ class ObservedLosses(NamedTuple):
 
 class PrepareContext(NamedTuple):
   """What a method may look at before its loop: the original model and the data."""
+
   fm: Any
   params: Any
   model_state: Any
@@ -95,19 +98,21 @@ class Method:
     needs_teacher: its loss reads the original model's logits (``teacher_*_logits``).
     defaults: config values that differ from :class:`UnlearnConfig`'s for this method.
   """
+
   name: str
   shape: str
   forget_target: Callable[[UnlearnConfig], str]
-  loss: Optional[Callable] = None
+  loss: Callable | None = None
   make_tx: Callable = _inner_only
   update_kwargs: Callable[[ObservedLosses], dict] = _no_kwargs
-  prepare: Optional[Callable] = None
+  prepare: Callable | None = None
   state_logs: Callable = _no_logs
   needs_teacher: bool = False
   defaults: Mapping = dataclasses.field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ losses and targets
+
 
 def forget_objective(out, cfg: UnlearnConfig):
   """L_f of the surgery/MOO/weighting methods, from the forward outputs ``out``."""
@@ -153,13 +158,18 @@ def _fixed(text):
 
 # ------------------------------------------------------------------ transformations
 
+
 def _igs(cfg, inner, prepared):
   del prepared
   return transforms.implicit_gradient_surgery(
-      inner, tolerance=cfg.tolerance, signal=cfg.signal, init_multiplier=cfg.init_multiplier,
-      dual_optimizer=transforms.default_dual_optimizer(cfg.dual_lr, cfg.dual_weight_decay),
-      # A gradient-ascent forget loss is negative: the log weighting needs positive losses.
-      log_losses=cfg.log_losses and cfg.forget_objective != "ga")
+    inner,
+    tolerance=cfg.tolerance,
+    signal=cfg.signal,
+    init_multiplier=cfg.init_multiplier,
+    dual_optimizer=transforms.default_dual_optimizer(cfg.dual_lr, cfg.dual_weight_decay),
+    # A gradient-ascent forget loss is negative: the log weighting needs positive losses.
+    log_losses=cfg.log_losses and cfg.forget_objective != "ga",
+  )
 
 
 def _famo(cfg, inner, prepared):
@@ -171,14 +181,16 @@ def _famo(cfg, inner, prepared):
 
 def _pdu(cfg, inner, prepared):
   del prepared
-  return transforms.primal_dual(inner, threshold=cfg.pdu_threshold,
-                                dual_learning_rate=cfg.pdu_dual_lr)
+  return transforms.primal_dual(
+    inner, threshold=cfg.pdu_threshold, dual_learning_rate=cfg.pdu_dual_lr
+  )
 
 
 def _aggregated(make_aggregator):
   def make_tx(cfg, inner, prepared):
     del prepared
     return optax.chain(make_aggregator(cfg), inner)
+
   return make_tx
 
 
@@ -196,13 +208,15 @@ def salun_mask(ctx: PrepareContext, cfg: UnlearnConfig, batch_size: int = 256):
 
   @jax.jit
   def grad_sum(p, x, y):
-    return jax.grad(lambda p: objectives.cross_entropy(
-        fm.apply(p, model_state, x, train=False)[0], y) * len(y))(p)
+    return jax.grad(
+      lambda p: objectives.cross_entropy(fm.apply(p, model_state, x, train=False)[0], y) * len(y)
+    )(p)
 
   total = optax.tree.zeros_like(params)
   for i in range(0, len(labels), batch_size):
-    g = grad_sum(params, jnp.asarray(images[i:i + batch_size]),
-                 jnp.asarray(labels[i:i + batch_size]))
+    g = grad_sum(
+      params, jnp.asarray(images[i : i + batch_size]), jnp.asarray(labels[i : i + batch_size])
+    )
     total = optax.tree.add(total, g)
   magnitudes = np.concatenate([np.abs(np.asarray(x)).ravel() for x in jax.tree.leaves(total)])
   threshold = np.quantile(magnitudes, 1.0 - cfg.salun_sparsity)
@@ -210,6 +224,7 @@ def salun_mask(ctx: PrepareContext, cfg: UnlearnConfig, batch_size: int = 256):
 
 
 # ------------------------------------------------------------------ what is logged / passed
+
 
 def _retain_only(observed: ObservedLosses) -> dict:
   return dict(retain_loss=observed.retain)
@@ -220,8 +235,10 @@ def _retain_and_fn(observed: ObservedLosses) -> dict:
 
 
 def _both_losses(observed: ObservedLosses) -> dict:
-  return dict(losses=jnp.stack([observed.retain, observed.forget]),
-              losses_fn=lambda p: jnp.stack([observed.retain_fn(p), observed.forget_fn(p)]))
+  return dict(
+    losses=jnp.stack([observed.retain, observed.forget]),
+    losses_fn=lambda p: jnp.stack([observed.retain_fn(p), observed.forget_fn(p)]),
+  )
 
 
 def _multiplier_log(opt_state) -> dict:
@@ -229,55 +246,117 @@ def _multiplier_log(opt_state) -> dict:
 
 
 def _igs_logs(opt_state) -> dict:
-  return {"retain_decrease": transforms.retain_decrease(opt_state),
-          "multiplier": transforms.multiplier(opt_state)}
+  return {
+    "retain_decrease": transforms.retain_decrease(opt_state),
+    "multiplier": transforms.multiplier(opt_state),
+  }
 
 
 # Gradient ascent diverges at lr 1e-2 within 100 steps on digits (params reach 1e14).
 _SLOW_ASCENT = {"learning_rate": 1e-3}
 
-METHODS = {m.name: m for m in [
+METHODS = {
+  m.name: m
+  for m in [
     # one backprop, weights in the transformation's state
-    Method("igs", "weighted", _objective_target, make_tx=_igs, update_kwargs=_retain_and_fn,
-           state_logs=_igs_logs),
+    Method(
+      "igs",
+      "weighted",
+      _objective_target,
+      make_tx=_igs,
+      update_kwargs=_retain_and_fn,
+      state_logs=_igs_logs,
+    ),
     Method("famo", "weighted", _objective_target, make_tx=_famo, update_kwargs=_both_losses),
-    Method("pdu", "weighted", _objective_target, make_tx=_pdu, update_kwargs=_retain_only,
-           state_logs=_multiplier_log),
+    Method(
+      "pdu",
+      "weighted",
+      _objective_target,
+      make_tx=_pdu,
+      update_kwargs=_retain_only,
+      state_logs=_multiplier_log,
+    ),
     # two backprops, combined by an aggregator
-    Method("explicit", "aggregated", _objective_target,
-           make_tx=_aggregated(lambda cfg: transforms.explicit_gradient_surgery(
-               tolerance=cfg.tolerance, retain_weight=cfg.retain_weight)),
-           state_logs=_multiplier_log),
-    Method("mgda", "aggregated", _objective_target,
-           make_tx=_aggregated(lambda cfg: aggregators.mgda())),
-    Method("pcgrad", "aggregated", _objective_target,
-           make_tx=_aggregated(lambda cfg: aggregators.pcgrad())),
-    Method("cagrad", "aggregated", _objective_target,
-           make_tx=_aggregated(lambda cfg: aggregators.cagrad(cfg.cagrad_c))),
+    Method(
+      "explicit",
+      "aggregated",
+      _objective_target,
+      make_tx=_aggregated(
+        lambda cfg: transforms.explicit_gradient_surgery(
+          tolerance=cfg.tolerance, retain_weight=cfg.retain_weight
+        )
+      ),
+      state_logs=_multiplier_log,
+    ),
+    Method(
+      "mgda", "aggregated", _objective_target, make_tx=_aggregated(lambda cfg: aggregators.mgda())
+    ),
+    Method(
+      "pcgrad",
+      "aggregated",
+      _objective_target,
+      make_tx=_aggregated(lambda cfg: aggregators.pcgrad()),
+    ),
+    Method(
+      "cagrad",
+      "aggregated",
+      _objective_target,
+      make_tx=_aggregated(lambda cfg: aggregators.cagrad(cfg.cagrad_c)),
+    ),
     # one loss
-    Method("linear", "single", _objective_target,
-           loss=lambda out, cfg: cfg.retain_loss_weight * _retain(out)
-           + forget_objective(out, cfg)),
+    Method(
+      "linear",
+      "single",
+      _objective_target,
+      loss=lambda out, cfg: cfg.retain_loss_weight * _retain(out) + forget_objective(out, cfg),
+    ),
     Method("ft", "single", _fixed("— (retain only)"), loss=lambda out, cfg: _retain(out)),
-    Method("ga", "single", _fixed("GA (true labels)"), loss=lambda out, cfg: -_forget_ce(out),
-           defaults=_SLOW_ASCENT),
-    Method("graddiff", "single", _fixed("GA (true labels)"),
-           loss=lambda out, cfg: _retain(out) - cfg.graddiff_alpha * _forget_ce(out),
-           defaults=_SLOW_ASCENT),
+    Method(
+      "ga",
+      "single",
+      _fixed("GA (true labels)"),
+      loss=lambda out, cfg: -_forget_ce(out),
+      defaults=_SLOW_ASCENT,
+    ),
+    Method(
+      "graddiff",
+      "single",
+      _fixed("GA (true labels)"),
+      loss=lambda out, cfg: _retain(out) - cfg.graddiff_alpha * _forget_ce(out),
+      defaults=_SLOW_ASCENT,
+    ),
     Method("rl", "single", _rl_target, loss=lambda out, cfg: _random_labels(out) + _retain(out)),
-    Method("salun", "single", _rl_target,
-           loss=lambda out, cfg: _random_labels(out) + _retain(out),
-           prepare=salun_mask, make_tx=_masked),
-    Method("l1sparse", "single", _fixed("— (retain only)"),
-           loss=lambda out, cfg: _retain(out) + cfg.l1_gamma * (1 - out["progress"])
-           * objectives.l1_norm(out["params"])),
+    Method(
+      "salun",
+      "single",
+      _rl_target,
+      loss=lambda out, cfg: _random_labels(out) + _retain(out),
+      prepare=salun_mask,
+      make_tx=_masked,
+    ),
+    Method(
+      "l1sparse",
+      "single",
+      _fixed("— (retain only)"),
+      loss=lambda out, cfg: (
+        _retain(out) + cfg.l1_gamma * (1 - out["progress"]) * objectives.l1_norm(out["params"])
+      ),
+    ),
     Method("scrub", "single", _fixed("teacher KL"), loss=_scrub_loss, needs_teacher=True),
-    Method("npo", "single", _fixed("NPO (true labels)"),
-           loss=lambda out, cfg: objectives.npo_loss(out["forget_logits"],
-                                                     out["teacher_forget_logits"],
-                                                     out["forget_true_label"], cfg.npo_beta)
-           + _retain(out), needs_teacher=True),
-]}
+    Method(
+      "npo",
+      "single",
+      _fixed("NPO (true labels)"),
+      loss=lambda out, cfg: (
+        objectives.npo_loss(
+          out["forget_logits"], out["teacher_forget_logits"], out["forget_true_label"], cfg.npo_beta
+        )
+        + _retain(out)
+      ),
+      needs_teacher=True,
+    ),
+  ]
+}
 
 
 def get_method(name: str) -> Method:

@@ -76,19 +76,33 @@ writes metrics files from every process, so give each host its own ``workdir``.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
 from jaxunlearn.errors import ConfigError
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-__all__ = ["make_mesh", "shard_batch", "replicate", "batch_sharding", "replicated_sharding",
-           "check_divisible", "data_parallel", "num_devices"]
+__all__ = [
+  "make_mesh",
+  "shard_batch",
+  "replicate",
+  "batch_sharding",
+  "replicated_sharding",
+  "check_divisible",
+  "data_parallel",
+  "num_devices",
+]
 
 
-def make_mesh(num_devices: Optional[int] = None, axis: str = "data",
-              devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+def make_mesh(
+  num_devices: int | None = None,
+  axis: str = "data",
+  devices: Sequence[jax.Device] | None = None,
+) -> Mesh:
   """A one-axis device mesh for data parallelism.
 
   Uses the first ``num_devices`` of ``devices`` (default: all of ``jax.devices()``, which
@@ -104,8 +118,9 @@ def make_mesh(num_devices: Optional[int] = None, axis: str = "data",
   if num_devices is None:
     num_devices = len(devices)
   if not 1 <= num_devices <= len(devices):
-    raise ConfigError(f"num_devices must be between 1 and {len(devices)} (the devices "
-                     f"available), got {num_devices}")
+    raise ConfigError(
+      f"num_devices must be between 1 and {len(devices)} (the devices available), got {num_devices}"
+    )
   return Mesh(np.array(devices[:num_devices]), (axis,), axis_types=(AxisType.Auto,))
 
 
@@ -133,9 +148,11 @@ def check_divisible(size: int, mesh: Mesh, what: str = "batch size") -> None:
   """
   n = num_devices(mesh)
   if int(size) % n:
-    raise ConfigError(f"{what} {size} is not divisible by the {n} devices of the mesh; "
-                     f"choose a multiple of {n} (e.g. {max(n, int(size) // n * n)}) "
-                     "or fewer devices")
+    raise ConfigError(
+      f"{what} {size} is not divisible by the {n} devices of the mesh; "
+      f"choose a multiple of {n} (e.g. {max(n, int(size) // n * n)}) "
+      "or fewer devices"
+    )
 
 
 def _put(x, sharding: NamedSharding):
@@ -166,8 +183,10 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
   def put(path, x):
     shape = np.shape(x)
     if not shape:
-      raise ValueError(f"batch leaf {jax.tree_util.keystr(path)} is a scalar; batch leaves "
-                       "need a leading batch axis")
+      raise ValueError(
+        f"batch leaf {jax.tree_util.keystr(path)} is a scalar; batch leaves "
+        "need a leading batch axis"
+      )
     check_divisible(shape[0], mesh, f"batch size of {jax.tree_util.keystr(path) or 'the batch'}")
     return _put(x, sharding)
 

@@ -42,16 +42,15 @@ def machine_info() -> dict:
   """The machine and package versions a measurement came from."""
   dev = jax.devices()[0]
   return {
-      "backend": jax.default_backend(),
-      "device_kind": getattr(dev, "device_kind", str(dev)),
-      "device_count": jax.device_count(),
-      "cpu_count": os.cpu_count(),
-      "affinity_cpus": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                        else None),
-      "platform": platform.platform(),
-      "processor": platform.processor() or platform.machine(),
-      "python": platform.python_version(),
-      "versions": package_versions(),
-      "xla_flags": os.environ.get("XLA_FLAGS"),
-      "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "backend": jax.default_backend(),
+    "device_kind": getattr(dev, "device_kind", str(dev)),
+    "device_count": jax.device_count(),
+    "cpu_count": os.cpu_count(),
+    "affinity_cpus": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None),
+    "platform": platform.platform(),
+    "processor": platform.processor() or platform.machine(),
+    "python": platform.python_version(),
+    "versions": package_versions(),
+    "xla_flags": os.environ.get("XLA_FLAGS"),
+    "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
   }

@@ -18,7 +18,8 @@ IGS re-evaluation pass never keep them.
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,10 +41,12 @@ def make_train_step(fm: FunctionalModel, tx: optax.GradientTransformation):
   Returns ``step(params, model_state, opt_state, images, labels) ->
   (params, model_state, opt_state, {"loss", "accuracy"})``.
   """
+
   def step(params, model_state, opt_state, images, labels):
     def loss_fn(p):
       logits, new_state = fm.apply(p, model_state, images, train=True)
       return objectives.cross_entropy(logits, labels), (logits, new_state)
+
     (loss, (logits, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
@@ -61,8 +64,10 @@ def make_predict(fm: FunctionalModel, batch_size: int = 1024) -> Callable:
   apply = jax.jit(lambda p, s, x: fm.apply(p, s, x, train=False)[0])
 
   def predict(params, model_state, images):
-    outs = [apply(params, model_state, jnp.asarray(images[i:i + batch_size]))
-            for i in range(0, len(images), batch_size)]
+    outs = [
+      apply(params, model_state, jnp.asarray(images[i : i + batch_size]))
+      for i in range(0, len(images), batch_size)
+    ]
     return jnp.concatenate(outs) if outs else jnp.zeros((0,))
 
   return predict
@@ -73,32 +78,43 @@ class StepLogs(NamedTuple):
 
   ``None`` fields are not produced by that method's step and are not recorded.
   """
+
   retain_loss: jax.Array
   forget_loss: jax.Array
-  skipped: jax.Array                       # the step was not applied (non-finite)
-  loss: Optional[jax.Array] = None         # single shape: the loss differentiated
-  weights: Optional[jax.Array] = None      # weighted shape: (w_retain, w_forget)
-  multiplier: Optional[jax.Array] = None   # λ, for methods that keep one
-  retain_decrease: Optional[jax.Array] = None  # IGS: observed decrease of φ(L_r)
+  skipped: jax.Array  # the step was not applied (non-finite)
+  loss: jax.Array | None = None  # single shape: the loss differentiated
+  weights: jax.Array | None = None  # weighted shape: (w_retain, w_forget)
+  multiplier: jax.Array | None = None  # λ, for methods that keep one
+  retain_decrease: jax.Array | None = None  # IGS: observed decrease of φ(L_r)
 
   def as_dict(self) -> dict:
     return {k: v for k, v in self._asdict().items() if v is not None}
 
 
-def forward_outputs(fm, method: Method, cfg: UnlearnConfig, params, model_state, batch,
-                    teacher, step_index):
+def forward_outputs(
+  fm, method: Method, cfg: UnlearnConfig, params, model_state, batch, teacher, step_index
+):
   """Forward passes of one batch: the dict a single-shape method's ``loss`` reads."""
   r_logits, new_state = fm.apply(params, model_state, batch["retain_image"], train=True)
   f_logits, _ = fm.apply(params, model_state, batch["forget_image"], train=True)
-  out = dict(retain_logits=r_logits, forget_logits=f_logits, retain_label=batch["retain_label"],
-             forget_label=batch["forget_label"], forget_true_label=batch["forget_true_label"],
-             step=step_index, progress=step_index / cfg.steps, params=params)
+  out = dict(
+    retain_logits=r_logits,
+    forget_logits=f_logits,
+    retain_label=batch["retain_label"],
+    forget_label=batch["forget_label"],
+    forget_true_label=batch["forget_true_label"],
+    step=step_index,
+    progress=step_index / cfg.steps,
+    params=params,
+  )
   if method.needs_teacher:
     t_params, t_state = teacher
-    out["teacher_retain_logits"] = fm.apply(t_params, t_state, batch["retain_image"],
-                                            train=False)[0]
-    out["teacher_forget_logits"] = fm.apply(t_params, t_state, batch["forget_image"],
-                                            train=False)[0]
+    out["teacher_retain_logits"] = fm.apply(t_params, t_state, batch["retain_image"], train=False)[
+      0
+    ]
+    out["teacher_forget_logits"] = fm.apply(t_params, t_state, batch["forget_image"], train=False)[
+      0
+    ]
   return out, new_state
 
 
@@ -108,43 +124,50 @@ def _all_finite(tree):
 
 def _single(fm, method, cfg, tx, params, model_state, opt_state, batch, teacher, step_index):
   def loss_fn(p):
-    out, new_state = forward_outputs(fm, method, cfg, p, model_state, batch, teacher,
-                                     step_index)
+    out, new_state = forward_outputs(fm, method, cfg, p, model_state, batch, teacher, step_index)
     return method.loss(out, cfg), (out, new_state)
+
   (loss, (out, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
   updates, opt_state = tx.update(grads, opt_state, params)
-  logs = dict(loss=loss, retain_loss=objectives.cross_entropy(out["retain_logits"],
-                                                              out["retain_label"]),
-              forget_loss=forget_objective(out, cfg))
+  logs = dict(
+    loss=loss,
+    retain_loss=objectives.cross_entropy(out["retain_logits"], out["retain_label"]),
+    forget_loss=forget_objective(out, cfg),
+  )
   return updates, opt_state, new_state, logs
 
 
 def _weighted(fm, method, cfg, tx, params, model_state, opt_state, batch, teacher, step_index):
   def loss_fn(p):
-    out, new_state = forward_outputs(fm, method, cfg, p, model_state, batch, teacher,
-                                     step_index)
+    out, new_state = forward_outputs(fm, method, cfg, p, model_state, batch, teacher, step_index)
     l_r = objectives.cross_entropy(out["retain_logits"], out["retain_label"])
     l_f = forget_objective(out, cfg)
     return transforms.scalarized_loss(opt_state, l_r, l_f), (l_r, l_f, new_state)
+
   (_, (l_r, l_f, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-  observed = ObservedLosses(l_r, l_f, _retain_loss_fn(fm, model_state, batch),
-                            _forget_loss_fn(fm, cfg, model_state, batch))
+  observed = ObservedLosses(
+    l_r, l_f, _retain_loss_fn(fm, model_state, batch), _forget_loss_fn(fm, cfg, model_state, batch)
+  )
   updates, opt_state = tx.update(grads, opt_state, params, **method.update_kwargs(observed))
-  logs = dict(retain_loss=l_r, forget_loss=l_f,
-              weights=jnp.stack(transforms.loss_weights(opt_state)))
+  logs = dict(
+    retain_loss=l_r, forget_loss=l_f, weights=jnp.stack(transforms.loss_weights(opt_state))
+  )
   return updates, opt_state, new_state, logs
 
 
-def _aggregated(fm, method, cfg, tx, params, model_state, opt_state, batch, teacher,
-                step_index):
+def _aggregated(fm, method, cfg, tx, params, model_state, opt_state, batch, teacher, step_index):
   del method, teacher, step_index
+
   def r_with_state(p):
     logits, new_state = fm.apply(p, model_state, batch["retain_image"], train=True)
     return objectives.cross_entropy(logits, batch["retain_label"]), new_state
+
   def f_with_aux(p):
     return _forget_loss_fn(fm, cfg, model_state, batch)(p), None
-  losses, auxes, grads = transforms.objective_gradients((r_with_state, f_with_aux), params,
-                                                        has_aux=True)
+
+  losses, auxes, grads = transforms.objective_gradients(
+    (r_with_state, f_with_aux), params, has_aux=True
+  )
   updates, opt_state = tx.update(grads, opt_state, params)
   return updates, opt_state, auxes[0], dict(retain_loss=losses[0], forget_loss=losses[1])
 
@@ -153,22 +176,31 @@ def _retain_loss_fn(fm, model_state, batch):
   def fn(p):  # L_r on the same batch; the new BN statistics are discarded
     logits, _ = fm.apply(p, model_state, batch["retain_image"], train=True)
     return objectives.cross_entropy(logits, batch["retain_label"])
+
   return fn
 
 
 def _forget_loss_fn(fm, cfg, model_state, batch):
   def fn(p):
     logits, _ = fm.apply(p, model_state, batch["forget_image"], train=True)
-    return forget_objective(dict(forget_logits=logits, forget_label=batch["forget_label"],
-                                 forget_true_label=batch["forget_true_label"]), cfg)
+    return forget_objective(
+      dict(
+        forget_logits=logits,
+        forget_label=batch["forget_label"],
+        forget_true_label=batch["forget_true_label"],
+      ),
+      cfg,
+    )
+
   return fn
 
 
 _SHAPES = {"single": _single, "weighted": _weighted, "aggregated": _aggregated}
 
 
-def make_unlearn_step(fm: FunctionalModel, method: Method, cfg: UnlearnConfig,
-                      tx: optax.GradientTransformation):
+def make_unlearn_step(
+  fm: FunctionalModel, method: Method, cfg: UnlearnConfig, tx: optax.GradientTransformation
+):
   """The jitted unlearning step of ``method``.
 
   Returns ``step(params, model_state, opt_state, batch, teacher, step_index) ->
@@ -179,15 +211,20 @@ def make_unlearn_step(fm: FunctionalModel, method: Method, cfg: UnlearnConfig,
   shape_step = _SHAPES[method.shape]
 
   def step(params, model_state, opt_state, batch, teacher, step_index):
-    updates, new_opt, new_state, logs = shape_step(fm, method, cfg, tx, params, model_state,
-                                                   opt_state, batch, teacher, step_index)
+    updates, new_opt, new_state, logs = shape_step(
+      fm, method, cfg, tx, params, model_state, opt_state, batch, teacher, step_index
+    )
     logs.update(method.state_logs(new_opt))
     new_params = optax.apply_updates(params, updates)
-    ok = jnp.logical_and(_all_finite((logs["retain_loss"], logs["forget_loss"])),
-                         _all_finite(updates))
+    ok = jnp.logical_and(
+      _all_finite((logs["retain_loss"], logs["forget_loss"])), _all_finite(updates)
+    )
     logs = StepLogs(skipped=jnp.logical_not(ok), **logs)
-    return (optax.tree.where(ok, new_params, params),
-            optax.tree.where(ok, new_state, model_state),
-            optax.tree.where(ok, new_opt, opt_state), logs)
+    return (
+      optax.tree.where(ok, new_params, params),
+      optax.tree.where(ok, new_state, model_state),
+      optax.tree.where(ok, new_opt, opt_state),
+      logs,
+    )
 
   return jax.jit(step)

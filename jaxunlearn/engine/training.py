@@ -37,8 +37,8 @@ from jaxunlearn.nn import models
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
   """SGD (or Adam) with step-wise decay at epoch milestones and coupled L2 weight decay."""
   schedule = optax.piecewise_constant_schedule(
-      config.learning_rate,
-      {int(m) * steps_per_epoch: config.lr_gamma for m in config.lr_milestones})
+    config.learning_rate, {int(m) * steps_per_epoch: config.lr_gamma for m in config.lr_milestones}
+  )
   if config.optimizer == "adam":
     base = optax.adam(schedule)
   else:
@@ -47,29 +47,45 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientT
 
 
 def build_model(config: TrainConfig, dataset: data_lib.Dataset):
-  model = models.create_model(config.model, num_classes=dataset.num_classes,
-                              input_shape=dataset.image_shape, seed=config.seed,
-                              **dict(config.model_kwargs))
+  model = models.create_model(
+    config.model,
+    num_classes=dataset.num_classes,
+    input_shape=dataset.image_shape,
+    seed=config.seed,
+    **dict(config.model_kwargs),
+  )
   return models.functional(model)
 
 
 def _split_accuracy(predict, params, model_state, split) -> float:
-  return metrics_lib.accuracy(np.asarray(predict(params, model_state, split.images)),
-                              split.labels)
+  return metrics_lib.accuracy(np.asarray(predict(params, model_state, split.images)), split.labels)
 
 
 def _metadata(config, dataset, forget_set, retrain) -> dict:
-  return {"kind": "retrain" if retrain else "pretrain", "config": config.to_dict(),
-          "dataset": dataset.name, "num_classes": dataset.num_classes,
-          "image_shape": list(dataset.image_shape),
-          "forget_spec": forget_set.spec if forget_set else None,
-          "forget_digest": forget_set.digest if forget_set else None,
-          "versions": ckpt.package_versions()}
+  return {
+    "kind": "retrain" if retrain else "pretrain",
+    "config": config.to_dict(),
+    "dataset": dataset.name,
+    "num_classes": dataset.num_classes,
+    "image_shape": list(dataset.image_shape),
+    "forget_spec": forget_set.spec if forget_set else None,
+    "forget_digest": forget_set.digest if forget_set else None,
+    "versions": ckpt.package_versions(),
+  }
 
 
-def train(config: TrainConfig, workdir, *, forget_spec: str | None = None,
-          retrain: bool = False, resume: bool = False, data_dir=None,
-          forget_seed: int = 0, progress: bool = True, mesh=None) -> dict:
+def train(
+  config: TrainConfig,
+  workdir,
+  *,
+  forget_spec: str | None = None,
+  retrain: bool = False,
+  resume: bool = False,
+  data_dir=None,
+  forget_seed: int = 0,
+  progress: bool = True,
+  mesh=None,
+) -> dict:
   """Trains (or retrains on the retain set) and returns the final metrics.
 
   ``mesh`` (a :class:`jax.sharding.Mesh`, see :mod:`jaxunlearn.parallel`): data-parallel
@@ -93,11 +109,14 @@ def train(config: TrainConfig, workdir, *, forget_spec: str | None = None,
     raise ConfigError("--retrain needs --forget SPEC (the data to leave out)")
   workdir = check_workdir(workdir)
   dataset = data_lib.load_dataset(config.dataset, data_dir)
-  forget_set = data_lib.make_forget_set(dataset, forget_spec, seed=forget_seed) if forget_spec else None
+  forget_set = (
+    data_lib.make_forget_set(dataset, forget_spec, seed=forget_seed) if forget_spec else None
+  )
   train_idx = forget_set.retain_idx if retrain else np.arange(len(dataset.train.labels))
   if config.batch_size > len(train_idx):
-    raise ConfigError(f"batch_size {config.batch_size} is larger than the training set "
-                      f"({len(train_idx)} examples)")
+    raise ConfigError(
+      f"batch_size {config.batch_size} is larger than the training set ({len(train_idx)} examples)"
+    )
   per_epoch = data_lib.steps_per_epoch(len(train_idx), config.batch_size)
 
   fm, params, model_state = build_model(config, dataset)
@@ -110,19 +129,29 @@ def train(config: TrainConfig, workdir, *, forget_spec: str | None = None,
   manager = None
   if checkpoints.exists() and any(checkpoints.iterdir()):
     if not resume:
-      raise ConfigError(f"{workdir} already holds a run; pass --resume to continue it or "
-                        "choose a new --workdir")
+      raise ConfigError(
+        f"{workdir} already holds a run; pass --resume to continue it or choose a new --workdir"
+      )
     manager = ckpt.Checkpointer(checkpoints)
     saved = manager.metadata()
     for key in ("config", "dataset", "forget_digest", "kind"):
       if saved.get(key) != metadata.get(key):
-        raise ConfigError(f"cannot resume: the saved run's {key} differs from this one's "
-                          f"({saved.get(key)!r} vs {metadata.get(key)!r})")
-    template = {"params": params, "model_state": model_state, "opt_state": opt_state,
-                "epoch": jnp.zeros((), jnp.int32)}
+        raise ConfigError(
+          f"cannot resume: the saved run's {key} differs from this one's "
+          f"({saved.get(key)!r} vs {metadata.get(key)!r})"
+        )
+    template = {
+      "params": params,
+      "model_state": model_state,
+      "opt_state": opt_state,
+      "epoch": jnp.zeros((), jnp.int32),
+    }
     restored = manager.restore(template)
-    params, model_state, opt_state = (restored["params"], restored["model_state"],
-                                      restored["opt_state"])
+    params, model_state, opt_state = (
+      restored["params"],
+      restored["model_state"],
+      restored["opt_state"],
+    )
     start_epoch = int(restored["epoch"])
   workdir.mkdir(parents=True, exist_ok=True)
   if manager is None:
@@ -138,8 +167,13 @@ def train(config: TrainConfig, workdir, *, forget_spec: str | None = None,
     log_path.unlink()
   images, labels = dataset.train.images, dataset.train.labels
   start = time.perf_counter()
-  bar = tqdm(total=config.epochs * per_epoch, initial=start_epoch * per_epoch,
-             disable=not progress, desc="retrain" if retrain else "pretrain", unit="step")
+  bar = tqdm(
+    total=config.epochs * per_epoch,
+    initial=start_epoch * per_epoch,
+    disable=not progress,
+    desc="retrain" if retrain else "pretrain",
+    unit="step",
+  )
   for epoch in range(start_epoch, config.epochs):
     losses, accs = [], []
     aug_rng = np.random.default_rng([config.seed, epoch, 7])
@@ -158,19 +192,36 @@ def train(config: TrainConfig, workdir, *, forget_spec: str | None = None,
       accs.append(m["accuracy"])
       bar.update(1)
     val_acc = _split_accuracy(predict, params, model_state, dataset.val)
-    record = {"epoch": epoch + 1, "loss": float(np.mean(losses)),
-              "train_batch_accuracy": 100 * float(np.mean(accs)), "val_accuracy": val_acc}
+    record = {
+      "epoch": epoch + 1,
+      "loss": float(np.mean(losses)),
+      "train_batch_accuracy": 100 * float(np.mean(accs)),
+      "val_accuracy": val_acc,
+    }
     bar.set_postfix(loss=f"{record['loss']:.3f}", val=f"{val_acc:.1f}%")
     with log_path.open("a") as f:
       f.write(json.dumps(record) + "\n")
-    manager.save(epoch + 1, {"params": params, "model_state": model_state,
-                             "opt_state": opt_state, "epoch": jnp.asarray(epoch + 1, jnp.int32)},
-                 metadata=metadata, metrics={"val_accuracy": val_acc})
+    manager.save(
+      epoch + 1,
+      {
+        "params": params,
+        "model_state": model_state,
+        "opt_state": opt_state,
+        "epoch": jnp.asarray(epoch + 1, jnp.int32),
+      },
+      metadata=metadata,
+      metrics={"val_accuracy": val_acc},
+    )
   bar.close()
   manager.wait_until_finished()
   final = evaluate(fm, params, model_state, dataset, forget_set, unlearning=False)
-  final.update(kind=metadata["kind"], epochs=config.epochs, seconds=time.perf_counter() - start,
-               resumed_from_epoch=start_epoch, forget_spec=forget_spec)
+  final.update(
+    kind=metadata["kind"],
+    epochs=config.epochs,
+    seconds=time.perf_counter() - start,
+    resumed_from_epoch=start_epoch,
+    forget_spec=forget_spec,
+  )
   write_json_atomic(workdir / "metrics.json", final, indent=2)
   manager.close()
   return final
@@ -179,6 +230,7 @@ def train(config: TrainConfig, workdir, *, forget_spec: str | None = None,
 @dataclasses.dataclass
 class TrainedModel:
   """A restored model, ready to predict: ``model.predict(images)`` gives logits."""
+
   fm: models.FunctionalModel
   params: Any
   model_state: Any
@@ -207,15 +259,24 @@ def load_trained(workdir, *, which: str = "latest") -> TrainedModel:
   """
   manager = ckpt.Checkpointer(pathlib.Path(workdir) / "checkpoints", create=False)
   meta = manager.metadata(which=which)
-  config = TrainConfig(**{**meta["config"], "lr_milestones": tuple(meta["config"]["lr_milestones"])})
-  model = models.create_model(config.model, num_classes=meta["num_classes"],
-                              input_shape=tuple(meta["image_shape"]), seed=config.seed,
-                              **dict(config.model_kwargs))
+  config = TrainConfig(
+    **{**meta["config"], "lr_milestones": tuple(meta["config"]["lr_milestones"])}
+  )
+  model = models.create_model(
+    config.model,
+    num_classes=meta["num_classes"],
+    input_shape=tuple(meta["image_shape"]),
+    seed=config.seed,
+    **dict(config.model_kwargs),
+  )
   fm, params, model_state = models.functional(model)
   # The optimiser state's structure does not depend on the schedule's length.
-  template = {"params": params, "model_state": model_state,
-              "opt_state": make_optimizer(config, 1).init(params),
-              "epoch": jnp.zeros((), jnp.int32)}
+  template = {
+    "params": params,
+    "model_state": model_state,
+    "opt_state": make_optimizer(config, 1).init(params),
+    "epoch": jnp.zeros((), jnp.int32),
+  }
   restored = manager.restore(template, which=which)
   manager.close()
   return TrainedModel(fm, restored["params"], restored["model_state"], meta)

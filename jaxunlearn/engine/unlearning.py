@@ -1,19 +1,6 @@
 """Run one unlearning method from an original model: the resumable, jitted loop.
 
 Importable logic behind ``python -m experiments.unlearn`` and ``experiments.compare``.
-
-Example:
-  >>> from jaxunlearn import data
-  >>> from jaxunlearn.engine import training
-  >>> from jaxunlearn.engine.config import TrainConfig
-  >>> from jaxunlearn.engine.methods import make_config
-  >>> ds = data.load_dataset("digits")
-  >>> fm, params, state = training.build_model(TrainConfig(), ds)
-  >>> forget = data.make_forget_set(ds, "class:0")
-  >>> result = unlearn(make_config("igs", steps=5), fm, params, state, ds, forget,
-  ...                  progress=False)
-  >>> sorted(result.history)
-  ['forget_loss', 'multiplier', 'retain_decrease', 'retain_loss', 'skipped', 'weights']
 """
 
 from __future__ import annotations
@@ -39,8 +26,8 @@ from jaxunlearn.engine.steps import make_unlearn_step
 class UnlearnResult:
   params: Any
   model_state: Any
-  history: dict          # name -> np.ndarray over steps
-  seconds: float         # wall time of the loop, compile included
+  history: dict  # name -> np.ndarray over steps
+  seconds: float  # wall time of the loop, compile included
   compile_seconds: float  # time of the first step (compile + one step)
 
 
@@ -51,10 +38,21 @@ def _cached_step(fm, cfg: UnlearnConfig):
   return tx, make_unlearn_step(fm, methods_lib.get_method(cfg.method), cfg, tx)
 
 
-def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Dataset,
-            forget_set: data_lib.ForgetSet, *, progress: bool = True,
-            mesh=None, checkpointer=None, checkpoint_every: int = 0,
-            resume: bool = False, metadata: dict | None = None) -> UnlearnResult:
+def unlearn(
+  cfg: UnlearnConfig,
+  fm,
+  params,
+  model_state,
+  dataset: data_lib.Dataset,
+  forget_set: data_lib.ForgetSet,
+  *,
+  progress: bool = True,
+  mesh=None,
+  checkpointer=None,
+  checkpoint_every: int = 0,
+  resume: bool = False,
+  metadata: dict | None = None,
+) -> UnlearnResult:
   """Runs ``cfg.steps`` steps of ``cfg.method`` from ``(params, model_state)``.
 
   ``checkpointer`` (a :class:`jaxunlearn.checkpoint.Checkpointer`): saves params, model
@@ -67,6 +65,19 @@ def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Datas
   ``mesh`` (a :class:`jax.sharding.Mesh`, see :mod:`jaxunlearn.parallel`): data-parallel
   steps — each batch split across the mesh's devices, params and optimiser state
   replicated; ``n_retain`` and ``n_forget`` must be divisible by the device count.
+
+  Example:
+    >>> from jaxunlearn import data
+    >>> from jaxunlearn.engine import training
+    >>> from jaxunlearn.engine.config import TrainConfig
+    >>> from jaxunlearn.engine.methods import make_config
+    >>> ds = data.load_dataset("digits")
+    >>> fm, params, state = training.build_model(TrainConfig(), ds)
+    >>> forget = data.make_forget_set(ds, "class:0")
+    >>> result = unlearn(make_config("igs", steps=5), fm, params, state, ds, forget,
+    ...                  progress=False)
+    >>> sorted(result.history)
+    ['forget_loss', 'multiplier', 'retain_decrease', 'retain_loss', 'skipped', 'weights']
   """
   method = methods_lib.get_method(cfg.method)
   cfg = cfg.validate()
@@ -78,8 +89,9 @@ def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Datas
   if method.prepare is None:
     tx, step_fn = _cached_step(fm, dataclasses.replace(cfg, seed=0))
   else:  # what it prepares depends on the model: no cache
-    prepared = method.prepare(methods_lib.PrepareContext(fm, params, model_state, dataset,
-                                                         forget_set), cfg)
+    prepared = method.prepare(
+      methods_lib.PrepareContext(fm, params, model_state, dataset, forget_set), cfg
+    )
     tx = methods_lib.build_transformation(cfg, prepared)
     step_fn = make_unlearn_step(fm, method, cfg, tx)
   opt_state = tx.init(params)
@@ -88,22 +100,36 @@ def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Datas
     params, model_state, opt_state = parallel.replicate((params, model_state, opt_state), mesh)
   teacher = (params, model_state)
   # History preallocated from the step's abstract output, so it checkpoints as arrays.
-  logs_shape = jax.eval_shape(step_fn, params, model_state, opt_state,
-                              _batch_shapes(dataset, n_retain, n_forget), teacher,
-                              jnp.zeros((), jnp.int32))[3].as_dict()
+  logs_shape = jax.eval_shape(
+    step_fn,
+    params,
+    model_state,
+    opt_state,
+    _batch_shapes(dataset, n_retain, n_forget),
+    teacher,
+    jnp.zeros((), jnp.int32),
+  )[3].as_dict()
   history = {k: np.zeros((cfg.steps,) + v.shape, v.dtype) for k, v in logs_shape.items()}
   first = 0
   if resume and checkpointer is not None and checkpointer.latest_step() is not None:
-    restored = checkpointer.restore({"params": params, "model_state": model_state,
-                                     "opt_state": opt_state, "history": history,
-                                     "step": np.zeros((), np.int32)})
-    params, model_state, opt_state = (restored["params"], restored["model_state"],
-                                      restored["opt_state"])
+    restored = checkpointer.restore(
+      {
+        "params": params,
+        "model_state": model_state,
+        "opt_state": opt_state,
+        "history": history,
+        "step": np.zeros((), np.int32),
+      }
+    )
+    params, model_state, opt_state = (
+      restored["params"],
+      restored["model_state"],
+      restored["opt_state"],
+    )
     history = {k: np.array(v) for k, v in restored["history"].items()}
     first = int(restored["step"])
     if mesh is not None:
-      params, model_state, opt_state = parallel.replicate((params, model_state, opt_state),
-                                                          mesh)
+      params, model_state, opt_state = parallel.replicate((params, model_state, opt_state), mesh)
 
   # Logs stay on device until a save or the end: pulling them to the host every step
   # would force a sync per step and serialise dispatch.
@@ -117,34 +143,66 @@ def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Datas
 
   def save(step):
     flush()
-    checkpointer.save(step, {"params": params, "model_state": model_state,
-                             "opt_state": opt_state, "history": history,
-                             "step": np.asarray(step, np.int32)},
-                      metadata={"kind": "unlearned", "config": cfg.to_dict(),
-                                "forget_digest": forget_set.digest, **(metadata or {})})
+    checkpointer.save(
+      step,
+      {
+        "params": params,
+        "model_state": model_state,
+        "opt_state": opt_state,
+        "history": history,
+        "step": np.asarray(step, np.int32),
+      },
+      metadata={
+        "kind": "unlearned",
+        "config": cfg.to_dict(),
+        "forget_digest": forget_set.digest,
+        **(metadata or {}),
+      },
+    )
 
   start = time.perf_counter()
   compile_seconds = 0.0
-  for t in tqdm(range(first, cfg.steps), disable=not progress, desc=cfg.method, unit="step",
-                leave=False, initial=first, total=cfg.steps):
-    b = data_lib.unlearning_batch(dataset, forget_set, t, seed=cfg.seed, n_retain=n_retain,
-                                  n_forget=n_forget, forget_labels=cfg.forget_labels)
-    batch = {k: b[k] for k in ("retain_image", "retain_label", "forget_image",
-                               "forget_label", "forget_true_label")}
+  for t in tqdm(
+    range(first, cfg.steps),
+    disable=not progress,
+    desc=cfg.method,
+    unit="step",
+    leave=False,
+    initial=first,
+    total=cfg.steps,
+  ):
+    b = data_lib.unlearning_batch(
+      dataset,
+      forget_set,
+      t,
+      seed=cfg.seed,
+      n_retain=n_retain,
+      n_forget=n_forget,
+      forget_labels=cfg.forget_labels,
+    )
+    batch = {
+      k: b[k]
+      for k in ("retain_image", "retain_label", "forget_image", "forget_label", "forget_true_label")
+    }
     step_index = jnp.asarray(t, jnp.int32)
     if mesh is None:
       batch = {k: jnp.asarray(v) for k, v in batch.items()}
     else:  # straight from host memory to each device's slice
       batch = parallel.shard_batch(batch, mesh)
       step_index = parallel.replicate(step_index, mesh)
-    params, model_state, opt_state, logs = step_fn(params, model_state, opt_state, batch,
-                                                   teacher, step_index)
+    params, model_state, opt_state, logs = step_fn(
+      params, model_state, opt_state, batch, teacher, step_index
+    )
     pending.append((t, logs))
     if t == first:
       jax.block_until_ready(params)
       compile_seconds = time.perf_counter() - start
-    if checkpointer is not None and checkpoint_every > 0 and (t + 1) % checkpoint_every == 0 \
-        and t + 1 < cfg.steps:
+    if (
+      checkpointer is not None
+      and checkpoint_every > 0
+      and (t + 1) % checkpoint_every == 0
+      and t + 1 < cfg.steps
+    ):
       save(t + 1)
   jax.block_until_ready(params)
   seconds = time.perf_counter() - start
@@ -158,9 +216,10 @@ def unlearn(cfg: UnlearnConfig, fm, params, model_state, dataset: data_lib.Datas
 def _batch_shapes(dataset, n_retain, n_forget):
   image = dataset.train.images.shape[1:]
   f32, i32 = jnp.float32, jnp.int32
-  return {"retain_image": jax.ShapeDtypeStruct((n_retain,) + image, f32),
-          "retain_label": jax.ShapeDtypeStruct((n_retain,), i32),
-          "forget_image": jax.ShapeDtypeStruct((n_forget,) + image, f32),
-          "forget_label": jax.ShapeDtypeStruct((n_forget,), i32),
-          "forget_true_label": jax.ShapeDtypeStruct((n_forget,), i32)}
-
+  return {
+    "retain_image": jax.ShapeDtypeStruct((n_retain,) + image, f32),
+    "retain_label": jax.ShapeDtypeStruct((n_retain,), i32),
+    "forget_image": jax.ShapeDtypeStruct((n_forget,) + image, f32),
+    "forget_label": jax.ShapeDtypeStruct((n_forget,), i32),
+    "forget_true_label": jax.ShapeDtypeStruct((n_forget,), i32),
+  }

@@ -53,7 +53,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -62,15 +63,15 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 __all__ = [
-    "IMPLEMENTATIONS",
-    "KERNEL_GRAD",
-    "Conv",
-    "conv2d",
-    "conv_general_dilated",
-    "get_implementation",
-    "implementation",
-    "resolve",
-    "set_implementation",
+  "IMPLEMENTATIONS",
+  "KERNEL_GRAD",
+  "Conv",
+  "conv2d",
+  "conv_general_dilated",
+  "get_implementation",
+  "implementation",
+  "resolve",
+  "set_implementation",
 ]
 
 IMPLEMENTATIONS = ("auto", "xla", "im2col")
@@ -84,115 +85,127 @@ KERNEL_GRAD = "taps"
 
 
 def _check(name: str) -> str:
-    if name not in IMPLEMENTATIONS:
-        raise ValueError(f"conv implementation must be one of {IMPLEMENTATIONS}, got {name!r}")
-    return name
+  if name not in IMPLEMENTATIONS:
+    raise ValueError(f"conv implementation must be one of {IMPLEMENTATIONS}, got {name!r}")
+  return name
 
 
 _implementation = _check(os.environ.get(_ENV, "auto").strip().lower() or "auto")
 
 
 def get_implementation() -> str:
-    """The current setting: ``"auto"``, ``"xla"`` or ``"im2col"``."""
-    return _implementation
+  """The current setting: ``"auto"``, ``"xla"`` or ``"im2col"``."""
+  return _implementation
 
 
 def set_implementation(name: str) -> None:
-    """Sets the implementation for functions traced from now on."""
-    global _implementation
-    _implementation = _check(name)
+  """Sets the implementation for functions traced from now on."""
+  global _implementation
+  _implementation = _check(name)
 
 
 @contextlib.contextmanager
 def implementation(name: str) -> Iterator[None]:
-    """Context manager: ``with implementation("xla"): ...`` (trace inside it)."""
-    global _implementation
-    old, _implementation = _implementation, _check(name)
-    try:
-        yield
-    finally:
-        _implementation = old
+  """Context manager: ``with implementation("xla"): ...`` (trace inside it)."""
+  global _implementation
+  old, _implementation = _implementation, _check(name)
+  try:
+    yield
+  finally:
+    _implementation = old
 
 
 def resolve(name: str | None = None) -> str:
-    """``"xla"`` or ``"im2col"``: what ``name`` (default: the setting) means here."""
-    name = _check(_implementation if name is None else name)
-    if name == "auto":
-        return "im2col" if jax.default_backend() == "cpu" else "xla"
-    return name
+  """``"xla"`` or ``"im2col"``: what ``name`` (default: the setting) means here."""
+  name = _check(_implementation if name is None else name)
+  if name == "auto":
+    return "im2col" if jax.default_backend() == "cpu" else "xla"
+  return name
 
 
 # ------------------------------------------------------------------ core
 
 
-def _pads(padding: str | Sequence[tuple[int, int]], in_hw: Sequence[int],
-          kernel_hw: Sequence[int], strides: Sequence[int]) -> tuple[tuple[int, int], ...]:
-    if isinstance(padding, str):
-        return tuple(tuple(p) for p in lax.padtype_to_pads(in_hw, kernel_hw, strides, padding))
-    return tuple((int(lo), int(hi)) for lo, hi in padding)
+def _pads(
+  padding: str | Sequence[tuple[int, int]],
+  in_hw: Sequence[int],
+  kernel_hw: Sequence[int],
+  strides: Sequence[int],
+) -> tuple[tuple[int, int], ...]:
+  if isinstance(padding, str):
+    return tuple(tuple(p) for p in lax.padtype_to_pads(in_hw, kernel_hw, strides, padding))
+  return tuple((int(lo), int(hi)) for lo, hi in padding)
 
 
 def _plain(x, w, strides, padding, precision=None):
-    return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC,
-                                    precision=precision)
+  return lax.conv_general_dilated(
+    x, w, strides, padding, dimension_numbers=_NHWC, precision=precision
+  )
 
 
-def _im2col(x: jax.Array, kernel_hw: tuple[int, int], strides: tuple[int, int],
-            padding: tuple[tuple[int, int], ...]) -> jax.Array:
-    """Patches ``(N*Ho*Wo, kh*kw*C)``, column order (kh, kw, C) as in HWIO."""
-    kh, kw = kernel_hw
-    sh, sw = strides
-    (plo, phi), (qlo, qhi) = padding
-    n, h, w, c = x.shape
-    x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (plo, phi, 0), (qlo, qhi, 0), (0, 0, 0)))
-    ho = (h + plo + phi - kh) // sh + 1
-    wo = (w + qlo + qhi - kw) // sw + 1
-    if kh == kw == 1 and sh == sw == 1:
-        return x.reshape(n * ho * wo, c)
-    taps = [
-        lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c),
-                  (1, sh, sw, 1))
-        for i in range(kh) for j in range(kw)
-    ]
-    return jnp.stack(taps, axis=3).reshape(n * ho * wo, kh * kw * c)
+def _im2col(
+  x: jax.Array,
+  kernel_hw: tuple[int, int],
+  strides: tuple[int, int],
+  padding: tuple[tuple[int, int], ...],
+) -> jax.Array:
+  """Patches ``(N*Ho*Wo, kh*kw*C)``, column order (kh, kw, C) as in HWIO."""
+  kh, kw = kernel_hw
+  sh, sw = strides
+  (plo, phi), (qlo, qhi) = padding
+  n, h, w, c = x.shape
+  x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (plo, phi, 0), (qlo, qhi, 0), (0, 0, 0)))
+  ho = (h + plo + phi - kh) // sh + 1
+  wo = (w + qlo + qhi - kw) // sw + 1
+  if kh == kw == 1 and sh == sw == 1:
+    return x.reshape(n * ho * wo, c)
+  taps = [
+    lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c), (1, sh, sw, 1))
+    for i in range(kh)
+    for j in range(kw)
+  ]
+  return jnp.stack(taps, axis=3).reshape(n * ho * wo, kh * kw * c)
 
 
 def _out_hw(x_shape, kernel_hw, strides, padding) -> tuple[int, int]:
-    (plo, phi), (qlo, qhi) = padding
-    return ((x_shape[1] + plo + phi - kernel_hw[0]) // strides[0] + 1,
-            (x_shape[2] + qlo + qhi - kernel_hw[1]) // strides[1] + 1)
+  (plo, phi), (qlo, qhi) = padding
+  return (
+    (x_shape[1] + plo + phi - kernel_hw[0]) // strides[0] + 1,
+    (x_shape[2] + qlo + qhi - kernel_hw[1]) // strides[1] + 1,
+  )
 
 
 def _kernel_tangent(x, dw, strides, padding, precision, kernel_grad):
-    """``conv(x, dw)`` written so that its transpose in ``dw`` is a matmul.
+  """``conv(x, dw)`` written so that its transpose in ``dw`` is a matmul.
 
-    Linear in ``dw``; JAX transposes it into the kernel gradient:
+  Linear in ``dw``; JAX transposes it into the kernel gradient:
 
-    * ``"matmul"``: ``im2col(x) @ dw`` -> ``im2col(x)^T @ grad_out``, one
-      matmul over the ``(N*Ho*Wo, kh*kw*C)`` patch matrix;
-    * ``"taps"``: ``sum_ij x_ij @ dw[i, j]`` over the kh*kw shifted (strided)
-      views ``x_ij`` of the padded input -> ``dw[i, j] = x_ij^T @ grad_out``:
-      the same products as the one matmul, split by kernel tap, so the patch
-      matrix is never built (less memory; faster on CPU in our measurements).
-    """
-    kh, kw, cin, cout = dw.shape
-    n = x.shape[0]
-    ho, wo = _out_hw(x.shape, (kh, kw), strides, padding)
-    if kernel_grad == "matmul":
-        patches = _im2col(x, (kh, kw), strides, padding)
-        y = jnp.dot(patches, dw.reshape(kh * kw * cin, cout), precision=precision)
-        return y.reshape(n, ho, wo, cout)
-    sh, sw = strides
-    (plo, phi), (qlo, qhi) = padding
-    xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (plo, phi, 0), (qlo, qhi, 0), (0, 0, 0)))
-    y = None
-    for i in range(kh):
-        for j in range(kw):
-            tap = lax.slice(xp, (0, i, j, 0),
-                            (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, cin), (1, sh, sw, 1))
-            term = jnp.dot(tap.reshape(n * ho * wo, cin), dw[i, j], precision=precision)
-            y = term if y is None else y + term
+  * ``"matmul"``: ``im2col(x) @ dw`` -> ``im2col(x)^T @ grad_out``, one
+    matmul over the ``(N*Ho*Wo, kh*kw*C)`` patch matrix;
+  * ``"taps"``: ``sum_ij x_ij @ dw[i, j]`` over the kh*kw shifted (strided)
+    views ``x_ij`` of the padded input -> ``dw[i, j] = x_ij^T @ grad_out``:
+    the same products as the one matmul, split by kernel tap, so the patch
+    matrix is never built (less memory; faster on CPU in our measurements).
+  """
+  kh, kw, cin, cout = dw.shape
+  n = x.shape[0]
+  ho, wo = _out_hw(x.shape, (kh, kw), strides, padding)
+  if kernel_grad == "matmul":
+    patches = _im2col(x, (kh, kw), strides, padding)
+    y = jnp.dot(patches, dw.reshape(kh * kw * cin, cout), precision=precision)
     return y.reshape(n, ho, wo, cout)
+  sh, sw = strides
+  (plo, phi), (qlo, qhi) = padding
+  xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (plo, phi, 0), (qlo, qhi, 0), (0, 0, 0)))
+  y = None
+  for i in range(kh):
+    for j in range(kw):
+      tap = lax.slice(
+        xp, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, cin), (1, sh, sw, 1)
+      )
+      term = jnp.dot(tap.reshape(n * ho * wo, cin), dw[i, j], precision=precision)
+      y = term if y is None else y + term
+  return y.reshape(n, ho, wo, cout)
 
 
 # Recompute the patches in the backward pass; save only x (not 9 copies of it).
@@ -201,99 +214,125 @@ _kernel_tangent_remat = jax.checkpoint(_kernel_tangent, static_argnums=(2, 3, 4,
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
 def _conv2d(x, w, strides, padding, precision, kernel_grad):
-    return _plain(x, w, strides, padding, precision)
+  return _plain(x, w, strides, padding, precision)
 
 
 @functools.partial(_conv2d.defjvp, symbolic_zeros=True)
 def _conv2d_jvp(strides, padding, precision, kernel_grad, primals, tangents):
-    x, w = primals
-    dx, dw = tangents
-    y = _plain(x, w, strides, padding, precision)
-    parts = []
-    if not isinstance(dx, SymbolicZero):
-        parts.append(_plain(dx, w, strides, padding, precision))
-    if not isinstance(dw, SymbolicZero):
-        parts.append(_kernel_tangent_remat(x, dw, strides, padding, precision, kernel_grad))
-    if not parts:
-        return y, jnp.zeros_like(y)
-    return y, functools.reduce(jnp.add, parts)
+  x, w = primals
+  dx, dw = tangents
+  y = _plain(x, w, strides, padding, precision)
+  parts = []
+  if not isinstance(dx, SymbolicZero):
+    parts.append(_plain(dx, w, strides, padding, precision))
+  if not isinstance(dw, SymbolicZero):
+    parts.append(_kernel_tangent_remat(x, dw, strides, padding, precision, kernel_grad))
+  if not parts:
+    return y, jnp.zeros_like(y)
+  return y, functools.reduce(jnp.add, parts)
 
 
-def conv2d(x: jax.Array, w: jax.Array, strides: Sequence[int] = (1, 1),
-           padding: str | Sequence[tuple[int, int]] = "SAME", precision: Any = None,
-           kernel_grad: str | None = None) -> jax.Array:
-    """NHWC x HWIO -> NHWC convolution with the im2col kernel gradient.
+def conv2d(
+  x: jax.Array,
+  w: jax.Array,
+  strides: Sequence[int] = (1, 1),
+  padding: str | Sequence[tuple[int, int]] = "SAME",
+  precision: Any = None,
+  kernel_grad: str | None = None,
+) -> jax.Array:
+  """NHWC x HWIO -> NHWC convolution with the im2col kernel gradient.
 
-    Forward identical to ``lax.conv_general_dilated(x, w, strides, padding,
-    dimension_numbers=("NHWC", "HWIO", "NHWC"))``; always the im2col rule,
-    whatever the setting (see :func:`conv_general_dilated` for the switch).
+  Forward identical to ``lax.conv_general_dilated(x, w, strides, padding,
+  dimension_numbers=("NHWC", "HWIO", "NHWC"))``; always the im2col rule,
+  whatever the setting (see :func:`conv_general_dilated` for the switch).
 
-    Args:
-      x: input ``(N, H, W, C)``.
-      w: kernel ``(kh, kw, C, O)``.
-      strides: ``(sh, sw)``.
-      padding: ``"SAME"``, ``"VALID"`` or ``((lo, hi), (lo, hi))``.
-      precision: passed to the conv and the matmuls.
-      kernel_grad: ``"taps"`` or ``"matmul"`` (see :data:`KERNEL_GRAD`);
-        default :data:`KERNEL_GRAD`.
-    """
-    if x.ndim != 4 or w.ndim != 4 or x.shape[-1] != w.shape[2]:
-        raise ValueError(f"conv2d wants NHWC x HWIO with matching C, got {x.shape} x {w.shape}")
-    strides = tuple(int(s) for s in strides)
-    pads = _pads(padding, x.shape[1:3], w.shape[:2], strides)
-    kernel_grad = KERNEL_GRAD if kernel_grad is None else kernel_grad
-    if kernel_grad not in ("taps", "matmul"):
-        raise ValueError(f"kernel_grad must be 'taps' or 'matmul', got {kernel_grad!r}")
-    return _conv2d(x, w, strides, pads, precision, kernel_grad)
+  Args:
+    x: input ``(N, H, W, C)``.
+    w: kernel ``(kh, kw, C, O)``.
+    strides: ``(sh, sw)``.
+    padding: ``"SAME"``, ``"VALID"`` or ``((lo, hi), (lo, hi))``.
+    precision: passed to the conv and the matmuls.
+    kernel_grad: ``"taps"`` or ``"matmul"`` (see :data:`KERNEL_GRAD`);
+      default :data:`KERNEL_GRAD`.
+  """
+  if x.ndim != 4 or w.ndim != 4 or x.shape[-1] != w.shape[2]:
+    raise ValueError(f"conv2d wants NHWC x HWIO with matching C, got {x.shape} x {w.shape}")
+  strides = tuple(int(s) for s in strides)
+  pads = _pads(padding, x.shape[1:3], w.shape[:2], strides)
+  kernel_grad = KERNEL_GRAD if kernel_grad is None else kernel_grad
+  if kernel_grad not in ("taps", "matmul"):
+    raise ValueError(f"kernel_grad must be 'taps' or 'matmul', got {kernel_grad!r}")
+  return _conv2d(x, w, strides, pads, precision, kernel_grad)
 
 
 def _is_nhwc(lhs, rhs, dimension_numbers) -> bool:
-    if lhs.ndim != 4 or rhs.ndim != 4 or dimension_numbers is None:
-        return False
-    try:
-        got = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-    except (TypeError, ValueError):
-        return False
-    return got == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+  if lhs.ndim != 4 or rhs.ndim != 4 or dimension_numbers is None:
+    return False
+  try:
+    got = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+  except (TypeError, ValueError):
+    return False
+  return got == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-                         batch_group_count=1, precision=None, preferred_element_type=None,
-                         **kwargs):
-    """Drop-in for ``lax.conv_general_dilated`` (same signature).
+def conv_general_dilated(
+  lhs,
+  rhs,
+  window_strides,
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count=1,
+  batch_group_count=1,
+  precision=None,
+  preferred_element_type=None,
+  **kwargs,
+):
+  """Drop-in for ``lax.conv_general_dilated`` (same signature).
 
-    Uses :func:`conv2d` when the setting resolves to ``"im2col"`` and the call
-    is a plain 2-D NHWC/HWIO convolution (no dilation, one feature group, no
-    ``preferred_element_type``/sharding); otherwise calls
-    ``lax.conv_general_dilated`` unchanged.
-    """
-    simple = (
-        resolve() == "im2col"
-        and _is_nhwc(lhs, rhs, dimension_numbers)
-        and all(d in (None, 1) for d in (lhs_dilation or ()))
-        and all(d in (None, 1) for d in (rhs_dilation or ()))
-        and feature_group_count == 1 and batch_group_count == 1
-        and preferred_element_type is None
-        and all(v is None for v in kwargs.values())
-        and lhs.dtype == rhs.dtype
+  Uses :func:`conv2d` when the setting resolves to ``"im2col"`` and the call
+  is a plain 2-D NHWC/HWIO convolution (no dilation, one feature group, no
+  ``preferred_element_type``/sharding); otherwise calls
+  ``lax.conv_general_dilated`` unchanged.
+  """
+  simple = (
+    resolve() == "im2col"
+    and _is_nhwc(lhs, rhs, dimension_numbers)
+    and all(d in (None, 1) for d in (lhs_dilation or ()))
+    and all(d in (None, 1) for d in (rhs_dilation or ()))
+    and feature_group_count == 1
+    and batch_group_count == 1
+    and preferred_element_type is None
+    and all(v is None for v in kwargs.values())
+    and lhs.dtype == rhs.dtype
+  )
+  if not simple:
+    return lax.conv_general_dilated(
+      lhs,
+      rhs,
+      window_strides,
+      padding,
+      lhs_dilation,
+      rhs_dilation,
+      dimension_numbers,
+      feature_group_count,
+      batch_group_count,
+      precision,
+      preferred_element_type,
+      **kwargs,
     )
-    if not simple:
-        return lax.conv_general_dilated(
-            lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-            feature_group_count, batch_group_count, precision, preferred_element_type,
-            **kwargs)
-    return conv2d(lhs, rhs, window_strides, padding, precision)
+  return conv2d(lhs, rhs, window_strides, padding, precision)
 
 
 class Conv(nnx.Conv):
-    """``flax.nnx.Conv`` that convolves with :func:`conv_general_dilated`.
+  """``flax.nnx.Conv`` that convolves with :func:`conv_general_dilated`.
 
-    Same arguments, parameters (``kernel`` HWIO, optional ``bias``) and
-    initialisation as ``nnx.Conv``; the implementation (im2col kernel
-    gradient on CPU, XLA elsewhere) is chosen at trace time by the setting.
-    """
+  Same arguments, parameters (``kernel`` HWIO, optional ``bias``) and
+  initialisation as ``nnx.Conv``; the implementation (im2col kernel
+  gradient on CPU, XLA elsewhere) is chosen at trace time by the setting.
+  """
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        kwargs.setdefault("conv_general_dilated", conv_general_dilated)
-        super().__init__(*args, **kwargs)
+  def __init__(self, *args: Any, **kwargs: Any):
+    kwargs.setdefault("conv_general_dilated", conv_general_dilated)
+    super().__init__(*args, **kwargs)

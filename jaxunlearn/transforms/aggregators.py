@@ -23,6 +23,7 @@ from jaxunlearn.transforms import tree_math
 
 def _aggregator(weighting) -> optax.GradientTransformation:
   """Wraps ``weighting(K) -> w`` into a stateless transformation returning Σ w_i g_i."""
+
   def init_fn(params):
     del params
     return optax.EmptyState()
@@ -67,8 +68,7 @@ def mgda_weights(gram, *, iterations: int = 250):
   k = gram.shape[0]
   if k == 2:
     denom = gram[0, 0] + gram[1, 1] - 2 * gram[0, 1]
-    gamma = jnp.where(denom > 0, (gram[1, 1] - gram[0, 1]) / jnp.where(denom > 0, denom, 1.0),
-                      0.5)
+    gamma = jnp.where(denom > 0, (gram[1, 1] - gram[0, 1]) / jnp.where(denom > 0, denom, 1.0), 0.5)
     gamma = jnp.clip(gamma, 0.0, 1.0)
     return jnp.stack([gamma, 1.0 - gamma])
 
@@ -77,8 +77,9 @@ def mgda_weights(gram, *, iterations: int = 250):
     t = jnp.argmin(kw)
     vv, vt, tt = w @ kw, kw[t], gram[t, t]
     denom = vv - 2 * vt + tt
-    gamma = jnp.clip(jnp.where(denom > 0, (vv - vt) / jnp.where(denom > 0, denom, 1.0), 0.0),
-                     0.0, 1.0)
+    gamma = jnp.clip(
+      jnp.where(denom > 0, (vv - vt) / jnp.where(denom > 0, denom, 1.0), 0.0), 0.0, 1.0
+    )
     return (1 - gamma) * w + gamma * jax.nn.one_hot(t, k, dtype=w.dtype)
 
   return jax.lax.fori_loop(0, iterations, body, jnp.full((k,), 1.0 / k, gram.dtype))
@@ -186,7 +187,7 @@ def cagrad_weights(gram, c: float = 0.4, rescale: int = 1, *, iterations: int = 
   gw_norm = jnp.sqrt(w @ gram @ w)
   lam = c * g0_norm / (gw_norm + 1e-8)
   weights = b + lam * w
-  scale = {0: 1.0, 1: 1.0 / (1 + c ** 2), 2: 1.0 / (1 + c)}[rescale]
+  scale = {0: 1.0, 1: 1.0 / (1 + c**2), 2: 1.0 / (1 + c)}[rescale]
   return weights * scale
 
 

@@ -24,11 +24,13 @@ from jaxunlearn.transforms import state_lookup, tree_math
 @state_lookup.register_state(weights=False, multiplier=True)
 class ExplicitSurgeryState(NamedTuple):
   """State of :func:`explicit_gradient_surgery`: the last closed-form multiplier λ*."""
+
   multiplier: jax.Array
 
 
-def explicit_gradient_surgery(*, tolerance: float = 0.0, retain_weight: float = 0.0,
-                              eps: float = 1e-12) -> optax.GradientTransformation:
+def explicit_gradient_surgery(
+  *, tolerance: float = 0.0, retain_weight: float = 0.0, eps: float = 1e-12
+) -> optax.GradientTransformation:
   r"""Explicit (unilateral) gradient surgery: the closed-form projection, two gradients.
 
   Input: a pytree of per-objective gradients whose leaves have a leading axis of
@@ -57,6 +59,7 @@ def explicit_gradient_surgery(*, tolerance: float = 0.0, retain_weight: float = 
     >>> d["w"].tolist()  # g_f projected onto ⟨g_r, d⟩ ≥ 0
     [0.0, 1.0]
   """
+
   def init_fn(params):
     del params
     return ExplicitSurgeryState(multiplier=jnp.zeros((), jnp.float32))
@@ -64,8 +67,9 @@ def explicit_gradient_surgery(*, tolerance: float = 0.0, retain_weight: float = 
   def update_fn(updates, state, params=None):
     del params
     if tree_math.num_objectives(updates) != 2:
-      raise ValueError("explicit_gradient_surgery needs exactly 2 objectives (retain, forget) "
-                       "on the leading axis")
+      raise ValueError(
+        "explicit_gradient_surgery needs exactly 2 objectives (retain, forget) on the leading axis"
+      )
     g_r = jax.tree.map(lambda x: x[0], updates)
     g_f = jax.tree.map(lambda x: x[1], updates)
     dot = tree_math.tree_vdot(g_r, g_f)
@@ -73,8 +77,8 @@ def explicit_gradient_surgery(*, tolerance: float = 0.0, retain_weight: float = 
     lam = jnp.maximum(0.0, (-dot - jnp.asarray(tolerance, jnp.float32)) / (sq + eps))
     coef = lam + jnp.asarray(retain_weight, jnp.float32)
     d = jax.tree.map(
-        lambda r, f: (f.astype(jnp.float32) + coef * r.astype(jnp.float32)).astype(f.dtype),
-        g_r, g_f)
+      lambda r, f: (f.astype(jnp.float32) + coef * r.astype(jnp.float32)).astype(f.dtype), g_r, g_f
+    )
     return d, ExplicitSurgeryState(multiplier=lam)
 
   return optax.GradientTransformation(init_fn, update_fn)

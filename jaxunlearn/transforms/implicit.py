@@ -17,7 +17,7 @@ The paper's code calls −ε its ``error`` (a required decrease).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -66,6 +66,7 @@ class ImplicitGradientSurgeryState(NamedTuple):
     dual_state: state of the dual optimiser acting on λ.
     inner_state: state of the wrapped base optimiser.
   """
+
   count: jax.Array
   multiplier: jax.Array
   weights: jax.Array
@@ -92,15 +93,15 @@ def _weights(lam, normalize: bool):
 
 
 def implicit_gradient_surgery(
-    inner: optax.GradientTransformation,
-    *,
-    tolerance: float = 0.0,
-    dual_optimizer: Optional[optax.GradientTransformation] = None,
-    init_multiplier: float = 0.0,
-    log_losses: bool = True,
-    normalize_weights: bool = False,
-    signal: str = "reevaluate",
-    loss_floor: float = DEFAULT_LOSS_FLOOR,
+  inner: optax.GradientTransformation,
+  *,
+  tolerance: float = 0.0,
+  dual_optimizer: optax.GradientTransformation | None = None,
+  init_multiplier: float = 0.0,
+  log_losses: bool = True,
+  normalize_weights: bool = False,
+  signal: str = "reevaluate",
+  loss_floor: float = DEFAULT_LOSS_FLOOR,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Implicit gradient surgery (IGS): constrained unlearning with one backprop per step.
 
@@ -183,23 +184,23 @@ def implicit_gradient_surgery(
   def init_fn(params):
     lam = jnp.maximum(jnp.asarray(init_multiplier, jnp.float32), 0.0)
     return ImplicitGradientSurgeryState(
-        count=jnp.zeros((), jnp.int32),
-        multiplier=lam,
-        weights=_weights(lam, normalize_weights),
-        log_losses=jnp.asarray(log_losses),
-        loss_floor=jnp.asarray(loss_floor, jnp.float32),
-        prev_retain=jnp.zeros((), jnp.float32),
-        decrease=jnp.zeros((), jnp.float32),
-        dual_state=dual.init(lam),
-        inner_state=inner.init(params),
+      count=jnp.zeros((), jnp.int32),
+      multiplier=lam,
+      weights=_weights(lam, normalize_weights),
+      log_losses=jnp.asarray(log_losses),
+      loss_floor=jnp.asarray(loss_floor, jnp.float32),
+      prev_retain=jnp.zeros((), jnp.float32),
+      decrease=jnp.zeros((), jnp.float32),
+      dual_state=dual.init(lam),
+      inner_state=inner.init(params),
     )
 
-  def update_fn(updates, state, params=None, *, retain_loss, retain_loss_fn=None,
-                **extra_args):
+  def update_fn(updates, state, params=None, *, retain_loss, retain_loss_fn=None, **extra_args):
     if signal != "consecutive" and (retain_loss_fn is None or params is None):
       raise ValueError(
-          f"signal={signal!r} needs params and retain_loss_fn (L_r on the same batch); "
-          "pass them, or use signal='consecutive'")
+        f"signal={signal!r} needs params and retain_loss_fn (L_r on the same batch); "
+        "pass them, or use signal='consecutive'"
+      )
     updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
     before = phi(retain_loss)
 
@@ -228,15 +229,15 @@ def implicit_gradient_surgery(
     dual_state = optax.tree.where(apply, new_dual_state, state.dual_state)
 
     new_state = ImplicitGradientSurgeryState(
-        count=optax.safe_increment(state.count),
-        multiplier=lam,
-        weights=_weights(lam, normalize_weights),
-        log_losses=state.log_losses,
-        loss_floor=state.loss_floor,
-        prev_retain=before,
-        decrease=jnp.where(apply, decrease, 0.0).astype(jnp.float32),
-        dual_state=dual_state,
-        inner_state=inner_state,
+      count=optax.safe_increment(state.count),
+      multiplier=lam,
+      weights=_weights(lam, normalize_weights),
+      log_losses=state.log_losses,
+      loss_floor=state.loss_floor,
+      prev_retain=before,
+      decrease=jnp.where(apply, decrease, 0.0).astype(jnp.float32),
+      dual_state=dual_state,
+      inner_state=inner_state,
     )
     return updates, new_state
 
@@ -254,6 +255,7 @@ def retain_decrease(opt_state) -> jax.Array:
   """
   state = state_lookup.find_weighting_state(opt_state)
   if not isinstance(state, ImplicitGradientSurgeryState):
-    raise TypeError(f"retain_decrease reads an implicit_gradient_surgery state, not "
-                    f"{type(state).__name__}")
+    raise TypeError(
+      f"retain_decrease reads an implicit_gradient_surgery state, not {type(state).__name__}"
+    )
   return state.decrease

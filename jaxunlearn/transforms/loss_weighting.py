@@ -30,6 +30,7 @@ class FAMOState(NamedTuple):
     logits_state: state of the optimiser acting on ξ.
     inner_state: state of the base optimiser.
   """
+
   count: jax.Array
   logits: jax.Array
   min_losses: jax.Array
@@ -48,9 +49,15 @@ class FAMOState(NamedTuple):
     return jnp.sum(z * jnp.log(d)) / c
 
 
-def famo(inner: optax.GradientTransformation, *, num_objectives: int = 2,
-         learning_rate: float = 0.025, weight_decay: float = 1e-3,
-         min_losses=None, eps: float = 1e-8) -> optax.GradientTransformationExtraArgs:
+def famo(
+  inner: optax.GradientTransformation,
+  *,
+  num_objectives: int = 2,
+  learning_rate: float = 0.025,
+  weight_decay: float = 1e-3,
+  min_losses=None,
+  eps: float = 1e-8,
+) -> optax.GradientTransformationExtraArgs:
   r"""FAMO (Liu et al., NeurIPS 2023): fast adaptive multitask optimisation, one backprop.
 
   The step descends S = Σ_i (z_i/c) log(L_i − m_i + ε), z = softmax(ξ), c = Σ_i z_i/(L_i − m_i + ε),
@@ -73,14 +80,22 @@ def famo(inner: optax.GradientTransformation, *, num_objectives: int = 2,
   """
   inner = optax.with_extra_args_support(inner)
   logits_opt = optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(learning_rate))
-  m = jnp.zeros((num_objectives,), jnp.float32) if min_losses is None else jnp.asarray(
-      min_losses, jnp.float32)
+  m = (
+    jnp.zeros((num_objectives,), jnp.float32)
+    if min_losses is None
+    else jnp.asarray(min_losses, jnp.float32)
+  )
 
   def init_fn(params):
     logits = jnp.zeros((num_objectives,), jnp.float32)
-    return FAMOState(count=jnp.zeros((), jnp.int32), logits=logits, min_losses=m,
-                     eps=jnp.asarray(eps, jnp.float32), logits_state=logits_opt.init(logits),
-                     inner_state=inner.init(params))
+    return FAMOState(
+      count=jnp.zeros((), jnp.int32),
+      logits=logits,
+      min_losses=m,
+      eps=jnp.asarray(eps, jnp.float32),
+      logits_state=logits_opt.init(logits),
+      inner_state=inner.init(params),
+    )
 
   def update_fn(updates, state, params=None, *, losses, losses_fn, **extra_args):
     updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
@@ -91,13 +106,19 @@ def famo(inner: optax.GradientTransformation, *, num_objectives: int = 2,
     (logits_grad,) = vjp(delta)
     ok = jnp.all(jnp.isfinite(logits_grad))
     logits_grad = jnp.where(ok, logits_grad, 0.0)
-    logit_updates, new_logits_state = logits_opt.update(logits_grad, state.logits_state,
-                                                        state.logits)
+    logit_updates, new_logits_state = logits_opt.update(
+      logits_grad, state.logits_state, state.logits
+    )
     logits = jnp.where(ok, optax.apply_updates(state.logits, logit_updates), state.logits)
     logits_state = optax.tree.where(ok, new_logits_state, state.logits_state)
-    return updates, FAMOState(count=optax.safe_increment(state.count), logits=logits,
-                              min_losses=state.min_losses, eps=state.eps,
-                              logits_state=logits_state, inner_state=inner_state)
+    return updates, FAMOState(
+      count=optax.safe_increment(state.count),
+      logits=logits,
+      min_losses=state.min_losses,
+      eps=state.eps,
+      logits_state=logits_state,
+      inner_state=inner_state,
+    )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -105,6 +126,7 @@ def famo(inner: optax.GradientTransformation, *, num_objectives: int = 2,
 @state_lookup.register_state(weights=True, multiplier=True)
 class PrimalDualState(NamedTuple):
   """State of :func:`primal_dual`: λ, the step count and the base optimiser's state."""
+
   count: jax.Array
   multiplier: jax.Array
   inner_state: Any
@@ -117,9 +139,13 @@ class PrimalDualState(NamedTuple):
     return forget_loss + jax.lax.stop_gradient(self.multiplier) * retain_loss
 
 
-def primal_dual(inner: optax.GradientTransformation, *, threshold: float,
-                dual_learning_rate: float = 0.1,
-                init_multiplier: float = 0.0) -> optax.GradientTransformationExtraArgs:
+def primal_dual(
+  inner: optax.GradientTransformation,
+  *,
+  threshold: float,
+  dual_learning_rate: float = 0.1,
+  init_multiplier: float = 0.0,
+) -> optax.GradientTransformationExtraArgs:
   r"""Primal–dual unlearning (PDU) with an absolute retain-loss threshold.
 
   Lagrangian of min L_f s.t. L_r ≤ ε_abs: the primal step descends S = L_f + λ L_r and
@@ -140,17 +166,21 @@ def primal_dual(inner: optax.GradientTransformation, *, threshold: float,
   inner = optax.with_extra_args_support(inner)
 
   def init_fn(params):
-    return PrimalDualState(count=jnp.zeros((), jnp.int32),
-                           multiplier=jnp.maximum(jnp.asarray(init_multiplier, jnp.float32), 0.),
-                           inner_state=inner.init(params))
+    return PrimalDualState(
+      count=jnp.zeros((), jnp.int32),
+      multiplier=jnp.maximum(jnp.asarray(init_multiplier, jnp.float32), 0.0),
+      inner_state=inner.init(params),
+    )
 
   def update_fn(updates, state, params=None, *, retain_loss, **extra_args):
     updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
     violation = jnp.asarray(retain_loss, jnp.float32) - jnp.asarray(threshold, jnp.float32)
-    new_lam = jnp.maximum(state.multiplier + jnp.asarray(dual_learning_rate, jnp.float32)
-                          * violation, 0.0)
+    new_lam = jnp.maximum(
+      state.multiplier + jnp.asarray(dual_learning_rate, jnp.float32) * violation, 0.0
+    )
     lam = jnp.where(jnp.isfinite(new_lam), new_lam, state.multiplier)
-    return updates, PrimalDualState(count=optax.safe_increment(state.count), multiplier=lam,
-                                    inner_state=inner_state)
+    return updates, PrimalDualState(
+      count=optax.safe_increment(state.count), multiplier=lam, inner_state=inner_state
+    )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

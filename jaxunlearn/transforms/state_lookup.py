@@ -36,9 +36,11 @@ def register_state(*, weights: bool, multiplier: bool):
     >>> float(multiplier((MyState(2.0),)))
     2.0
   """
+
   def register(cls):
     _REGISTRY[cls] = (weights, multiplier)
     return cls
+
   return register
 
 
@@ -52,8 +54,7 @@ def _has_value(x: Any) -> bool:
 
 
 def _unwrap(node):
-  return jax.tree.map(lambda v: v.get_value() if _has_value(v) else v, node,
-                      is_leaf=_has_value)
+  return jax.tree.map(lambda v: v.get_value() if _has_value(v) else v, node, is_leaf=_has_value)
 
 
 def _find(opt_state, role: int, what: str):
@@ -61,8 +62,10 @@ def _find(opt_state, role: int, what: str):
   found = [x for x in states if _REGISTRY[type(x)][role]]
   if not found:
     have = ", ".join(type(x).__name__ for x in states)
-    raise ValueError(f"no jaxunlearn state with {what} found in this optimiser state"
-                     + (f" (it holds {have}, which has none)" if have else ""))
+    raise ValueError(
+      f"no jaxunlearn state with {what} found in this optimiser state"
+      + (f" (it holds {have}, which has none)" if have else "")
+    )
   if len(found) > 1:
     names = ", ".join(type(x).__name__ for x in found)
     raise ValueError(f"more than one state with {what} found ({names}); pass the one you mean")

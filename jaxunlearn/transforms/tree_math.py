@@ -23,9 +23,8 @@ def tree_vdot(a, b) -> Array:
     3.0
   """
   leaves = jax.tree.leaves(
-      jax.tree.map(
-          lambda x, y: jnp.vdot(x.astype(jnp.float32), y.astype(jnp.float32)),
-          a, b))
+    jax.tree.map(lambda x, y: jnp.vdot(x.astype(jnp.float32), y.astype(jnp.float32)), a, b)
+  )
   return sum(leaves, jnp.zeros((), jnp.float32))
 
 
@@ -43,9 +42,11 @@ def stacked_gram(stacked) -> Array:
   Returns:
     float32 array of shape (k, k).
   """
+
   def leaf_gram(x):
     flat = x.reshape(x.shape[0], -1).astype(jnp.float32)
     return flat @ flat.T
+
   return sum(jax.tree.leaves(jax.tree.map(leaf_gram, stacked)))
 
 
@@ -63,6 +64,7 @@ def combine(weights: Array, stacked):
     for i in range(1, x.shape[0]):
       total = total + weights[i] * x[i].astype(jnp.float32)
     return total.astype(x.dtype)
+
   return jax.tree.map(leaf_combine, stacked)
 
 
@@ -71,6 +73,7 @@ def num_objectives(stacked) -> int:
   sizes = {leaf.shape[0] if leaf.ndim else None for leaf in jax.tree.leaves(stacked)}
   if len(sizes) != 1 or None in sizes:
     raise ValueError(
-        "per-objective gradients must be a pytree whose leaves all share a leading "
-        f"objective axis; got leading sizes {sorted(map(str, sizes))}")
+      "per-objective gradients must be a pytree whose leaves all share a leading "
+      f"objective axis; got leading sizes {sorted(map(str, sizes))}"
+    )
   return sizes.pop()

@@ -16,7 +16,7 @@ def test_explicit_surgery_keeps_retain_loss_and_reaches_constrained_optimum():
   # (its first-order term, ≤ 0 here) + ½·s²·λ_max(XᵀX)/(4n).
   x = PROBLEM.x_r
   curvature = np.linalg.eigvalsh(x.T @ x / (4 * len(x))).max()
-  bound = 0.5 * curvature * step_norms ** 2
+  bound = 0.5 * curvature * step_norms**2
   assert np.all(rises <= bound + 1e-6)
   l_r, l_f = losses[-1]
   assert l_f < losses[0, 1] - 0.1  # it did forget
@@ -26,8 +26,7 @@ def test_explicit_surgery_keeps_retain_loss_and_reaches_constrained_optimum():
 
 @pytest.mark.parametrize("signal", ["reevaluate", "jvp", "consecutive"])
 def test_igs_reaches_constrained_optimum_of_its_retain_level(signal):
-  losses, lams = convex.run_igs(PROBLEM, signal=signal, steps=STEPS, lr=LR,
-                                dual_weight_decay=0.0)
+  losses, lams = convex.run_igs(PROBLEM, signal=signal, steps=STEPS, lr=LR, dual_weight_decay=0.0)
   l_r, l_f = losses[-1]
   assert l_f < losses[0, 1] - 0.1
   assert l_r - losses[0, 0] < 0.02  # the dual held the retain loss
@@ -38,6 +37,7 @@ def test_igs_reaches_constrained_optimum_of_its_retain_level(signal):
 def test_dual_weight_decay_lets_retain_loss_drift():
   """With L2 on λ (the paper's dual) a fixed point needs a steady retain rise of 0.01·λ."""
   with_decay, _ = convex.run_igs(PROBLEM, signal="reevaluate", steps=STEPS, lr=LR)
-  without, _ = convex.run_igs(PROBLEM, signal="reevaluate", steps=STEPS, lr=LR,
-                              dual_weight_decay=0.0)
+  without, _ = convex.run_igs(
+    PROBLEM, signal="reevaluate", steps=STEPS, lr=LR, dual_weight_decay=0.0
+  )
   assert with_decay[-1, 0] - with_decay[0, 0] > 10 * (without[-1, 0] - without[0, 0])

@@ -19,9 +19,22 @@ RATIO_FIELDS = ("time", "compile", "flops", "temp_bytes", "total_bytes")
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
   out = tmp_path_factory.mktemp("step_cost") / "step_cost.json"
-  returned = step_cost.main([
-      "--quick", "--batch-sizes", "32", "--input-shape", "8,8,1", "--steps", "2",
-      "--warmup", "1", "--out", str(out), "--no-progress"])
+  returned = step_cost.main(
+    [
+      "--quick",
+      "--batch-sizes",
+      "32",
+      "--input-shape",
+      "8,8,1",
+      "--steps",
+      "2",
+      "--warmup",
+      "1",
+      "--out",
+      str(out),
+      "--no-progress",
+    ]
+  )
   data = json.loads(out.read_text())
   assert data["settings"] == json.loads(json.dumps(returned["settings"]))
   return data, out
@@ -41,7 +54,9 @@ def test_every_method_in_every_setting(report):
   data, _ = report
   settings = data["settings"]
   assert {(s["model"], s["batch_size"], s["layout"]) for s in settings} == {
-      ("mlp", 32, "split"), ("mlp", 32, "shared")}
+    ("mlp", 32, "split"),
+    ("mlp", 32, "shared"),
+  }
   for s in settings:
     assert s["num_params"] > 0
     assert list(s["methods"]) == list(step_cost.METHODS)
@@ -75,16 +90,16 @@ def test_memory_fields_are_non_negative_ints_or_null(report):
       for v in r["memory"].values():
         assert v is None or (isinstance(v, int) and v >= 0)
       dm = r["device_memory"]
-      assert dm is None or all(v is None or (isinstance(v, int) and v >= 0)
-                               for v in dm.values())
+      assert dm is None or all(v is None or (isinstance(v, int) and v >= 0) for v in dm.values())
 
 
 def test_two_gradient_methods_report_temp_memory_in_shared_layout(report):
   data, _ = report
   shared = next(s for s in data["settings"] if s["layout"] == "shared")
   plain_temp = shared["methods"]["plain"]["memory"]["temp_bytes"]
-  for method in [v for v, (m, _) in step_cost.VARIANTS.items()
-                 if get_method(m).shape == "aggregated"]:
+  for method in [
+    v for v, (m, _) in step_cost.VARIANTS.items() if get_method(m).shape == "aggregated"
+  ]:
     temp = shared["methods"][method]["memory"]["temp_bytes"]
     assert isinstance(temp, int)
     if plain_temp is not None:

@@ -9,14 +9,21 @@ from jaxunlearn.data import batches
 
 def _toy(n_train=120, n_test=40, num_classes=4, shape=(3, 3, 1)):
   """A small synthetic Dataset: image pixel 0 encodes the id, so rows are checkable."""
+
   def split(ids):
     labels = (ids % num_classes).astype(np.int32)
     images = np.zeros((len(ids), *shape), np.float32)
     images[:, 0, 0, 0] = ids
     return data.Split(images, labels, ids.astype(np.int64))
-  return data.Dataset("toy", num_classes, shape, split(np.arange(n_train)),
-                      split(np.arange(n_train, n_train + 10)),
-                      split(np.arange(n_train + 10, n_train + 10 + n_test)))
+
+  return data.Dataset(
+    "toy",
+    num_classes,
+    shape,
+    split(np.arange(n_train)),
+    split(np.arange(n_train, n_train + 10)),
+    split(np.arange(n_train + 10, n_train + 10 + n_test)),
+  )
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +32,7 @@ def toy():
 
 
 # -------------------------------------------------------------------- epochs and steps
+
 
 def test_epoch_batches_cover_each_index_once():
   full = data.epoch_batches(10, 3, seed=0, epoch=0, drop_last=False)
@@ -71,6 +79,7 @@ def test_negative_seed_or_step_raise():
 
 # ---------------------------------------------------------------------- random labels
 
+
 def test_random_wrong_labels_never_true_and_cover_all_wrong_classes():
   c = 10
   y = np.repeat(np.arange(c), 2000)
@@ -103,6 +112,7 @@ def test_random_labels_reject_out_of_range_true_labels():
 
 # ------------------------------------------------------------------- unlearning batch
 
+
 def test_unlearning_batch_is_deterministic_and_resumable(toy):
   fs = data.make_forget_set(toy, "class:1")
   kw = dict(seed=3, n_retain=16, n_forget=8)
@@ -119,8 +129,9 @@ def test_unlearning_batch_is_deterministic_and_resumable(toy):
 
 def test_unlearning_batch_contents(toy):
   fs = data.make_forget_set(toy, "class:1")  # 30 forget, 90 retain
-  b = data.unlearning_batch(toy, fs, 0, seed=0, n_retain=16, n_forget=8,
-                            forget_labels="random_wrong")
+  b = data.unlearning_batch(
+    toy, fs, 0, seed=0, n_retain=16, n_forget=8, forget_labels="random_wrong"
+  )
   assert np.isin(b["retain_index"], fs.retain_idx).all()
   assert np.isin(b["forget_index"], fs.forget_idx).all()
   # Images and labels are the rows named by the indices (pixel 0 holds the id).
@@ -136,7 +147,7 @@ def test_retain_and_forget_cycle_by_their_own_epochs(toy):
   kw = dict(seed=0, n_retain=10, n_forget=10)
   bs = [data.unlearning_batch(toy, fs, s, **kw) for s in range(9)]
   for e in range(3):  # each forget epoch is a permutation of the forget set
-    rows = np.concatenate([b["forget_index"] for b in bs[3 * e:3 * e + 3]])
+    rows = np.concatenate([b["forget_index"] for b in bs[3 * e : 3 * e + 3]])
     np.testing.assert_array_equal(np.sort(rows), fs.forget_idx)
   retain_rows = np.concatenate([b["retain_index"] for b in bs])  # 90 retain -> 1 epoch
   np.testing.assert_array_equal(np.sort(retain_rows), fs.retain_idx)
@@ -165,11 +176,17 @@ def test_random_label_fixed_per_example_and_forget_epoch(toy):
 def test_forget_label_modes(toy):
   fs = data.make_forget_set(toy, "random:0.5", seed=0)
   steps = range(40)
+
   def collect(mode):
-    bs = [data.unlearning_batch(toy, fs, s, seed=0, n_retain=8, n_forget=8,
-                                forget_labels=mode) for s in steps]
-    return (np.concatenate([b["forget_label"] for b in bs]),
-            np.concatenate([b["forget_true_label"] for b in bs]))
+    bs = [
+      data.unlearning_batch(toy, fs, s, seed=0, n_retain=8, n_forget=8, forget_labels=mode)
+      for s in steps
+    ]
+    return (
+      np.concatenate([b["forget_label"] for b in bs]),
+      np.concatenate([b["forget_true_label"] for b in bs]),
+    )
+
   lab, true = collect("true")
   np.testing.assert_array_equal(lab, true)
   lab, true = collect("random_wrong")
@@ -183,13 +200,15 @@ def test_forget_label_modes(toy):
 def test_unlearning_batch_accepts_arrays(toy):
   fs = data.make_forget_set(toy, "class:0")
   a = data.unlearning_batch(toy, fs, 3, seed=1, n_retain=8, n_forget=4)
-  b = data.unlearning_batch((toy.train.images, toy.train.labels), fs, 3, seed=1,
-                            n_retain=8, n_forget=4, num_classes=4)
+  b = data.unlearning_batch(
+    (toy.train.images, toy.train.labels), fs, 3, seed=1, n_retain=8, n_forget=4, num_classes=4
+  )
   for k in a:
     np.testing.assert_array_equal(a[k], b[k])
   with pytest.raises(ValueError, match="num_classes"):
-    data.unlearning_batch((toy.train.images, toy.train.labels), fs, 3, seed=1,
-                          n_retain=8, n_forget=4)
+    data.unlearning_batch(
+      (toy.train.images, toy.train.labels), fs, 3, seed=1, n_retain=8, n_forget=4
+    )
 
 
 def test_unlearning_batch_rejects_batches_larger_than_the_sets(toy):
@@ -204,6 +223,7 @@ def test_unlearning_batch_rejects_batches_larger_than_the_sets(toy):
 
 # --------------------------------------------------------------------------- augment
 
+
 def test_augment_is_a_crop_of_the_padded_image_or_its_flip():
   rng = np.random.default_rng(0)
   x = rng.random((16, 8, 8, 3), dtype=np.float32)
@@ -212,9 +232,16 @@ def test_augment_is_a_crop_of_the_padded_image_or_its_flip():
   padded = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))
   flips = 0
   for i in range(len(x)):
-    crops = {(dy, dx, f): (padded[i, dy:dy + 8, dx:dx + 8, :][:, ::-1] if f
-                           else padded[i, dy:dy + 8, dx:dx + 8, :])
-             for dy in range(5) for dx in range(5) for f in (0, 1)}
+    crops = {
+      (dy, dx, f): (
+        padded[i, dy : dy + 8, dx : dx + 8, :][:, ::-1]
+        if f
+        else padded[i, dy : dy + 8, dx : dx + 8, :]
+      )
+      for dy in range(5)
+      for dx in range(5)
+      for f in (0, 1)
+    }
     hits = [k for k, c in crops.items() if np.array_equal(c, out[i])]
     assert hits, i
     flips += hits[0][2]

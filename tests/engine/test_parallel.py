@@ -145,13 +145,22 @@ def test_helpers_and_their_examples():
 
 
 def test_data_parallel_matches_single_device(tmp_path):
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-         "JAX_PLATFORMS": "cpu"}
-  proc = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path)], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=600)
+  env = {
+    **os.environ,
+    "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+    "JAX_PLATFORMS": "cpu",
+  }
+  proc = subprocess.run(
+    [sys.executable, "-c", CHILD, str(tmp_path)],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
   line = next(l for l in proc.stdout.splitlines() if l.startswith("SUMMARY "))
-  summary = json.loads(line[len("SUMMARY "):])
+  summary = json.loads(line[len("SUMMARY ") :])
   assert summary["devices"] == 8
   assert set(summary["unlearn"]) == {"igs", "explicit"}
   for method, s in summary["unlearn"].items():
@@ -164,9 +173,22 @@ def test_data_parallel_matches_single_device(tmp_path):
 def test_scaling_benchmark_report(tmp_path):
   """benchmarks.scaling on this process's one device: the JSON's structure, no timings."""
   from benchmarks import scaling
+
   out = tmp_path / "scaling.json"
-  scaling.main(["--quick", "--devices", "1", "--steps", "2", "--warmup", "1", "--out", str(out),
-                "--no-progress"])
+  scaling.main(
+    [
+      "--quick",
+      "--devices",
+      "1",
+      "--steps",
+      "2",
+      "--warmup",
+      "1",
+      "--out",
+      str(out),
+      "--no-progress",
+    ]
+  )
   report = json.loads(out.read_text())
   assert report["note"] and report["machine"]["backend"] == "cpu"
   (res,) = report["results"]

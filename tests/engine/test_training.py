@@ -15,8 +15,8 @@ import pytest
 from jaxunlearn import data, metrics
 from jaxunlearn.engine.checkpoint import CheckpointError
 from jaxunlearn.engine.config import TrainConfig
-from jaxunlearn.errors import ConfigError
 from jaxunlearn.engine.training import load_trained, train
+from jaxunlearn.errors import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SMALL = TrainConfig(epochs=8)
@@ -32,8 +32,14 @@ def data_dir(tmp_path_factory):
 def test_pretrain_and_retrain_on_digits(tmp_path, data_dir):
   original = train(SMALL, tmp_path / "orig", data_dir=data_dir, progress=False)
   assert original["test_accuracy"] >= 90.0
-  retrained = train(SMALL, tmp_path / "retrain", forget_spec="class:3", retrain=True,
-                    data_dir=data_dir, progress=False)
+  retrained = train(
+    SMALL,
+    tmp_path / "retrain",
+    forget_spec="class:3",
+    retrain=True,
+    data_dir=data_dir,
+    progress=False,
+  )
   # Never saw a 3: it cannot classify 3s, and keeps the other classes.
   assert retrained["forget_accuracy"] == 0.0
   assert retrained["test_forget_accuracy"] == 0.0
@@ -51,13 +57,18 @@ def test_pretrain_and_retrain_on_digits(tmp_path, data_dir):
 
 def run_cli(*args, env_data_dir):
   env = {**os.environ, "JAXUNLEARN_DATA_DIR": str(env_data_dir), "JAX_PLATFORMS": "cpu"}
-  return subprocess.Popen([sys.executable, "-m", "experiments.pretrain", "--no-progress", *args],
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
+  return subprocess.Popen(
+    [sys.executable, "-m", "experiments.pretrain", "--no-progress", *args],
+    cwd=ROOT,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 def test_kill_and_resume_is_bitwise_equal(tmp_path, data_dir):
-  args = ["--set", "epochs=10", "--set", "model_kwargs={\"hidden\": [64]}"]
+  args = ["--set", "epochs=10", "--set", 'model_kwargs={"hidden": [64]}']
   full = run_cli("--workdir", str(tmp_path / "full"), *args, env_data_dir=data_dir)
   assert full.wait(timeout=300) == 0, full.stderr.read()
   killed = run_cli("--workdir", str(tmp_path / "killed"), *args, env_data_dir=data_dir)
@@ -70,8 +81,7 @@ def test_kill_and_resume_is_bitwise_equal(tmp_path, data_dir):
   killed.send_signal(signal.SIGKILL)
   killed.wait()
   assert not (tmp_path / "killed" / "metrics.json").exists()  # it really died mid-run
-  resumed = run_cli("--workdir", str(tmp_path / "killed"), *args, "--resume",
-                    env_data_dir=data_dir)
+  resumed = run_cli("--workdir", str(tmp_path / "killed"), *args, "--resume", env_data_dir=data_dir)
   out, err = resumed.communicate(timeout=300)
   assert resumed.returncode == 0, err
   result = json.loads(out)
@@ -88,8 +98,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, data_dir):
   # Real processes for two cases (exit status, stderr); the rest run in-process in
   # tests/test_reliability.py and below, which is much faster.
   cases = [
-      (["--set", "epochz=3"], "did you mean 'epochs'"),
-      (["--set", "batch_size=100000"], "larger than the training set"),
+    (["--set", "epochz=3"], "did you mean 'epochs'"),
+    (["--set", "batch_size=100000"], "larger than the training set"),
   ]
   for i, (args, message) in enumerate(cases):
     work = tmp_path / f"w{i}"
@@ -101,15 +111,19 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, data_dir):
     assert not (work / "checkpoints").exists()
 
 
-@pytest.mark.parametrize("args,message", [
+@pytest.mark.parametrize(
+  "args,message",
+  [
     (["--set", "learning_rate=-1"], "learning_rate must be > 0"),
     (["--model", "transformer"], "unknown model"),
     (["--dataset", "imagenet"], "no default recipe"),
     (["--retrain"], "needs --forget"),
     (["--forget", "class:42", "--retrain"], "class"),
-])
+  ],
+)
 def test_bad_input_in_process(args, message, tmp_path, data_dir, capsys, monkeypatch):
   from experiments import pretrain
+
   monkeypatch.setenv("JAXUNLEARN_DATA_DIR", str(data_dir))
   with pytest.raises(SystemExit) as exc:
     pretrain.main(["--workdir", str(tmp_path / "w"), "--no-progress", *args])
@@ -124,8 +138,13 @@ def test_existing_run_is_not_overwritten_and_mismatch_is_refused(tmp_path, data_
   with pytest.raises(ConfigError, match="already holds a run"):
     train(TrainConfig(epochs=1), tmp_path, data_dir=data_dir, progress=False)
   with pytest.raises(ConfigError, match="config differs"):
-    train(TrainConfig(epochs=1, model_kwargs={"hidden": (32,)}), tmp_path, data_dir=data_dir,
-          progress=False, resume=True)
+    train(
+      TrainConfig(epochs=1, model_kwargs={"hidden": (32,)}),
+      tmp_path,
+      data_dir=data_dir,
+      progress=False,
+      resume=True,
+    )
   assert sorted(p.name for p in (tmp_path / "checkpoints").rglob("*")) == before
 
 

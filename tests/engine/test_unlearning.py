@@ -13,13 +13,19 @@ import pytest
 
 from jaxunlearn import data
 from jaxunlearn.engine.config import TrainConfig
-from jaxunlearn.errors import ConfigError
 from jaxunlearn.engine.evaluation import evaluate
-from jaxunlearn.engine.methods import (METHODS, PrepareContext, build_transformation,
-                                       get_method, make_config, salun_mask)
+from jaxunlearn.engine.methods import (
+  METHODS,
+  PrepareContext,
+  build_transformation,
+  get_method,
+  make_config,
+  salun_mask,
+)
 from jaxunlearn.engine.steps import make_unlearn_step
 from jaxunlearn.engine.training import load_trained, train
 from jaxunlearn.engine.unlearning import unlearn
+from jaxunlearn.errors import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -29,8 +35,12 @@ def setup(tmp_path_factory):
   base = tmp_path_factory.mktemp("unlearn")
   data_dir = base / "data"
   data.prepare("digits", data_dir)
-  train(TrainConfig(epochs=4, model_kwargs={"hidden": (64,)}), base / "orig",
-        data_dir=data_dir, progress=False)
+  train(
+    TrainConfig(epochs=4, model_kwargs={"hidden": (64,)}),
+    base / "orig",
+    data_dir=data_dir,
+    progress=False,
+  )
   ds = data.load_dataset("digits", data_dir)
   return base, data_dir, load_trained(base / "orig"), ds, data.make_forget_set(ds, "class:1")
 
@@ -40,8 +50,10 @@ def test_every_method_runs_and_moves(method, setup):
   _, _, orig, ds, fs = setup
   cfg = make_config(method, steps=4, n_retain=32, n_forget=8)
   res = unlearn(cfg, orig.fm, orig.params, orig.model_state, ds, fs, progress=False)
-  moved = max(float(jnp.max(jnp.abs(a - b))) for a, b in
-              zip(jax.tree.leaves(res.params), jax.tree.leaves(orig.params)))
+  moved = max(
+    float(jnp.max(jnp.abs(a - b)))
+    for a, b in zip(jax.tree.leaves(res.params), jax.tree.leaves(orig.params))
+  )
   assert moved > 0
   assert res.history["retain_loss"].shape == (4,)
   assert not res.history["skipped"].any()
@@ -55,8 +67,15 @@ def test_every_method_runs_and_moves(method, setup):
 def test_igs_forgets_the_class_and_keeps_utility(setup):
   _, _, orig, ds, fs = setup
   before = evaluate(orig.fm, orig.params, orig.model_state, ds, fs)
-  res = unlearn(make_config("igs", steps=60, learning_rate=0.003), orig.fm, orig.params,
-                orig.model_state, ds, fs, progress=False)
+  res = unlearn(
+    make_config("igs", steps=60, learning_rate=0.003),
+    orig.fm,
+    orig.params,
+    orig.model_state,
+    ds,
+    fs,
+    progress=False,
+  )
   after = evaluate(orig.fm, res.params, res.model_state, ds, fs)
   assert before["UA"] < 20 and after["UA"] >= 95
   assert after["TA"] >= before["TA"] - 5
@@ -64,10 +83,22 @@ def test_igs_forgets_the_class_and_keeps_utility(setup):
 
 def test_same_seed_same_numbers(setup):
   _, _, orig, ds, fs = setup
-  runs = [unlearn(make_config("igs", steps=5, seed=s), orig.fm, orig.params, orig.model_state,
-                  ds, fs, progress=False) for s in (3, 3, 4)]
-  same = [np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
-          zip(jax.tree.leaves(runs[0].params), jax.tree.leaves(runs[1].params))]
+  runs = [
+    unlearn(
+      make_config("igs", steps=5, seed=s),
+      orig.fm,
+      orig.params,
+      orig.model_state,
+      ds,
+      fs,
+      progress=False,
+    )
+    for s in (3, 3, 4)
+  ]
+  same = [
+    np.array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(jax.tree.leaves(runs[0].params), jax.tree.leaves(runs[1].params))
+  ]
   assert all(same)
   assert not np.array_equal(runs[0].history["retain_loss"], runs[2].history["retain_loss"])
 
@@ -89,16 +120,26 @@ def test_non_finite_batch_skips_the_step(method, setup):
   tx = build_transformation(cfg)
   step = make_unlearn_step(orig.fm, m, cfg, tx)
   b = data.unlearning_batch(ds, fs, 0, seed=0, n_retain=16, n_forget=8)
-  batch = {k: jnp.asarray(b[k]) for k in ("retain_image", "retain_label", "forget_image",
-                                          "forget_label", "forget_true_label")}
+  batch = {
+    k: jnp.asarray(b[k])
+    for k in ("retain_image", "retain_label", "forget_image", "forget_label", "forget_true_label")
+  }
   opt_state = tx.init(orig.params)
   for bad in (jnp.nan, jnp.inf):
     for key in ("retain_image", "forget_image"):
       poisoned = dict(batch, **{key: batch[key].at[0].set(bad)})
-      params, _, new_opt, logs = step(orig.params, orig.model_state, opt_state, poisoned,
-                                      (orig.params, orig.model_state), jnp.asarray(0))
+      params, _, new_opt, logs = step(
+        orig.params,
+        orig.model_state,
+        opt_state,
+        poisoned,
+        (orig.params, orig.model_state),
+        jnp.asarray(0),
+      )
       assert bool(logs.skipped)
-      for a, b2 in zip(jax.tree.leaves((params, new_opt)), jax.tree.leaves((orig.params, opt_state))):
+      for a, b2 in zip(
+        jax.tree.leaves((params, new_opt)), jax.tree.leaves((orig.params, opt_state))
+      ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b2))
 
 
@@ -111,13 +152,33 @@ def test_bad_unlearning_config():
 
 def test_unlearn_cli_end_to_end(setup, tmp_path):
   base, data_dir, _, _, _ = setup
-  train(TrainConfig(epochs=4, model_kwargs={"hidden": (64,)}), base / "retrain",
-        forget_spec="class:1", retrain=True, data_dir=data_dir, progress=False) \
-      if not (base / "retrain" / "metrics.json").exists() else None
+  train(
+    TrainConfig(epochs=4, model_kwargs={"hidden": (64,)}),
+    base / "retrain",
+    forget_spec="class:1",
+    retrain=True,
+    data_dir=data_dir,
+    progress=False,
+  ) if not (base / "retrain" / "metrics.json").exists() else None
   env = {**os.environ, "JAXUNLEARN_DATA_DIR": str(data_dir)}
-  cmd = [sys.executable, "-m", "experiments.unlearn", "--method", "igs", "--original",
-         str(base / "orig"), "--forget", "class:1", "--workdir", str(tmp_path / "u"),
-         "--retrained", str(base / "retrain"), "--set", "steps=5", "--no-progress"]
+  cmd = [
+    sys.executable,
+    "-m",
+    "experiments.unlearn",
+    "--method",
+    "igs",
+    "--original",
+    str(base / "orig"),
+    "--forget",
+    "class:1",
+    "--workdir",
+    str(tmp_path / "u"),
+    "--retrained",
+    str(base / "retrain"),
+    "--set",
+    "steps=5",
+    "--no-progress",
+  ]
   out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
   assert out.returncode == 0, out.stderr
   metrics = json.loads((tmp_path / "u" / "metrics.json").read_text())
@@ -126,25 +187,58 @@ def test_unlearn_cli_end_to_end(setup, tmp_path):
   assert (tmp_path / "u" / "checkpoints").exists()
   again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
   assert again.returncode == 2 and "already holds" in again.stderr
-  bad = subprocess.run(cmd[:5] + ["--original", str(tmp_path / "missing")] + cmd[7:9] +
-                       ["--workdir", str(tmp_path / "v")], capture_output=True, text=True,
-                       cwd=ROOT, env=env, timeout=300)
+  bad = subprocess.run(
+    cmd[:5]
+    + ["--original", str(tmp_path / "missing")]
+    + cmd[7:9]
+    + ["--workdir", str(tmp_path / "v")],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+    env=env,
+    timeout=300,
+  )
   assert bad.returncode == 2 and "no checkpoint" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_unlearn_killed_and_resumed_equals_uninterrupted(setup, tmp_path):
   import signal
   import time
+
   base, data_dir, _, _, _ = setup
   env = {**os.environ, "JAXUNLEARN_DATA_DIR": str(data_dir), "JAX_PLATFORMS": "cpu"}
-  cmd = [sys.executable, "-m", "experiments.unlearn", "--method", "igs", "--original",
-         str(base / "orig"), "--forget", "class:1", "--set", "steps=150",
-         "--checkpoint-every", "15", "--no-progress"]
-  full = subprocess.run(cmd + ["--workdir", str(tmp_path / "full")], capture_output=True,
-                        text=True, cwd=ROOT, env=env, timeout=300)
+  cmd = [
+    sys.executable,
+    "-m",
+    "experiments.unlearn",
+    "--method",
+    "igs",
+    "--original",
+    str(base / "orig"),
+    "--forget",
+    "class:1",
+    "--set",
+    "steps=150",
+    "--checkpoint-every",
+    "15",
+    "--no-progress",
+  ]
+  full = subprocess.run(
+    cmd + ["--workdir", str(tmp_path / "full")],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+    env=env,
+    timeout=300,
+  )
   assert full.returncode == 0, full.stderr
-  proc = subprocess.Popen(cmd + ["--workdir", str(tmp_path / "killed")], cwd=ROOT, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+    cmd + ["--workdir", str(tmp_path / "killed")],
+    cwd=ROOT,
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
   ckpts = tmp_path / "killed" / "checkpoints"
   deadline = time.time() + 120
   while time.time() < deadline and proc.poll() is None:
@@ -154,11 +248,23 @@ def test_unlearn_killed_and_resumed_equals_uninterrupted(setup, tmp_path):
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   assert not (tmp_path / "killed" / "metrics.json").exists(), "finished before the kill"
-  refused = subprocess.run(cmd + ["--workdir", str(tmp_path / "killed")], capture_output=True,
-                           text=True, cwd=ROOT, env=env, timeout=300)
+  refused = subprocess.run(
+    cmd + ["--workdir", str(tmp_path / "killed")],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+    env=env,
+    timeout=300,
+  )
   assert refused.returncode == 2 and "--resume" in refused.stderr
-  resumed = subprocess.run(cmd + ["--workdir", str(tmp_path / "killed"), "--resume"],
-                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+  resumed = subprocess.run(
+    cmd + ["--workdir", str(tmp_path / "killed"), "--resume"],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+    env=env,
+    timeout=300,
+  )
   assert resumed.returncode == 0, resumed.stderr
   a = json.loads((tmp_path / "full" / "metrics.json").read_text())
   b = json.loads((tmp_path / "killed" / "metrics.json").read_text())

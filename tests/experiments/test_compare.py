@@ -6,7 +6,6 @@ import pathlib
 import subprocess
 import sys
 
-
 from experiments import compare
 from jaxunlearn import data
 
@@ -17,13 +16,25 @@ METHODS = ["igs", "explicit", "pdu", "ft"]
 def test_tiny_comparison_writes_all_files(tmp_path):
   data_dir = tmp_path / "data"
   data.prepare("digits", data_dir)
-  kwargs = dict(seeds=2, methods=METHODS, overrides=["steps=3"],
-                pretrain_overrides=["epochs=2"], data_dir=data_dir, progress=False,
-                sweeps=2)
+  kwargs = dict(
+    seeds=2,
+    methods=METHODS,
+    overrides=["steps=3"],
+    pretrain_overrides=["epochs=2"],
+    data_dir=data_dir,
+    progress=False,
+    sweeps=2,
+  )
   results = compare.run_scenario("digits-class", tmp_path / "w", **kwargs)
   out = tmp_path / "w" / "digits-class"
-  for name in ("results.md", "results.csv", "results.json", "ua_ta.png", "multiplier.png",
-               "retain_loss.png"):
+  for name in (
+    "results.md",
+    "results.csv",
+    "results.json",
+    "ua_ta.png",
+    "multiplier.png",
+    "retain_loss.png",
+  ):
     assert (out / name).stat().st_size > 1000 or name.endswith((".md", ".csv")), name
     assert (out / name).stat().st_size > 0
   table = (out / "results.md").read_text()
@@ -43,9 +54,21 @@ def test_tiny_comparison_writes_all_files(tmp_path):
 
 
 def test_compare_cli_rejects_unknown_scenario(tmp_path):
-  out = subprocess.run([sys.executable, "-m", "experiments.compare", "--scenario", "cifar11",
-                        "--workdir", str(tmp_path / "w")], capture_output=True, text=True,
-                       cwd=ROOT, timeout=120)
+  out = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "experiments.compare",
+      "--scenario",
+      "cifar11",
+      "--workdir",
+      str(tmp_path / "w"),
+    ],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+    timeout=120,
+  )
   assert out.returncode == 2
   assert "unknown scenario 'cifar11'" in out.stderr and "digits-class" in out.stderr
   assert not (tmp_path / "w").exists()
@@ -53,11 +76,19 @@ def test_compare_cli_rejects_unknown_scenario(tmp_path):
 
 def test_pareto_sweep_writes_table_and_plot(tmp_path):
   from experiments import pareto
+
   data_dir = tmp_path / "data"
   data.prepare("digits", data_dir)
-  result = pareto.sweep("digits-class", tmp_path / "p", [-0.05, 0.05], seeds=1,
-                        overrides=["steps=3"], pretrain_overrides=["epochs=2"],
-                        data_dir=data_dir, progress=False)
+  result = pareto.sweep(
+    "digits-class",
+    tmp_path / "p",
+    [-0.05, 0.05],
+    seeds=1,
+    overrides=["steps=3"],
+    pretrain_overrides=["epochs=2"],
+    data_dir=data_dir,
+    progress=False,
+  )
   out = tmp_path / "p" / "digits-class"
   assert [r["tolerance"] for r in result["rows"]] == [-0.05, 0.05]
   assert (out / "pareto.png").stat().st_size > 1000
@@ -67,14 +98,32 @@ def test_pareto_sweep_writes_table_and_plot(tmp_path):
 def test_killed_comparison_resumes_without_recomputing(tmp_path):
   import signal
   import time
+
   data_dir = tmp_path / "data"
   data.prepare("digits", data_dir)
   env = {**os.environ, "JAXUNLEARN_DATA_DIR": str(data_dir), "JAX_PLATFORMS": "cpu"}
-  cmd = [sys.executable, "-m", "experiments.compare", "--scenario", "digits-class",
-         "--workdir", str(tmp_path / "w"), "--seeds", "2", "--methods", "ft,rl",
-         "--set", "steps=3", "--pretrain-set", "epochs=2", "--no-sweeps", "--no-progress"]
-  proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+  cmd = [
+    sys.executable,
+    "-m",
+    "experiments.compare",
+    "--scenario",
+    "digits-class",
+    "--workdir",
+    str(tmp_path / "w"),
+    "--seeds",
+    "2",
+    "--methods",
+    "ft,rl",
+    "--set",
+    "steps=3",
+    "--pretrain-set",
+    "epochs=2",
+    "--no-sweeps",
+    "--no-progress",
+  ]
+  proc = subprocess.Popen(
+    cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  )
   runs = tmp_path / "w" / "digits-class" / "runs"
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:

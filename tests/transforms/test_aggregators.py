@@ -22,8 +22,12 @@ def random_stack(seed, k=2, conflict=True):
 
 def rows(tree):
   k = tree["a"].shape[0]
-  return np.stack([np.concatenate([np.asarray(tree[key][i], np.float64).ravel()
-                                   for key in sorted(tree)]) for i in range(k)])
+  return np.stack(
+    [
+      np.concatenate([np.asarray(tree[key][i], np.float64).ravel() for key in sorted(tree)])
+      for i in range(k)
+    ]
+  )
 
 
 def flat(tree):
@@ -47,9 +51,14 @@ def test_mgda_many_objectives_matches_scipy(seed):
   g = random_stack(seed, k=4, conflict=False)
   d, _ = aggregators.mgda(iterations=2000).update(g, None)
   G = rows(g)
-  res = minimize(lambda w: np.sum((w @ G) ** 2), np.full(4, 0.25), method="SLSQP",
-                 bounds=[(0, 1)] * 4, constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1}],
-                 options={"ftol": 1e-15, "maxiter": 1000})
+  res = minimize(
+    lambda w: np.sum((w @ G) ** 2),
+    np.full(4, 0.25),
+    method="SLSQP",
+    bounds=[(0, 1)] * 4,
+    constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1}],
+    options={"ftol": 1e-15, "maxiter": 1000},
+  )
   assert np.linalg.norm(flat(d)) == pytest.approx(np.sqrt(res.fun), rel=2e-3, abs=1e-5)
 
 
@@ -81,11 +90,16 @@ def cagrad_primal(G, c):
   r = c * np.linalg.norm(g0)
   n = G.shape[1]
   cons = [{"type": "ineq", "fun": lambda z, i=i: G[i] @ z[:n] - z[n]} for i in range(len(G))]
-  cons.append({"type": "ineq", "fun": lambda z: r ** 2 - np.sum((z[:n] - g0) ** 2)})
-  res = minimize(lambda z: -z[n], np.concatenate([g0, [0.0]]), constraints=cons,
-                 method="SLSQP", options={"ftol": 1e-12, "maxiter": 1000})
+  cons.append({"type": "ineq", "fun": lambda z: r**2 - np.sum((z[:n] - g0) ** 2)})
+  res = minimize(
+    lambda z: -z[n],
+    np.concatenate([g0, [0.0]]),
+    constraints=cons,
+    method="SLSQP",
+    options={"ftol": 1e-12, "maxiter": 1000},
+  )
   # SLSQP may stop at its line-search precision limit; accept any feasible optimum.
-  assert np.sum((res.x[:n] - g0) ** 2) <= r ** 2 * (1 + 1e-6), res.message
+  assert np.sum((res.x[:n] - g0) ** 2) <= r**2 * (1 + 1e-6), res.message
   return res.x[:n]
 
 
@@ -102,7 +116,7 @@ def test_cagrad_solves_its_primal_problem(k, seed):
   assert (G @ got).min() == pytest.approx((G @ expected).min(), rel=2e-3, abs=1e-4)
   np.testing.assert_allclose(got, expected, rtol=0, atol=2e-2 * np.linalg.norm(expected))
   d1, _ = aggregators.cagrad(c).update(g, None)
-  np.testing.assert_allclose(flat(d1), got / (1 + c ** 2), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(flat(d1), got / (1 + c**2), rtol=1e-5, atol=1e-6)
 
 
 def test_linear_and_errors():
@@ -117,8 +131,15 @@ def test_linear_and_errors():
     aggregators.cagrad(-1.0)
 
 
-@pytest.mark.parametrize("make", [aggregators.mgda, aggregators.pcgrad, aggregators.cagrad,
-                                  lambda: aggregators.linear([1.0, 1.0])])
+@pytest.mark.parametrize(
+  "make",
+  [
+    aggregators.mgda,
+    aggregators.pcgrad,
+    aggregators.cagrad,
+    lambda: aggregators.linear([1.0, 1.0]),
+  ],
+)
 def test_chains_in_front_of_optax_under_jit(make):
   params = {"a": jnp.zeros((4, 3)), "b": jnp.zeros(6)}
   tx = optax.chain(make(), optax.clip_by_global_norm(1.0), optax.adam(1e-2))

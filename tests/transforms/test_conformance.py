@@ -22,8 +22,10 @@ def make_params(seed=0):
   """A 3-layer MLP as a nested dict: 6 leaves of several shapes."""
   k = jax.random.split(jax.random.key(seed), 3)
   sizes = [(5, 16), (16, 8), (8, 3)]
-  return {f"layer{i}": {"kernel": jax.random.normal(k[i], s) * 0.3, "bias": jnp.zeros(s[1])}
-          for i, s in enumerate(sizes)}
+  return {
+    f"layer{i}": {"kernel": jax.random.normal(k[i], s) * 0.3, "bias": jnp.zeros(s[1])}
+    for i, s in enumerate(sizes)
+  }
 
 
 X = jax.random.normal(jax.random.key(1), (32, 5))
@@ -54,24 +56,23 @@ def both_losses(p):
 # Weighting transformations: the step differentiates the scalarised loss once.
 # functools.partial keeps the signature that optax.inject_hyperparams inspects.
 WEIGHTED = {
-    "igs-reevaluate": functools.partial(jaxunlearn.implicit_gradient_surgery, signal="reevaluate"),
-    "igs-jvp": functools.partial(jaxunlearn.implicit_gradient_surgery, signal="jvp"),
-    "igs-consecutive": functools.partial(jaxunlearn.implicit_gradient_surgery,
-                                         signal="consecutive"),
-    "famo": jaxunlearn.famo,
-    "pdu": functools.partial(jaxunlearn.primal_dual, threshold=0.5),
+  "igs-reevaluate": functools.partial(jaxunlearn.implicit_gradient_surgery, signal="reevaluate"),
+  "igs-jvp": functools.partial(jaxunlearn.implicit_gradient_surgery, signal="jvp"),
+  "igs-consecutive": functools.partial(jaxunlearn.implicit_gradient_surgery, signal="consecutive"),
+  "famo": jaxunlearn.famo,
+  "pdu": functools.partial(jaxunlearn.primal_dual, threshold=0.5),
 }
 # Aggregators: the step computes per-objective gradients.
 AGGREGATORS = {
-    "explicit": jaxunlearn.explicit_gradient_surgery,
-    "mgda": aggregators.mgda,
-    "pcgrad": aggregators.pcgrad,
-    "cagrad": aggregators.cagrad,
-    "linear": lambda: aggregators.linear([1.0, 1.0]),
+  "explicit": jaxunlearn.explicit_gradient_surgery,
+  "mgda": aggregators.mgda,
+  "pcgrad": aggregators.pcgrad,
+  "cagrad": aggregators.cagrad,
+  "linear": lambda: aggregators.linear([1.0, 1.0]),
 }
 INNERS = {
-    "sgd": lambda: optax.sgd(0.05, momentum=0.9),
-    "clip-sgd": lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.05)),
+  "sgd": lambda: optax.sgd(0.05, momentum=0.9),
+  "clip-sgd": lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.05)),
 }
 
 
@@ -87,10 +88,12 @@ def weighted_step(name, tx, traces):
   @jax.jit
   def step(params, state):
     traces.append(1)
-    grads = jax.grad(lambda p: jaxunlearn.scalarized_loss(state, retain_loss(p),
-                                                          forget_loss(p)))(params)
+    grads = jax.grad(lambda p: jaxunlearn.scalarized_loss(state, retain_loss(p), forget_loss(p)))(
+      params
+    )
     updates, state = tx.update(grads, state, params, **extra_kwargs(name, params))
     return optax.apply_updates(params, updates), state
+
   return step
 
 
@@ -101,6 +104,7 @@ def aggregated_step(tx, traces):
     _, grads = jaxunlearn.objective_gradients((retain_loss, forget_loss), params)
     updates, state = tx.update(grads, state, params)
     return optax.apply_updates(params, updates), state
+
   return step
 
 
@@ -131,7 +135,9 @@ def test_weighted_jit_chain_and_stable_state(name, inner):
 @pytest.mark.parametrize("name", WEIGHTED)
 def test_weighted_behind_clipping_in_outer_chain(name):
   params = make_params()
-  outer = optax.chain(optax.clip_by_global_norm(0.5), WEIGHTED[name](optax.adam(1e-2)))  # adam inner
+  outer = optax.chain(
+    optax.clip_by_global_norm(0.5), WEIGHTED[name](optax.adam(1e-2))
+  )  # adam inner
   run(weighted_step(name, outer, []), params, outer.init(params))
 
 
@@ -147,19 +153,23 @@ def test_aggregator_jit_chain_and_stable_state(name, inner):
   assert max(jax.tree.leaves(moved)) > 0
 
 
-@pytest.mark.parametrize("name,hyper,values", [
+@pytest.mark.parametrize(
+  "name,hyper,values",
+  [
     ("igs-reevaluate", "tolerance", (0.5, -0.5)),
     ("igs-jvp", "tolerance", (0.5, -0.5)),
     ("igs-consecutive", "tolerance", (0.5, -0.5)),
     ("famo", "learning_rate", (0.025, 0.5)),
     ("pdu", "dual_learning_rate", (0.1, 2.0)),
-])
+  ],
+)
 def test_inject_hyperparams_changes_without_rejit(name, hyper, values):
   factory = WEIGHTED[name]
   # famo's num_objectives fixes array shapes, so it must stay static.
   static = ("inner", "num_objectives") if name == "famo" else ("inner",)
   tx = optax.inject_hyperparams(factory, static_args=static)(
-      inner=optax.sgd(0.05), **{hyper: values[0]})
+    inner=optax.sgd(0.05), **{hyper: values[0]}
+  )
   params = make_params()
   traces = []
   step = weighted_step(name, tx, traces)
@@ -219,6 +229,7 @@ def test_weighted_through_nnx_optimizer(name):
     def objective(m):
       l_r, l_f = nnx_losses(m)
       return jaxunlearn.scalarized_loss(optimizer.opt_state, l_r, l_f), (l_r, l_f)
+
     (_, (l_r, l_f)), grads = nnx.value_and_grad(objective, has_aux=True)(model)
     if name.startswith("igs"):
       kw = dict(retain_loss=l_r, retain_loss_fn=lambda p: pure_losses(p)[0])

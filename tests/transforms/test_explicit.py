@@ -23,10 +23,14 @@ def flat(tree, row):
 
 def scipy_projection(g_r, g_f, eps):
   """argmin_d ‖d − g_f‖² s.t. ⟨g_r, d⟩ ≥ −eps, by SLSQP (independent of the closed form)."""
-  res = minimize(lambda d: np.sum((d - g_f) ** 2), g_f, jac=lambda d: 2 * (d - g_f),
-                 constraints=[{"type": "ineq", "fun": lambda d: g_r @ d + eps,
-                               "jac": lambda d: g_r}],
-                 method="SLSQP", options={"ftol": 1e-14, "maxiter": 500})
+  res = minimize(
+    lambda d: np.sum((d - g_f) ** 2),
+    g_f,
+    jac=lambda d: 2 * (d - g_f),
+    constraints=[{"type": "ineq", "fun": lambda d: g_r @ d + eps, "jac": lambda d: g_r}],
+    method="SLSQP",
+    options={"ftol": 1e-14, "maxiter": 500},
+  )
   assert res.success, res.message
   return res.x
 
@@ -64,8 +68,11 @@ def test_constraint_holds_and_dtype_preserved(dtype):
     assert all(d[k].dtype == dtype and d[k].shape == g[k].shape[1:] for k in g)
     g_r = jax.tree.map(lambda x: x[0], g)
     # bfloat16 rounding of d costs ~2^-8 relative; allow for it.
-    slack = 1e-4 if dtype == jnp.float32 else 0.02 * float(
-        jnp.sqrt(tree_math.tree_sq_norm(g_r) * tree_math.tree_sq_norm(d)))
+    slack = (
+      1e-4
+      if dtype == jnp.float32
+      else 0.02 * float(jnp.sqrt(tree_math.tree_sq_norm(g_r) * tree_math.tree_sq_norm(d)))
+    )
     assert float(tree_math.tree_vdot(g_r, d)) >= -0.1 - slack
 
 

@@ -35,7 +35,9 @@ def forget_grad_np(w):
 
 
 def retain(p):
-  return 0.5 * jnp.sum((jnp.asarray(A, jnp.float32) @ p["w"] - jnp.asarray(B, jnp.float32)) ** 2) + 0.1
+  return (
+    0.5 * jnp.sum((jnp.asarray(A, jnp.float32) @ p["w"] - jnp.asarray(B, jnp.float32)) ** 2) + 0.1
+  )
 
 
 def forget(p):
@@ -54,9 +56,9 @@ class NumpyAdamL2:
     grad = grad + self.wd * lam
     self.t += 1
     self.m = self.b1 * self.m + (1 - self.b1) * grad
-    self.v = self.b2 * self.v + (1 - self.b2) * grad ** 2
-    m_hat = self.m / (1 - self.b1 ** self.t)
-    v_hat = self.v / (1 - self.b2 ** self.t)
+    self.v = self.b2 * self.v + (1 - self.b2) * grad**2
+    m_hat = self.m / (1 - self.b1**self.t)
+    v_hat = self.v / (1 - self.b2**self.t)
     return max(0.0, lam - self.lr * m_hat / (np.sqrt(v_hat) + self.eps))
 
 
@@ -90,8 +92,13 @@ def hand_trajectory(signal, steps, lr, tolerance, lam0, dual_lr, log_losses=True
 
 def jax_trajectory(signal, steps, lr, tolerance, lam0, dual_lr, log_losses=True):
   tx = jaxunlearn.implicit_gradient_surgery(
-      optax.sgd(lr), tolerance=tolerance, init_multiplier=lam0, signal=signal,
-      dual_optimizer=jaxunlearn.default_dual_optimizer(dual_lr), log_losses=log_losses)
+    optax.sgd(lr),
+    tolerance=tolerance,
+    init_multiplier=lam0,
+    signal=signal,
+    dual_optimizer=jaxunlearn.default_dual_optimizer(dual_lr),
+    log_losses=log_losses,
+  )
   params = {"w": jnp.asarray(W0, jnp.float32)}
   state = tx.init(params)
 
@@ -100,6 +107,7 @@ def jax_trajectory(signal, steps, lr, tolerance, lam0, dual_lr, log_losses=True)
     def objective(p):
       l_r = retain(p)
       return jaxunlearn.scalarized_loss(state, l_r, forget(p)), l_r
+
     (_, l_r), g = jax.value_and_grad(objective, has_aux=True)(params)
     updates, state = tx.update(g, state, params, retain_loss=l_r, retain_loss_fn=retain)
     return optax.apply_updates(params, updates), state
@@ -112,8 +120,9 @@ def jax_trajectory(signal, steps, lr, tolerance, lam0, dual_lr, log_losses=True)
 
 
 @pytest.mark.parametrize("signal", ["reevaluate", "jvp", "consecutive"])
-@pytest.mark.parametrize("tolerance,lam0,log_losses", [(0.0, 0.0, True), (-0.01, 0.5, True),
-                                                       (0.02, 1.0, False)])
+@pytest.mark.parametrize(
+  "tolerance,lam0,log_losses", [(0.0, 0.0, True), (-0.01, 0.5, True), (0.02, 1.0, False)]
+)
 def test_dual_trajectory_matches_hand_computation(signal, tolerance, lam0, log_losses):
   expected, w_expected = hand_trajectory(signal, 15, 0.05, tolerance, lam0, 0.3, log_losses)
   got, w_got, state = jax_trajectory(signal, 15, 0.05, tolerance, lam0, 0.3, log_losses)
@@ -133,15 +142,17 @@ def test_consecutive_leaves_lambda_alone_on_first_step():
 def test_jvp_signal_is_first_order_finite_difference(lr):
   """The jvp decrease agrees with the re-evaluated decrease to O(step²)."""
   tx_jvp = jaxunlearn.implicit_gradient_surgery(optax.sgd(lr), signal="jvp", init_multiplier=1.0)
-  tx_re = jaxunlearn.implicit_gradient_surgery(optax.sgd(lr), signal="reevaluate",
-                                               init_multiplier=1.0)
+  tx_re = jaxunlearn.implicit_gradient_surgery(
+    optax.sgd(lr), signal="reevaluate", init_multiplier=1.0
+  )
   params = {"w": jnp.array([0.3, -0.2, 0.9])}
   rel = []
   for tx in (tx_jvp, tx_re):
     state = tx.init(params)
     s = lambda p: jaxunlearn.scalarized_loss(state, retain(p), forget(p))
-    _, state = tx.update(jax.grad(s)(params), state, params, retain_loss=retain(params),
-                         retain_loss_fn=retain)
+    _, state = tx.update(
+      jax.grad(s)(params), state, params, retain_loss=retain(params), retain_loss_fn=retain
+    )
     rel.append(float(state.decrease))
   jvp_dec, fd_dec = rel
   assert jvp_dec != 0.0
@@ -159,8 +170,9 @@ def test_lambda_grows_when_retain_loss_rises_and_decays_when_it_falls():
 
 
 def test_normalized_weights_and_loss_weights():
-  tx = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1), init_multiplier=3.0,
-                                            normalize_weights=True, log_losses=False)
+  tx = jaxunlearn.implicit_gradient_surgery(
+    optax.sgd(0.1), init_multiplier=3.0, normalize_weights=True, log_losses=False
+  )
   state = tx.init({"w": jnp.zeros(3)})
   w_r, w_f = jaxunlearn.loss_weights(state)
   assert (float(w_r), float(w_f)) == pytest.approx((0.75, 0.25))
@@ -181,8 +193,13 @@ def test_non_finite_signal_keeps_dual_unchanged():
   tx = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1), init_multiplier=0.4)
   params = {"w": jnp.zeros(3)}
   state = tx.init(params)
-  _, new_state = tx.update({"w": jnp.ones(3)}, state, params, retain_loss=jnp.array(1.0),
-                           retain_loss_fn=lambda p: jnp.array(jnp.nan))
+  _, new_state = tx.update(
+    {"w": jnp.ones(3)},
+    state,
+    params,
+    retain_loss=jnp.array(1.0),
+    retain_loss_fn=lambda p: jnp.array(jnp.nan),
+  )
   assert float(new_state.multiplier) == pytest.approx(0.4)
   for a, b in zip(jax.tree.leaves(new_state.dual_state), jax.tree.leaves(state.dual_state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -199,8 +216,9 @@ def test_errors_are_clear():
     jaxunlearn.loss_weights(optax.sgd(0.1).init(params))
 
 
-@pytest.mark.parametrize("tolerance,dual_lr", [(1e6, 1.0), (-1e6, 1.0), (0.0, 1e6),
-                                               (0.0, 1e-9), (-1e6, 1e6)])
+@pytest.mark.parametrize(
+  "tolerance,dual_lr", [(1e6, 1.0), (-1e6, 1.0), (0.0, 1e6), (0.0, 1e-9), (-1e6, 1e6)]
+)
 def test_extreme_tolerances_and_dual_rates_stay_finite(tolerance, dual_lr):
   lams, w, state = jax_trajectory("reevaluate", 20, 0.05, tolerance, 0.5, dual_lr)
   assert np.all(np.isfinite(lams)) and np.all(lams >= 0)

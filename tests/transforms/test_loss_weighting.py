@@ -22,8 +22,9 @@ def grads_np(w):
 
 def losses_jax(p):
   a, b, c = (jnp.asarray(x, jnp.float32) for x in (A, B, C))
-  return jnp.stack([0.5 * jnp.sum((a @ p["w"] - b) ** 2) + 0.1,
-                    0.5 * jnp.sum((p["w"] - c) ** 2) + 0.1])
+  return jnp.stack(
+    [0.5 * jnp.sum((a @ p["w"] - b) ** 2) + 0.1, 0.5 * jnp.sum((p["w"] - c) ** 2) + 0.1]
+  )
 
 
 def softmax(x):
@@ -44,6 +45,7 @@ def run_weighted(tx, steps, extra):
     def objective(p):
       L = losses_jax(p)
       return jaxunlearn.scalarized_loss(state, L[0], L[1]), L
+
     (_, L), g = jax.value_and_grad(objective, has_aux=True)(params)
     updates, state = tx.update(g, state, params, **extra(L))
     return optax.apply_updates(params, updates), state
@@ -71,8 +73,8 @@ def test_famo_matches_hand_computation():
     jac = np.diag(z) - np.outer(z, z)
     grad_xi = jac.T @ delta + wd * xi
     m = 0.9 * m + 0.1 * grad_xi
-    v = 0.999 * v + 0.001 * grad_xi ** 2
-    xi = xi - famo_lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    v = 0.999 * v + 0.001 * grad_xi**2
+    xi = xi - famo_lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
     w = w_new
     hand.append(softmax(xi))
   # jaxunlearn
@@ -102,8 +104,9 @@ def test_primal_dual_matches_hand_computation():
 
 
 def test_primal_dual_multiplier_stays_projected():
-  tx = jaxunlearn.primal_dual(optax.sgd(0.1), threshold=10.0, dual_learning_rate=1.0,
-                              init_multiplier=0.5)
+  tx = jaxunlearn.primal_dual(
+    optax.sgd(0.1), threshold=10.0, dual_learning_rate=1.0, init_multiplier=0.5
+  )
   params = {"w": jnp.zeros(2)}
   _, state = tx.update(params, tx.init(params), params, retain_loss=jnp.array(1.0))
   assert float(state.multiplier) == 0.0

@@ -15,12 +15,15 @@ def igs(lam=0.25):
 PARAMS = {"w": jnp.zeros(3)}
 
 
-@pytest.mark.parametrize("wrap", [
+@pytest.mark.parametrize(
+  "wrap",
+  [
     lambda tx: tx,
     lambda tx: optax.chain(optax.clip_by_global_norm(1.0), tx),
     lambda tx: optax.MultiSteps(tx, every_k_schedule=2),
     lambda tx: optax.chain(optax.chain(optax.identity(), tx)),
-])
+  ],
+)
 def test_found_through_wrappers(wrap):
   state = wrap(igs()).init(PARAMS)
   assert float(jaxunlearn.multiplier(state)) == pytest.approx(0.25)
@@ -29,7 +32,8 @@ def test_found_through_wrappers(wrap):
 
 def test_found_through_inject_hyperparams():
   tx = optax.inject_hyperparams(jaxunlearn.implicit_gradient_surgery)(
-      inner=optax.sgd(0.1), tolerance=0.01, init_multiplier=0.25)
+    inner=optax.sgd(0.1), tolerance=0.01, init_multiplier=0.25
+  )
   assert float(jaxunlearn.multiplier(tx.init(PARAMS))) == pytest.approx(0.25)
 
 
