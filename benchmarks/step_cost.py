@@ -85,6 +85,7 @@ from jaxunlearn.nn import models as models_lib
 
 METHODS = (
   "plain",
+  "igs-paper",
   "igs-reevaluate",
   "igs-consecutive",
   "igs-jvp",
@@ -99,7 +100,8 @@ LAYOUTS = ("split", "shared")
 MODELS = ("mlp", "cnn", "resnet18")
 # Benchmark variant -> (registry method, config overrides).
 VARIANTS = {
-  "igs-reevaluate": ("igs", {"signal": "reevaluate"}),
+  "igs-paper": ("igs_paper", {}),  # the paper's update (re-evaluated, per step)
+  "igs-reevaluate": ("igs", {"signal": "reevaluate"}),  # ours (anchored): one more forward
   "igs-consecutive": ("igs", {"signal": "consecutive"}),
   "igs-jvp": ("igs", {"signal": "jvp"}),
   "explicit": ("explicit", {}),

@@ -86,7 +86,8 @@ def run_scenario(
 
 
 def summarize(runs) -> dict:
-  """method -> {metric: [mean, std]} over seeds, plus its forget target."""
+  """method -> {metric: [mean, std]} over seeds, the Avg. Gap's 95 % interval, its forget
+  target and run time."""
   by_method: dict = {}
   for r in runs:
     by_method.setdefault(r["method"], []).append(r)
@@ -97,9 +98,12 @@ def summarize(runs) -> dict:
       "n": len(rs),
       "diverged": sum(bool(r["metrics"].get("diverged")) for r in rs),
     }
-    for key in KEYS:
-      entry[key] = list(_mean_std([r["metrics"][key] for r in rs]))
-    entry["AvgGap"] = list(_mean_std([r["AvgGap"] for r in rs]))
+    for key in (*KEYS, "LossAUC"):
+      entry[key] = list(_mean_std([r["metrics"].get(key, float("nan")) for r in rs]))
+    gaps = [r["AvgGap"] for r in rs]
+    entry["AvgGap"] = list(_mean_std(gaps))
+    finite = [g for g in gaps if g is not None and math.isfinite(g)]
+    entry["AvgGap_ci95"] = list(metrics_lib.ci95(finite)) if finite else [math.nan, math.nan]
     # Run time without the one-off jit compile (the first step), which the cache shares
     # across seeds and would otherwise dominate the spread.
     # Median over seeds: the first seed also pays one-off warm-up beyond the compile.
@@ -120,6 +124,9 @@ def _fmt(ms, digits=2):
   return "diverged" if not math.isfinite(mean) else metrics_lib.format_mean_std(mean, std, digits)
 
 
+COLUMNS = (*KEYS, "LossAUC")
+
+
 def write_tables(results: dict, out_dir: pathlib.Path) -> None:
   ref = results["reference"]
   summary = results["summary"]
@@ -130,54 +137,85 @@ def write_tables(results: dict, out_dir: pathlib.Path) -> None:
     "",
     f"{results['dataset']}, {results['model']}, forget set {results['forget']} "
     f"({results['forget_size']} examples), {results['seeds']} seeds (mean ± std). "
-    "UA, MIA: closer to retrain is better; RA, TA: higher; Avg. Gap (mean |Δ| to "
-    "retrain over UA, RA, TA, MIA): lower. Time: median over seeds of the unlearning wall "
-    "time without the jit compile (retrain: its full training).",
+    "UA, MIA, Loss AUC: closer to retrain is better; RA, TA: higher; Avg. Gap (mean |Δ| "
+    "to retrain over UA, RA, TA, MIA; Loss AUC is not in it, as in the literature): lower, "
+    "with its 95 % interval over seeds. MIA: SalUn's confidence attack. Loss AUC: forget vs "
+    "unseen examples of the same classes by loss (50 = indistinguishable). Time: median "
+    "over seeds of the unlearning wall time without the jit compile (retrain: its full "
+    "training).",
     "",
-    "| Method | Forget target | UA | RA | TA | MIA | Avg. Gap ↓ | Time (s) |",
-    "|---|---|---|---|---|---|---|---|",
+    "| Method | Forget target | UA | RA | TA | MIA | Loss AUC | Avg. Gap ↓ | 95 % CI | Time (s) |",
+    "|---|---|---|---|---|---|---|---|---|---|",
   ]
   for label, m in (("Original", ref["original"]), ("Retrain", ref["retrain"])):
     t = f"{results['retrain_seconds']:.1f}" if label == "Retrain" else "—"
     lines.append(
       f"| {label} | — | "
-      + " | ".join(f"{m[k]:.2f}" for k in KEYS)
-      + f" | {metrics_lib.avg_gap(m, ref['retrain']):.2f} | {t} |"
+      + " | ".join(f"{m[k]:.2f}" for k in COLUMNS)
+      + f" | {metrics_lib.avg_gap(m, ref['retrain']):.2f} | — | {t} |"
     )
   for method, s in summary.items():
     name = f"**{method}**" if method == best else method
     gap = _fmt(s["AvgGap"])
     gap = f"**{gap}**" if method == best else gap
+    lo, hi = s["AvgGap_ci95"]
+    ci = f"[{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) else "—"
     note = f" ({s['diverged']}/{s['n']} diverged)" if s["diverged"] else ""
     lines.append(
       f"| {name}{note} | {s['forget_target']} | "
-      + " | ".join(_fmt(s[k]) for k in KEYS)
-      + f" | {gap} | {s['seconds'][0]:.2f} |"
+      + " | ".join(_fmt(s[k]) for k in COLUMNS)
+      + f" | {gap} | {ci} | {s['seconds'][0]:.2f} |"
     )
   (out_dir / "results.md").write_text("\n".join(lines) + "\n")
   with (out_dir / "results.csv").open("w", newline="") as f:
     w = csv.writer(f)
     w.writerow(
       ["method", "forget_target"]
-      + [f"{k}_{s}" for k in KEYS + ("AvgGap",) for s in ("mean", "std")]
-      + ["seconds_median"]
+      + [f"{k}_{s}" for k in (*COLUMNS, "AvgGap") for s in ("mean", "std")]
+      + ["AvgGap_ci95_low", "AvgGap_ci95_high", "seconds_median"]
     )
     for label, m in (("original", ref["original"]), ("retrain", ref["retrain"])):
+      gap = metrics_lib.avg_gap(m, ref["retrain"])
       w.writerow(
         [label, ""]
-        + sum([[m[k], 0.0] for k in KEYS], [])
-        + [
-          metrics_lib.avg_gap(m, ref["retrain"]),
-          0.0,
-          results["retrain_seconds"] if label == "retrain" else "",
-        ]
+        + sum([[m[k], 0.0] for k in COLUMNS], [])
+        + [gap, 0.0, gap, gap, results["retrain_seconds"] if label == "retrain" else ""]
       )
     for method, s in summary.items():
       w.writerow(
         [method, s["forget_target"]]
-        + sum([list(s[k]) for k in KEYS + ("AvgGap",)], [])
-        + [s["seconds"][0]]
+        + sum([list(s[k]) for k in (*COLUMNS, "AvgGap")], [])
+        + [*s["AvgGap_ci95"], s["seconds"][0]]
       )
+
+
+def rank_summary(all_results: list[dict]) -> dict:
+  """Each method's rank by mean Avg. Gap in every scenario (1 = closest to retrain;
+  diverged = last), and its mean rank across them."""
+  methods = list(dict.fromkeys(m for r in all_results for m in r["summary"]))
+  ranks: dict = {m: {} for m in methods}
+  for r in all_results:
+    gaps = {m: s["AvgGap"][0] for m, s in r["summary"].items()}
+    order = sorted(gaps, key=lambda m: (not math.isfinite(gaps[m]), gaps[m]))
+    for i, m in enumerate(order):
+      ranks[m][r["scenario"]] = i + 1
+  mean_rank = {m: float(np.mean(list(v.values()))) for m, v in ranks.items() if v}
+  return {"scenarios": [r["scenario"] for r in all_results], "ranks": ranks, "mean_rank": mean_rank}
+
+
+def write_rank_summary(summary: dict, path: pathlib.Path) -> None:
+  scen = summary["scenarios"]
+  order = sorted(summary["mean_rank"], key=summary["mean_rank"].get)
+  lines = [
+    "### Rank by Avg. Gap in each scenario (1 = closest to retrain)",
+    "",
+    "| Method | " + " | ".join(scen) + " | mean rank ↓ |",
+    "|---|" + "---|" * (len(scen) + 1),
+  ]
+  for m in order:
+    cells = [str(summary["ranks"][m].get(s, "—")) for s in scen]
+    lines.append(f"| {m} | " + " | ".join(cells) + f" | {summary['mean_rank'][m]:.1f} |")
+  path.write_text("\n".join(lines) + "\n")
 
 
 def parse_args(argv=None):
@@ -188,7 +226,7 @@ def parse_args(argv=None):
     help=f"one of {', '.join(SCENARIOS)} (repeatable); default: {' and '.join(DEFAULT_SCENARIOS)}",
   )
   p.add_argument("--workdir", required=True)
-  p.add_argument("--seeds", type=int, default=3)
+  p.add_argument("--seeds", type=int, default=5, help="unlearning seeds per method (default 5)")
   p.add_argument("--methods", help="comma-separated subset of " + ", ".join(METHODS))
   p.add_argument(
     "--set",
@@ -216,6 +254,7 @@ def main(argv=None):
   workdir = check_workdir(args.workdir)
   methods = args.methods.split(",") if args.methods else None
   start = time.perf_counter()
+  all_results = []
   for name in args.scenario or DEFAULT_SCENARIOS:
     results = run_scenario(
       name,
@@ -230,6 +269,12 @@ def main(argv=None):
     )
     print((workdir / name / "results.md").read_text())
     print(f"[{name}: {results['wall_seconds']:.0f} s; files in {workdir / name}]")
+    all_results.append(results)
+  if len(all_results) > 1:
+    summary = rank_summary(all_results)
+    write_json_atomic(workdir / "ranks.json", summary)
+    write_rank_summary(summary, workdir / "ranks.md")
+    print((workdir / "ranks.md").read_text())
   print(f"total {time.perf_counter() - start:.0f} s")
 
 

@@ -50,11 +50,12 @@ class ScenarioContext:
 class Job:
   method: str
   seed: int
-  sweep: tuple = ()  # ((key, value),) overrides of a sweep point
+  sweep: tuple = ()  # ((key, value), ...) config overrides of a sweep point or a variant
+  label: str = ""  # names the overrides in the file name instead of listing them
 
   @property
   def filename(self) -> str:
-    tag = "-".join(f"{k}={v}" for k, v in self.sweep)
+    tag = self.label or "-".join(f"{k}={v}" for k, v in self.sweep)
     return f"{self.method}-s{self.seed}" + (f"-{tag}" if tag else "") + ".json"
 
 
@@ -83,11 +84,14 @@ def trained(
 
 
 def prepare_scenario(
-  name: str, workdir, *, pretrain_overrides=(), data_dir=None, progress: bool = True
+  name, workdir, *, pretrain_overrides=(), data_dir=None, progress: bool = True
 ) -> ScenarioContext:
-  """Trains (or reuses) the scenario's original and retrained models and evaluates both."""
-  scenario = get_scenario(name)
-  out_dir = pathlib.Path(workdir) / name
+  """Trains (or reuses) the scenario's original and retrained models and evaluates both.
+
+  ``name``: a scenario name, or a :class:`~experiments.scenarios.Scenario` itself.
+  """
+  scenario = name if isinstance(name, Scenario) else get_scenario(name)
+  out_dir = pathlib.Path(workdir) / scenario.name
   (out_dir / "runs").mkdir(parents=True, exist_ok=True)
   pre = override(configs.get_pretrain_config(scenario.pretrain_config), list(pretrain_overrides))
   dataset = data_lib.load_dataset(pre.dataset, data_dir)
@@ -102,8 +106,8 @@ def prepare_scenario(
     progress=progress,
   )
   reference = {
-    name: evaluate(m.fm, m.params, m.model_state, dataset, forget_set)
-    for name, m in (("original", original), ("retrain", retrained))
+    label: evaluate(m.fm, m.params, m.model_state, dataset, forget_set)
+    for label, m in (("original", original), ("retrain", retrained))
   }
   retrain_seconds = json.loads((out_dir / "retrain" / "metrics.json").read_text())["seconds"]
   return ScenarioContext(
@@ -121,7 +125,7 @@ def run_job(ctx: ScenarioContext, job: Job, cfg) -> dict:
   """Runs one job and returns its record (metrics, Avg. Gap, time, histories)."""
   m = ctx.original
   res = unlearn(cfg, m.fm, m.params, m.model_state, ctx.dataset, ctx.forget_set, progress=False)
-  ev = evaluate(m.fm, res.params, res.model_state, ctx.dataset, ctx.forget_set, seed=job.seed)
+  ev = evaluate(m.fm, res.params, res.model_state, ctx.dataset, ctx.forget_set)
   return {
     "method": job.method,
     "seed": job.seed,

@@ -52,6 +52,26 @@ SCENARIOS = {
       _SWEEPS,
       "forget a random 10% of the MNIST subset (MLP)",
     ),
+    # CNN scenarios on real MNIST (the literature's regime: docs/design.md §7).
+    Scenario(
+      "mnist-cnn-class",
+      "mnist-cnn",
+      "class:0",
+      {"steps": 100},
+      _SWEEPS,
+      "forget every 0 of the MNIST subset (strided CNN)",
+    ),
+    *[
+      Scenario(
+        f"mnist-cnn-random{p}",
+        "mnist-cnn",
+        f"random:0.{p // 10}",
+        {"steps": 100},
+        _SWEEPS,
+        f"forget a random {p}% of the MNIST subset (strided CNN)",
+      )
+      for p in (10, 30, 50)
+    ],
     # The paper's settings, for accelerators (CIFAR-10 prepared in the data dir).
     Scenario(
       "cifar10-class",

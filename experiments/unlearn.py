@@ -98,9 +98,7 @@ def run(args) -> dict:
     metadata=metadata,
   )
   manager.close()
-  out = evaluate(
-    original.fm, result.params, result.model_state, dataset, forget_set, seed=args.seed
-  )
+  out = evaluate(original.fm, result.params, result.model_state, dataset, forget_set)
   out.update(
     method=args.method,
     seconds=result.seconds,
@@ -113,9 +111,7 @@ def run(args) -> dict:
     history={k: v.tolist() for k, v in result.history.items()},
   )
   if retrained is not None:
-    reference = evaluate(
-      retrained.fm, retrained.params, retrained.model_state, dataset, forget_set, seed=args.seed
-    )
+    reference = evaluate(retrained.fm, retrained.params, retrained.model_state, dataset, forget_set)
     out["retrain"] = reference
     out["AvgGap"] = metrics_lib.avg_gap(out, reference)
   write_json_atomic(workdir / "metrics.json", out, indent=2)

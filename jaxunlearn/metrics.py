@@ -16,9 +16,13 @@ Metrics and their direction of better (see also :data:`DIRECTION`):
 * **TA** -- test accuracy, accuracy on held-out test data.  Higher is better.
   For class-wise forgetting the test set holds only the *remaining* classes.
 * **MIA** -- MIA-efficacy, the percentage of forget examples that a membership
-  classifier (RBF SVC on confidence/entropy features, trained on retain
-  examples as members vs test examples as non-members) calls non-members.
-  Higher means more forgetting; the target is the retrained model's value.
+  classifier calls non-members: SalUn's attack (an RBF SVC, C = 3, on the unscaled
+  true-label confidence, trained on the first ``len(test)`` retain examples as
+  members vs the test set as non-members), as the literature reports it. Higher
+  means more forgetting; the target is the retrained model's value.
+* **LossAUC** -- ROC AUC (percent) of telling forget examples from unseen test
+  examples by their loss; 50 = indistinguishable. Threshold-free; reported beside
+  MIA, not part of Avg. Gap.
 * **AvgGap** -- mean absolute difference to the retrained model over UA, RA,
   TA and MIA.  Lower is better.
 
@@ -51,11 +55,15 @@ __all__ = [
   "retain_accuracy",
   "test_accuracy",
   "log_softmax",
+  "MIA_FEATURES",
   "mia_features",
   "mia_efficacy",
+  "per_example_loss",
+  "loss_auc",
   "evaluate_predictions",
   "avg_gap",
   "mean_std",
+  "ci95",
   "format_mean_std",
 ]
 
@@ -70,6 +78,7 @@ DIRECTION: dict[str, str] = {
   "RA": "higher",  # retain accuracy
   "TA": "higher",  # test accuracy (remaining classes if class-wise)
   "MIA": "closer to retrain",  # % forget examples judged non-members
+  "LossAUC": "closer to retrain",  # AUC forget vs unseen by loss; 50 = indistinguishable
   "AvgGap": "lower",  # mean |metric - retrain| over METRIC_KEYS
   "RunTime": "lower",  # wall-clock seconds of the unlearning run
 }
@@ -209,40 +218,57 @@ def log_softmax(logits: Any) -> np.ndarray:
   return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
 
 
-def mia_features(logits: Any, labels: Any) -> np.ndarray:
-  """Per-example membership-inference features from logits.
+#: The per-example features of SalUn's attack (``SVC_MIA``); ``confidence`` is the one
+#: the unlearning literature reports as MIA-efficacy.
+MIA_FEATURES: tuple[str, ...] = ("confidence", "entropy", "m_entropy", "prob", "correctness")
 
-  Returns an array of shape ``(n, 2)`` with columns
+# SalUn floors log p at log(1e-30) where p underflows to 0 (only in m_entropy).
+_LOG_FLOOR = np.log(1e-30)
 
-  * ``confidence = softmax(logits)[label]`` -- probability of the true label,
-    in ``[0, 1]``;
-  * ``entropy = -sum_k p_k log p_k`` of the softmax ``p`` (natural log, in
-    nats), in ``[0, log(num_classes)]``.
 
-  Both come from a numerically stable ``log_softmax`` (no overflow for large
-  logits; a class whose probability underflows to 0 contributes 0 to the
-  entropy).  Training members typically have high confidence and low
-  entropy; these two features are what :func:`mia_efficacy`'s classifier sees.
+def mia_features(logits: Any, labels: Any, feature: str = "confidence") -> np.ndarray:
+  """Per-example features of the field's membership attack (SalUn's ``SVC_MIA``).
+
+  From the softmax ``p`` of the logits (no temperature), an array ``(n, d)``:
+
+  * ``confidence``: ``p[label]``, the probability of the true label (d = 1);
+  * ``entropy``: ``-sum_k p_k log p_k``, terms with ``p_k = 0`` dropped (d = 1);
+  * ``m_entropy``: as SalUn's code computes it: with ``L`` the set of labels present in
+    the whole set passed in, ``-sum_{k in L} (1 - p_k) log p_k - sum_{k not in L} p_k log
+    p_k`` (log p floored at log 1e-30). This is *not* Song & Mittal's modified entropy
+    (SalUn indexes columns by the set's labels, not each example's); it is reproduced so
+    that numbers stay comparable (d = 1);
+  * ``prob``: the whole softmax vector (d = number of classes);
+  * ``correctness``: 1 if the argmax is the label, else 0 (d = 1).
 
   Example:
-    >>> f = mia_features([[0.0, np.log(3.0)]], [1])
-    >>> np.round(f, 6)  # p = [.25, .75]; H = -(.25 log .25 + .75 log .75)
-    array([[0.75    , 0.562335]])
+    >>> f = mia_features([[0.0, np.log(3.0)]], [1], "confidence")  # p = [.25, .75]
+    >>> f.tolist()
+    [[0.75]]
+    >>> np.round(mia_features([[0.0, np.log(3.0)]], [1], "entropy"), 6).tolist()
+    [[0.562335]]
   """
   logits, labels = _check_logits_labels(logits, labels, "mia_features")
+  if feature not in MIA_FEATURES:
+    raise ValueError(f"unknown MIA feature {feature!r}; choose one of {', '.join(MIA_FEATURES)}")
   logp = log_softmax(logits)
   p = np.exp(logp)
-  confidence = p[np.arange(labels.shape[0]), labels]
-  entropy = -np.sum(p * logp, axis=-1)
-  entropy = np.maximum(entropy, 0.0)  # clip -0.0 / rounding below zero
-  return np.stack([confidence, entropy], axis=1)
-
-
-def _subsample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
-  """Sorted indices of ``k`` of ``range(n)`` without replacement (all if k >= n)."""
-  if k >= n:
-    return np.arange(n)
-  return np.sort(rng.choice(n, size=k, replace=False))
+  n = labels.shape[0]
+  if feature == "confidence":
+    out = p[np.arange(n), labels][:, None]
+  elif feature == "entropy":
+    out = -np.sum(np.where(p > 0, p * logp, 0.0), axis=-1, keepdims=True)
+  elif feature == "m_entropy":
+    floored = np.where(p > 0, logp, _LOG_FLOOR)
+    present = np.zeros(p.shape[1], bool)
+    present[np.unique(labels)] = True
+    weight = np.where(present[None, :], 1.0 - p, p)
+    out = -np.sum(weight * floored, axis=-1, keepdims=True)
+  elif feature == "prob":
+    out = p
+  else:  # correctness
+    out = (np.argmax(logits, axis=-1) == labels).astype(np.float64)[:, None]
+  return np.maximum(out, 0.0) if feature in ("entropy", "m_entropy") else out
 
 
 def mia_efficacy(
@@ -253,109 +279,90 @@ def mia_efficacy(
   forget_logits: Any,
   forget_labels: Any,
   *,
-  seed: int = 0,
-  max_train: int | None = None,
+  feature: str = "confidence",
 ) -> float:
-  """MIA-efficacy: percentage of forget examples a membership attack calls non-members.
+  """MIA-efficacy as the unlearning literature computes it (SalUn's ``SVC_MIA``).
 
-  The attack is the confidence-based SVC attack of the unlearning literature
-  (Jia et al. 2023, "Model sparsity can simplify machine unlearning"; SalUn):
+  The attack of Jia et al. (2023) and SalUn (Fan et al., 2024), which the IGS paper's
+  code copies:
 
-  1. Features: :func:`mia_features` (true-label confidence, softmax entropy).
-  2. Training set: retain examples labelled member (1) and test examples
-     labelled non-member (0), class-balanced -- the larger group is
-     subsampled (seeded, without replacement) to the size of the smaller;
-     ``max_train`` further caps the examples per group.
-  3. Classifier: ``StandardScaler`` followed by
-     ``sklearn.svm.SVC(kernel="rbf", C=3, gamma="scale")``.  We choose
-     ``gamma="scale"`` (``1 / (n_features * X.var())``); after standardising,
-     ``X.var()`` is 1, so it equals ``gamma="auto"`` (``1 / n_features``) and
-     the choice is immaterial -- ``"scale"`` just stays correct if a feature is
-     constant.
-  4. Result: ``100 * mean(predict(forget_features) == 0)``.
+  1. Members: the first ``len(test)`` retain examples (in the order given — pass the
+     retain set in dataset order); non-members: the whole test set (for class-wise
+     forgetting, the test examples of the remaining classes).
+  2. One ``sklearn.svm.SVC(C=3, gamma="auto", kernel="rbf")`` on the *unscaled*
+     ``feature`` of :func:`mia_features` (``confidence`` by default, what papers report),
+     members labelled 1, non-members 0.
+  3. Result: ``100 * (1 - mean(predict(forget)))``, the share of forget examples the
+     attack calls non-members.
 
-  Caveat measured on digits: after random-label unlearning of a class the forget
-  examples (confidence ≈ 0.006, entropy ≈ log 10) lie beyond every training point of
-  the attack, whose answer there is decided by a handful of outlying examples and
-  flips between 0 and 100 with the subsample seed (clipping the features to the
-  training range or taking the nearest training point did not help). Average over
-  several seeds (``evaluate_predictions(..., mia_seeds=5)``) to see it.
-
-  Higher means the forget set looks more like unseen data (more forgetting);
-  the target is the value a retrained model gets, not 100.  The result is
-  deterministic given ``seed`` (the SVC itself is deterministic; only the
-  subsampling is random).
-
-  Args:
-    retain_logits, retain_labels: predictions on (a sample of) the retain set.
-    test_logits, test_labels: predictions on held-out test data.
-    forget_logits, forget_labels: predictions on the forget set.
-    seed: seed for the balancing/capping subsample.
-    max_train: if given, at most this many members and this many non-members
-      are used to train the attack (SVC training is quadratic; a few thousand
-      per group is plenty).
-
-  Returns:
-    A Python float in ``[0, 100]``.
-
-  Raises:
-    ValueError: on bad logits/labels (see :func:`accuracy`) or
-      ``max_train < 1``.
+  Higher means the forget set looks more like unseen data (more forgetting); the target
+  is the value a retrained model gets, not 100. Deterministic: no subsampling, and the
+  SVC is deterministic.
 
   Example:
     >>> rng = np.random.default_rng(0)
     >>> def preds(n, margin):  # 2-class logits with the given true-class margin
-    ...     return np.stack([np.zeros(n), margin + rng.normal(0, .3, n)], 1), np.ones(n, int)
+    ...   return np.stack([np.zeros(n), margin + rng.normal(0, 0.3, n)], 1), np.ones(n, int)
     >>> member, nonmember = preds(50, 6.0), preds(50, 0.5)
     >>> mia_efficacy(*member, *nonmember, *preds(20, 0.5))  # forget looks unseen
     100.0
     >>> mia_efficacy(*member, *nonmember, *preds(20, 6.0))  # forget looks trained-on
     0.0
   """
-
-  if max_train is not None:
-    if isinstance(max_train, bool) or not isinstance(max_train, (int, np.integer)):
-      raise ValueError(f"max_train must be a positive int or None, got {max_train!r}.")
-    if max_train < 1:
-      raise ValueError(f"max_train must be >= 1, got {max_train}.")
-
-  x_in = _mia_features_named(retain_logits, retain_labels, "mia_efficacy (retain)")
-  x_out = _mia_features_named(test_logits, test_labels, "mia_efficacy (test)")
-  x_forget = _mia_features_named(forget_logits, forget_labels, "mia_efficacy (forget)")
-  return mia_efficacy_from_features(x_in, x_out, x_forget, seed=seed, max_train=max_train)
-
-
-def mia_efficacy_from_features(
-  x_in: np.ndarray,
-  x_out: np.ndarray,
-  x_forget: np.ndarray,
-  *,
-  seed: int = 0,
-  max_train: int | None = None,
-) -> float:
-  """:func:`mia_efficacy` on precomputed features (members, non-members, forget)."""
-  from sklearn.pipeline import make_pipeline
-  from sklearn.preprocessing import StandardScaler
   from sklearn.svm import SVC
 
-  rng = np.random.default_rng(seed)
-  k = min(x_in.shape[0], x_out.shape[0])
-  if max_train is not None:
-    k = min(k, int(max_train))
-  x_in = x_in[_subsample(x_in.shape[0], k, rng)]
-  x_out = x_out[_subsample(x_out.shape[0], k, rng)]
-
+  x_in = _mia_features_named(retain_logits, retain_labels, "mia_efficacy (retain)", feature)
+  x_out = _mia_features_named(test_logits, test_labels, "mia_efficacy (test)", feature)
+  x_forget = _mia_features_named(forget_logits, forget_labels, "mia_efficacy (forget)", feature)
+  x_in = x_in[: x_out.shape[0]]
   x = np.concatenate([x_in, x_out], axis=0)
-  y = np.concatenate([np.ones(k, np.int64), np.zeros(k, np.int64)])
-  clf = make_pipeline(StandardScaler(), SVC(kernel="rbf", C=3.0, gamma="scale"))
+  y = np.concatenate([np.ones(len(x_in), np.int64), np.zeros(len(x_out), np.int64)])
+  clf = SVC(C=3, gamma="auto", kernel="rbf")
   clf.fit(x, y)
-  pred = clf.predict(x_forget)
-  return float(100.0 * np.mean(pred == 0))
+  return float(100.0 * (1.0 - np.mean(clf.predict(x_forget))))
 
 
-def _mia_features_named(logits: Any, labels: Any, name: str) -> np.ndarray:
+def _mia_features_named(logits: Any, labels: Any, name: str, feature: str) -> np.ndarray:
   logits, labels = _check_logits_labels(logits, labels, name)
-  return mia_features(logits, labels)
+  return mia_features(logits, labels, feature)
+
+
+def per_example_loss(logits: Any, labels: Any) -> np.ndarray:
+  """Cross-entropy of each example, ``-log softmax(logits)[label]`` (float64).
+
+  Example:
+    >>> np.round(per_example_loss([[0.0, 0.0]], [1]), 6).tolist()  # log 2
+    [0.693147]
+  """
+  logits, labels = _check_logits_labels(logits, labels, "per_example_loss")
+  return -log_softmax(logits)[np.arange(labels.shape[0]), labels]
+
+
+def loss_auc(forget_logits: Any, forget_labels: Any, test_logits: Any, test_labels: Any) -> float:
+  """How well the loss tells forget examples from unseen ones: ROC AUC in percent.
+
+  The probability that a random forget example has a *lower* loss than a random test
+  example (ties count half), times 100: 50 means indistinguishable, 100 that every forget
+  example still looks trained-on, below 50 that the forget set was pushed further than
+  unseen data (over-forgetting, itself a signal). Threshold-free, so it does not flip with
+  an attack's decision boundary; the target is the retrained model's value. Compare with
+  test examples of the same classes as the forget set (for class-wise forgetting, the
+  test examples of the forgotten class).
+
+  Example:
+    >>> seen = (np.array([[0.0, 5.0]] * 3), np.ones(3, int))     # low loss
+    >>> unseen = (np.array([[0.0, 0.5]] * 4), np.ones(4, int))   # higher loss
+    >>> loss_auc(*seen, *unseen), loss_auc(*unseen, *unseen)
+    (100.0, 50.0)
+  """
+  f = per_example_loss(forget_logits, forget_labels)
+  t = per_example_loss(test_logits, test_labels)
+  # Mann–Whitney U from ranks of the pooled losses (average ranks for ties).
+  from scipy.stats import rankdata
+
+  ranks = rankdata(np.concatenate([f, t]))
+  u_forget_higher = ranks[: len(f)].sum() - len(f) * (len(f) + 1) / 2
+  return float(100.0 * (1.0 - u_forget_higher / (len(f) * len(t))))
 
 
 # ---------------------------------------------------------------------------
@@ -368,30 +375,26 @@ def evaluate_predictions(
   retain: Sequence[Any],
   test: Sequence[Any],
   *,
-  mia_retain: Sequence[Any] | None = None,
-  seed: int = 0,
-  max_train: int | None = None,
-  mia_seeds: int = 1,
+  auc_test: Sequence[Any] | None = None,
+  mia_feature: str = "confidence",
 ) -> dict[str, float]:
-  """UA, RA, TA and MIA-efficacy from ``(logits, labels)`` pairs.
-
-  ``mia_seeds`` > 1 averages MIA-efficacy over that many attack subsamples (seeds
-  ``seed, seed+1, …``): the attack's answer on far-out forget sets can flip with the
-  subsample (see :func:`mia_efficacy`), and the mean estimates it with less variance.
+  """UA, RA, TA, MIA-efficacy and the loss AUC from ``(logits, labels)`` pairs.
 
   Args:
-    forget: ``(logits, labels)`` on the forget set -> UA and the MIA target.
-    retain: ``(logits, labels)`` on the retain set -> RA, and the members
-      used to train the MIA attack (unless ``mia_retain`` is given).
-    test: ``(logits, labels)`` on the test set -> TA, and the non-members of
-      the MIA attack.  For class-wise forgetting, the remaining classes only.
-    mia_retain: optional separate ``(logits, labels)`` for the attack's
-      members (e.g. a retain subsample the size of the test set).
-    seed, max_train: passed to :func:`mia_efficacy`.
+    forget: ``(logits, labels)`` on the forget set -> UA, the MIA target, the AUC.
+    retain: ``(logits, labels)`` on the retain set in dataset order -> RA, and the
+      attack's members (its first ``len(test)`` examples).
+    test: ``(logits, labels)`` on the test set -> TA, and the non-members of the
+      attack. For class-wise forgetting, the remaining classes only.
+    auc_test: ``(logits, labels)`` of unseen examples like the forget set's, for
+      :func:`loss_auc` (for class-wise forgetting, the test examples of the forgotten
+      class); default ``test``.
+    mia_feature: the attack's feature (:data:`MIA_FEATURES`).
 
   Returns:
-    ``{"UA": ..., "RA": ..., "TA": ..., "MIA": ...}``, all percentages
-    (directions in :data:`DIRECTION`).
+    ``{"UA", "RA", "TA", "MIA", "LossAUC"}``, all percentages (directions in
+    :data:`DIRECTION`). ``LossAUC`` is reported beside MIA and is not part of
+    :func:`avg_gap`, so Avg. Gap stays comparable with the literature.
 
   Example:
     >>> f = (np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([1, 1]))
@@ -399,34 +402,28 @@ def evaluate_predictions(
     >>> t = (np.array([[0.0, 1.0], [1.0, 0.0], [0.0, -1.0]]), np.array([1, 0, 1]))
     >>> m = evaluate_predictions(f, r, t)
     >>> sorted(m), m["UA"], m["RA"]
-    (['MIA', 'RA', 'TA', 'UA'], 50.0, 100.0)
+    (['LossAUC', 'MIA', 'RA', 'TA', 'UA'], 50.0, 100.0)
   """
   forget_logits, forget_labels = _unpack(forget, "forget")
   retain_logits, retain_labels = _unpack(retain, "retain")
   test_logits, test_labels = _unpack(test, "test")
-  mia_in = (
-    (retain_logits, retain_labels) if mia_retain is None else _unpack(mia_retain, "mia_retain")
+  auc_logits, auc_labels = (
+    (test_logits, test_labels) if auc_test is None else _unpack(auc_test, "auc_test")
   )
   return {
     "UA": unlearning_accuracy(forget_logits, forget_labels),
     "RA": retain_accuracy(retain_logits, retain_labels),
     "TA": test_accuracy(test_logits, test_labels),
-    "MIA": float(
-      np.mean(
-        [
-          mia_efficacy(
-            *mia_in,
-            test_logits,
-            test_labels,
-            forget_logits,
-            forget_labels,
-            seed=seed + i,
-            max_train=max_train,
-          )
-          for i in range(int(mia_seeds))
-        ]
-      )
+    "MIA": mia_efficacy(
+      retain_logits,
+      retain_labels,
+      test_logits,
+      test_labels,
+      forget_logits,
+      forget_labels,
+      feature=mia_feature,
     ),
+    "LossAUC": loss_auc(forget_logits, forget_labels, auc_logits, auc_labels),
   }
 
 
@@ -499,6 +496,27 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     raise ValueError(f"mean_std: values contain NaN or inf: {v.tolist()}.")
   std = float(np.std(v, ddof=1)) if v.size > 1 else 0.0
   return float(np.mean(v)), std
+
+
+def ci95(values: Iterable[float]) -> tuple[float, float]:
+  """Two-sided 95 % confidence interval of the mean (Student's t, ``n - 1`` dof).
+
+  ``(mean, mean)`` for a single value.
+
+  Example:
+    >>> lo, hi = ci95([1.0, 2.0, 3.0])  # mean 2, std 1, t(0.975, 2) = 4.303
+    >>> round(lo, 3), round(hi, 3)
+    (-0.484, 4.484)
+  """
+  from scipy.stats import t
+
+  values = list(values)
+  mean, std = mean_std(values)
+  n = len(values)
+  if n < 2:
+    return mean, mean
+  half = float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+  return mean - half, mean + half
 
 
 def format_mean_std(mean: float, std: float, digits: int = 2) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jaxunlearn.errors import ConfigError
-from jaxunlearn.transforms.implicit import SIGNALS
+from jaxunlearn.transforms.implicit import DUALS, REFERENCES, SIGNALS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,9 +81,13 @@ class UnlearnConfig:
   forget_labels: str = "random_wrong"  # random targets: "random_wrong" or "random_all"
   forget_objective: str = "rl"  # L_f of surgery/MOO/weighting methods: "rl" | "ga"
   seed: int = 0
-  # implicit gradient surgery
-  tolerance: float = 0.0  # tolerated per-step increase of log L_r
+  # implicit gradient surgery (defaults: the paper's update; the igs method's own
+  # defaults in the registry are the anchored variant)
+  tolerance: float = 0.0  # tolerated increase of φ(L_r) against the reference
   signal: str = "reevaluate"
+  reference: str = "previous"  # "previous" (per step, the paper's) or "start" (θ_0)
+  normalize_weights: bool = False  # weights (λ, 1)/(1+λ) instead of (λ, 1)
+  dual_optimizer: str = "adam"  # "adam" (the paper's) or "sgd"
   dual_lr: float = 1.0
   dual_weight_decay: float = 0.01
   init_multiplier: float = 0.0
@@ -125,6 +129,12 @@ class UnlearnConfig:
       raise ConfigError(f"forget_objective must be 'rl' or 'ga', got {self.forget_objective!r}")
     if self.signal not in SIGNALS:
       raise ConfigError(f"unknown signal {self.signal!r}; valid: {', '.join(SIGNALS)}")
+    if self.reference not in REFERENCES:
+      raise ConfigError(f"unknown reference {self.reference!r}; valid: {', '.join(REFERENCES)}")
+    if self.dual_optimizer not in DUALS:
+      raise ConfigError(
+        f"unknown dual_optimizer {self.dual_optimizer!r}; valid: {', '.join(DUALS)}"
+      )
     for key in ("dual_lr", "famo_lr", "pdu_dual_lr"):
       if getattr(self, key) < 0:
         raise ConfigError(f"{key} must be ≥ 0, got {getattr(self, key)}")

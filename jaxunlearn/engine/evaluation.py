@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from jaxunlearn import metrics as metrics_lib
+from jaxunlearn.data.splits import hash_order
 from jaxunlearn.engine.steps import make_predict
 
-NAN_METRICS = {k: float("nan") for k in metrics_lib.METRIC_KEYS}
+NAN_METRICS = {k: float("nan") for k in (*metrics_lib.METRIC_KEYS, "LossAUC")}
 
 
 def evaluate(
@@ -22,9 +23,7 @@ def evaluate(
   forget_set=None,
   *,
   unlearning: bool = True,
-  seed: int = 0,
-  mia_max_train: int | None = 2000,
-  mia_seeds: int = 5,
+  mia_feature: str = "confidence",
 ) -> dict:
   """Accuracies (percent) of a model, and with a forget set its unlearning metrics.
 
@@ -32,11 +31,15 @@ def evaluate(
   ``forget_accuracy``, ``retain_accuracy``, ``test_retain_accuracy`` (and
   ``test_forget_accuracy`` for class-wise forgetting); with ``unlearning`` also
   UA = 100 − forget accuracy (true labels), RA, TA (test set, remaining classes only for
-  class-wise forgetting) and MIA-efficacy (share of forget samples an SVC on
-  confidence/entropy features calls non-members; trained on retain = members vs test =
-  non-members; averaged over ``mia_seeds`` attack subsamples of at most
-  ``mia_max_train``). A model with non-finite outputs (it diverged) gets NaN metrics and
-  ``diverged=True``.
+  class-wise forgetting), MIA-efficacy (SalUn's attack,
+  :func:`jaxunlearn.metrics.mia_efficacy`) and LossAUC (forget vs unseen examples of the
+  same classes, :func:`jaxunlearn.metrics.loss_auc`). A model with non-finite outputs
+  (it diverged) gets NaN metrics and ``diverged=True``.
+
+  The attack's members are the first ``len(test)`` retain examples, as in SalUn, in a
+  fixed pseudo-random order of example ids: SalUn's CIFAR training order is unsorted,
+  while a package dataset may be stored sorted by class (the MNIST subset is), where
+  "the first" would be four classes only.
 
   Example:
     >>> import tempfile
@@ -46,8 +49,8 @@ def evaluate(
     >>> ds = data.load_dataset("digits")
     >>> fm, params, state = training.build_model(TrainConfig(), ds)
     >>> m = evaluate(fm, params, state, ds, data.make_forget_set(ds, "class:0"))
-    >>> sorted(k for k in m if k.isupper())  # an untrained model, but every metric
-    ['MIA', 'RA', 'TA', 'UA']
+    >>> sorted(k for k in m if k[0].isupper())  # an untrained model, but every metric
+    ['LossAUC', 'MIA', 'RA', 'TA', 'UA']
   """
   predict = make_predict(fm)
   train = np.asarray(predict(params, model_state, dataset.train.images))
@@ -82,14 +85,15 @@ def evaluate(
   if not finite:  # the method diverged (e.g. gradient ascent): no metric is meaningful
     return {**out, **NAN_METRICS, "diverged": True}
   keep = forget_set.test_retain_idx
+  members = forget_set.retain_idx[hash_order(dataset.train.ids[forget_set.retain_idx], 0)]
+  unseen = forget_set.test_forget_idx if len(forget_set.test_forget_idx) else keep
   out.update(
     metrics_lib.evaluate_predictions(
       (train[forget_set.forget_idx], labels[forget_set.forget_idx]),
-      (train[forget_set.retain_idx], labels[forget_set.retain_idx]),
+      (train[members], labels[members]),
       (test[keep], test_labels[keep]),
-      seed=seed,
-      max_train=mia_max_train,
-      mia_seeds=mia_seeds,
+      auc_test=(test[unseen], test_labels[unseen]),
+      mia_feature=mia_feature,
     )
   )
   return out

@@ -17,6 +17,7 @@ The paper's code calls −ε its ``error`` (a required decrease).
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -26,6 +27,7 @@ import optax
 from jaxunlearn.transforms import state_lookup
 
 SIGNALS = ("reevaluate", "consecutive", "jvp")
+REFERENCES = ("previous", "start")
 DEFAULT_LOSS_FLOOR = 1e-8
 
 
@@ -62,9 +64,12 @@ class ImplicitGradientSurgeryState(NamedTuple):
     log_losses: whether φ = log (bool scalar), so helpers build S consistently.
     loss_floor: floor inside the log.
     prev_retain: φ(L_r) seen at the previous update (the ``consecutive`` signal).
-    decrease: the last observed decrease Δ_t of φ(L_r) (for logging; 0 before any).
+    decrease: the last observed decrease Δ_t of φ(L_r) against the reference (for
+      logging; 0 before any).
     dual_state: state of the dual optimiser acting on λ.
     inner_state: state of the wrapped base optimiser.
+    start_params: with ``reference="start"``, the parameters at ``init`` (θ_0), whose
+      retain loss on each batch is the anchor; ``None`` otherwise.
   """
 
   count: jax.Array
@@ -76,6 +81,7 @@ class ImplicitGradientSurgeryState(NamedTuple):
   decrease: jax.Array
   dual_state: Any
   inner_state: Any
+  start_params: Any = None
 
   def loss_weights(self):
     return self.weights[0], self.weights[1]
@@ -84,6 +90,54 @@ class ImplicitGradientSurgeryState(NamedTuple):
     w = jax.lax.stop_gradient(self.weights)
     phi = lambda x: jnp.where(self.log_losses, log_floor(x, self.loss_floor), x)
     return w[0] * phi(retain_loss) + w[1] * phi(forget_loss)
+
+
+class Variant(NamedTuple):
+  """Defaults that one ``variant`` of :func:`implicit_gradient_surgery` gives its arguments."""
+
+  reference: str
+  normalize_weights: bool
+  log_losses: bool
+  tolerance: float
+  dual: str  # "adam" (L2 on λ added to the dual gradient) or "sgd"
+  dual_lr: float
+  dual_weight_decay: float
+
+  def dual_optimizer(self) -> optax.GradientTransformation:
+    return dual_optimizer(self.dual, self.dual_lr, self.dual_weight_decay)
+
+
+#: ``"paper"``: the update of Zhou et al.'s code — per-step constraint on log L_r,
+#: weights (λ, 1), dual Adam(lr 1) with L2 0.01 on λ, tolerance 0.
+#: ``"anchored"``: the constraint of the problem statement, L_r(θ) ≤ L_r(θ_0) + ε on
+#: each batch (raw losses), normalised weights (λ, 1)/(1+λ), dual SGD with step 30,
+#: ε = 0.02 (see docs/design.md §6 for why, and the README for the measurements).
+VARIANTS = {
+  "paper": Variant("previous", False, True, 0.0, "adam", 1.0, 0.01),
+  "anchored": Variant("start", True, False, 0.02, "sgd", 30.0, 0.0),
+}
+DUALS = ("adam", "sgd")
+
+
+def dual_optimizer(kind: str, learning_rate: float, weight_decay: float = 0.0):
+  """The optimiser acting on λ: ``"adam"`` (:func:`default_dual_optimizer`, the paper's)
+  or ``"sgd"`` (a step proportional to the signal), both with L2 ``weight_decay`` on λ.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> tx = dual_optimizer("sgd", 30.0)
+    >>> lam = jnp.array(0.0)
+    >>> round(float(tx.update(jnp.array(-0.01), tx.init(lam), lam)[0]), 4)  # λ += 30 × 0.01
+    0.3
+  """
+  if kind == "adam":
+    return default_dual_optimizer(learning_rate, weight_decay)
+  if kind == "sgd":
+    return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate))
+  raise ValueError(f"unknown dual optimiser {kind!r}; choose one of {', '.join(DUALS)}")
+
+
+DEFAULT_VARIANT = "anchored"
 
 
 def _weights(lam, normalize: bool):
@@ -95,11 +149,13 @@ def _weights(lam, normalize: bool):
 def implicit_gradient_surgery(
   inner: optax.GradientTransformation,
   *,
-  tolerance: float = 0.0,
+  variant: str = DEFAULT_VARIANT,
+  tolerance: float | None = None,
+  reference: str | None = None,
   dual_optimizer: optax.GradientTransformation | None = None,
   init_multiplier: float = 0.0,
-  log_losses: bool = True,
-  normalize_weights: bool = False,
+  log_losses: bool | None = None,
+  normalize_weights: bool | None = None,
   signal: str = "reevaluate",
   loss_floor: float = DEFAULT_LOSS_FLOOR,
 ) -> optax.GradientTransformationExtraArgs:
@@ -128,14 +184,29 @@ def implicit_gradient_surgery(
     but noisy (on digits its signal barely correlated with a step's real effect); the
     dual update at step t reacts to step t−1 and the first update leaves λ alone.
 
+  What the constraint compares against (``reference``):
+
+  * ``"previous"`` (the paper's): each step may raise φ(L_r) by at most ε — it has no
+    memory, so a run can drift far from where it started in many small allowed steps;
+  * ``"start"``: L_r(θ_t) ≤ L_r(θ_0) + ε on every batch (the *bounded increase of the
+    utility loss* the problem states). θ_0 is kept in the state (one copy of the
+    parameters) and its loss on the batch costs one more forward per step.
+
+  ``variant`` picks the defaults of ``reference``, ``normalize_weights``, ``log_losses``,
+  ``tolerance`` and the dual optimiser together (any of them can still be passed):
+  ``"paper"`` is exactly the update of the paper's code; ``"anchored"`` is ours
+  (:data:`VARIANTS`).
+
   The dual gradient is skipped (λ and dual state kept) when it is not finite.
 
   Args:
     inner: the base optimiser, e.g. ``optax.sgd(1e-3, momentum=0.9)``. Put IGS last
       (outermost) in a chain: it must see the step that is really applied.
-    tolerance: ε, the tolerated per-step increase of φ(L_r) (signed; may be negative to
-      demand a decrease).
-    dual_optimizer: optimiser acting on λ; default Adam(lr 1.0) with L2 0.01
+    variant: ``"paper"`` or ``"anchored"``: the defaults of the arguments below.
+    tolerance: ε, the tolerated increase of φ(L_r) against the reference (signed; may
+      be negative to demand a decrease).
+    reference: ``"previous"`` (per step) or ``"start"`` (θ_0).
+    dual_optimizer: optimiser acting on λ; the paper's is Adam(lr 1.0) with L2 0.01
       (:func:`default_dual_optimizer`).
     init_multiplier: λ_0.
     log_losses: φ = log (floored at ``loss_floor``) if True, identity otherwise. Use
@@ -174,8 +245,20 @@ def implicit_gradient_surgery(
   """
   if signal not in SIGNALS:
     raise ValueError(f"unknown signal {signal!r}; choose one of {', '.join(SIGNALS)}")
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+  preset = VARIANTS[variant]
+  tolerance = preset.tolerance if tolerance is None else tolerance
+  reference = preset.reference if reference is None else reference
+  log_losses = preset.log_losses if log_losses is None else log_losses
+  normalize_weights = preset.normalize_weights if normalize_weights is None else normalize_weights
+  if reference not in REFERENCES:
+    raise ValueError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
+  if isinstance(tolerance, (int, float)) and not math.isfinite(tolerance):
+    raise ValueError(f"tolerance must be finite, got {tolerance}")
   inner = optax.with_extra_args_support(inner)
-  dual = dual_optimizer if dual_optimizer is not None else default_dual_optimizer()
+  dual = dual_optimizer if dual_optimizer is not None else preset.dual_optimizer()
+  anchored = reference == "start"
 
   def phi(loss):
     loss = jnp.asarray(loss, jnp.float32)
@@ -193,32 +276,45 @@ def implicit_gradient_surgery(
       decrease=jnp.zeros((), jnp.float32),
       dual_state=dual.init(lam),
       inner_state=inner.init(params),
+      # A copy: the caller may donate params and state buffers to a jitted step.
+      start_params=jax.tree.map(jnp.copy, params) if anchored else None,
     )
 
   def update_fn(updates, state, params=None, *, retain_loss, retain_loss_fn=None, **extra_args):
-    if signal != "consecutive" and (retain_loss_fn is None or params is None):
+    if (signal != "consecutive" or anchored) and (retain_loss_fn is None or params is None):
       raise ValueError(
-        f"signal={signal!r} needs params and retain_loss_fn (L_r on the same batch); "
-        "pass them, or use signal='consecutive'"
+        f"signal={signal!r} with reference={reference!r} needs params and retain_loss_fn "
+        "(L_r on the same batch); pass them" + ("" if anchored else ", or use signal='consecutive'")
+      )
+    if jnp.ndim(retain_loss) != 0:
+      raise ValueError(
+        f"retain_loss must be a scalar (the batch mean), got shape {jnp.shape(retain_loss)}"
       )
     updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
     before = phi(retain_loss)
 
+    # φ(L_r) after the step, observed as the signal says.
     if signal == "reevaluate":
       after = phi(retain_loss_fn(optax.apply_updates(params, updates)))
-      decrease = before - after
-      ready = jnp.asarray(True)
     elif signal == "jvp":
       # d/dt L_r(θ + t·Δθ) at t = 0 is ⟨g_r, Δθ⟩; φ = log scales it by 1/L_r.
       primal, tangent = jax.jvp(retain_loss_fn, (params,), (updates,))
       tangent = jnp.asarray(tangent, jnp.float32)
       if log_losses:
         tangent = tangent / jnp.maximum(jnp.asarray(primal, jnp.float32), loss_floor)
-      decrease = -tangent
+      after = before + tangent
+    else:  # consecutive: no look after the step; this batch's loss stands for it.
+      after = before
+
+    if anchored:  # against θ_0 on the same batch: L_r(θ) ≤ L_r(θ_0) + ε over the whole run
+      decrease = phi(retain_loss_fn(state.start_params)) - after
       ready = jnp.asarray(True)
-    else:  # consecutive: the previous batch's φ(L_r) against this one's.
+    elif signal == "consecutive":  # the previous batch's φ(L_r) against this one's
       decrease = state.prev_retain - before
       ready = state.count > 0
+    else:
+      decrease = before - after
+      ready = jnp.asarray(True)
 
     dual_grad = decrease + jnp.asarray(tolerance, jnp.float32)
     apply = jnp.logical_and(ready, jnp.isfinite(dual_grad))
@@ -238,6 +334,7 @@ def implicit_gradient_surgery(
       decrease=jnp.where(apply, decrease, 0.0).astype(jnp.float32),
       dual_state=dual_state,
       inner_state=inner_state,
+      start_params=state.start_params,
     )
     return updates, new_state
 

@@ -97,7 +97,11 @@ def loss_weights(opt_state):
     >>> import optax, jax.numpy as jnp, jaxunlearn
     >>> tx = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1), init_multiplier=0.5)
     >>> w_r, w_f = jaxunlearn.loss_weights(tx.init({"w": jnp.zeros(2)}))
-    >>> float(w_r), float(w_f)
+    >>> round(float(w_r), 4), round(float(w_f), 4)  # the default: (λ, 1)/(1+λ)
+    (0.3333, 0.6667)
+    >>> paper = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1), variant="paper",
+    ...                                              init_multiplier=0.5)
+    >>> tuple(float(w) for w in jaxunlearn.loss_weights(paper.init({"w": jnp.zeros(2)})))
     (0.5, 1.0)
   """
   return tuple(find_weighting_state(opt_state).loss_weights())
@@ -124,10 +128,10 @@ def scalarized_loss(opt_state, *losses):
 
   Example:
     >>> import optax, jax, jax.numpy as jnp, jaxunlearn
-    >>> tx = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1), log_losses=False,
-    ...                                           init_multiplier=2.0)
+    >>> tx = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1), variant="paper",
+    ...                                           log_losses=False, init_multiplier=2.0)
     >>> s = tx.init({"w": jnp.zeros(2)})
-    >>> float(jaxunlearn.scalarized_loss(s, jnp.array(3.0), jnp.array(1.0)))
+    >>> float(jaxunlearn.scalarized_loss(s, jnp.array(3.0), jnp.array(1.0)))  # 2·3 + 1
     7.0
   """
   return find_weighting_state(opt_state).scalarize(*losses)

@@ -41,3 +41,13 @@ def test_dual_weight_decay_lets_retain_loss_drift():
     PROBLEM, signal="reevaluate", steps=STEPS, lr=LR, dual_weight_decay=0.0
   )
   assert with_decay[-1, 0] - with_decay[0, 0] > 10 * (without[-1, 0] - without[0, 0])
+
+
+@pytest.mark.parametrize("signal", ["reevaluate", "jvp", "consecutive"])
+def test_anchored_igs_holds_its_bound_and_reaches_the_constrained_optimum(signal):
+  losses, lams = convex.run_igs(PROBLEM, signal=signal, steps=STEPS, lr=LR, variant="anchored")
+  l_r, l_f = losses[-1]
+  assert l_f < losses[0, 1] - 0.1  # it forgot
+  assert l_r - losses[0, 0] <= 0.02 + 2e-3  # L_r ≤ L_r(θ_0) + ε (ε = 0.02), held
+  assert lams[-1] > 0  # the bound is active
+  assert l_f == pytest.approx(convex.slsqp_optimum(PROBLEM, float(l_r)), rel=0.01)

@@ -139,3 +139,46 @@ def test_killed_comparison_resumes_without_recomputing(tmp_path):
   after = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
   assert len(after) == 4
   assert all(after[name] == mtime for name, mtime in done.items())  # not recomputed
+
+
+def test_rank_summary_orders_by_avg_gap_and_puts_diverged_last(tmp_path):
+  def res(name, gaps):
+    return {"scenario": name, "summary": {m: {"AvgGap": [g, 0.0]} for m, g in gaps.items()}}
+
+  nan = float("nan")
+  summary = compare.rank_summary(
+    [res("a", {"igs": 1.0, "ft": 3.0, "ga": nan}), res("b", {"igs": 2.0, "ft": 0.5, "ga": 9.0})]
+  )
+  assert summary["ranks"]["igs"] == {"a": 1, "b": 2}
+  assert summary["ranks"]["ga"] == {"a": 3, "b": 3}
+  assert summary["mean_rank"] == {"igs": 1.5, "ft": 1.5, "ga": 3.0}
+  compare.write_rank_summary(summary, tmp_path / "ranks.md")
+  assert "| ga | 3 | 3 | 3.0 |" in (tmp_path / "ranks.md").read_text()
+
+
+def test_igs_variants_study_end_to_end(tmp_path):
+  from experiments import igs_variants
+
+  data_dir = tmp_path / "data"
+  data.prepare("digits", data_dir)
+  result = igs_variants.run(
+    tmp_path / "v",
+    classes=(1,),
+    seeds=2,
+    variants=["paper", "anchored"],
+    steps=3,
+    data_dir=data_dir,
+    pretrain_overrides=["epochs=2"],
+    progress=False,
+  )
+  assert set(result["summary"]) == {"paper", "anchored"}
+  assert all(s["runs"] == 2 for s in result["summary"].values())
+  table = (tmp_path / "v" / "igs_variants.md").read_text()
+  assert "| anchored |" in table and "| paper |" in table
+  runs = sorted(p.name for p in (tmp_path / "v" / "digits-class1" / "runs").glob("*.json"))
+  assert runs == [
+    "igs-s0-anchored.json",
+    "igs-s0-paper.json",
+    "igs-s1-anchored.json",
+    "igs-s1-paper.json",
+  ]

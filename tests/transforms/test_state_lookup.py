@@ -9,7 +9,7 @@ import jaxunlearn
 
 
 def igs(lam=0.25):
-  return jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1), init_multiplier=lam)
+  return jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1), variant="paper", init_multiplier=lam)
 
 
 PARAMS = {"w": jnp.zeros(3)}
