@@ -114,6 +114,7 @@ def measure(method: str, config: dict, device_counts, progress=True) -> dict:
     n_retain=config["n_retain"],
     n_forget=config["n_forget"],
     learning_rate=config["lr"],
+    layout="split",  # the synthetic batches below are split ones
   )
   m = get_method(method)
   tx = build_transformation(cfg)

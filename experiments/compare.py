@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
-from experiments import plots
+from experiments import plots, tuning
 from experiments.cli import main_guard
-from experiments.jobs import Job, prepare_scenario, run_jobs
+from experiments.jobs import Job, is_main_run, prepare_scenario, run_jobs
 from experiments.scenarios import DEFAULT_SCENARIOS, SCENARIOS
 from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.engine.methods import METHODS, get_method
@@ -42,6 +42,7 @@ def run_scenario(
   data_dir=None,
   progress: bool = True,
   sweeps: bool | int = True,
+  tuned: bool = False,
 ) -> dict:
   """Runs every method × seed (and the scenario's sweeps) and writes tables and plots.
 
@@ -56,15 +57,40 @@ def run_scenario(
   ctx = prepare_scenario(
     name, workdir, pretrain_overrides=pretrain_overrides, data_dir=data_dir, progress=progress
   )
-  jobs = [Job(m, seed) for m in methods for seed in range(seeds)]
-  if sweeps:
+  chosen, candidates = {}, {}
+  if tuned:  # retrain-blind: seed 0, validation split (experiments.tuning)
+    grids = {m: get_method(m).tuning_grid() for m in methods}
+    tune_jobs = [
+      Job(m, 0, tuple(sorted(point.items())), label=f"tune{i}")
+      for m in methods
+      for i, point in enumerate(grids[m])
+    ]
+    tune_runs = run_jobs(
+      ctx, tune_jobs, overrides=overrides, progress=progress, desc=f"{name} tuning"
+    )
+    class_wise = bool(ctx.forget_set.forget_classes)
+    for m in methods:
+      runs_m = [r for j, r in zip(tune_jobs, tune_runs) if j.method == m]
+      best = tuning.select(runs_m, ctx.reference["original"], class_wise)
+      chosen[m] = grids[m][best]
+      candidates[m] = [
+        {"config": grids[m][i], "chosen": i == best}
+        | {k: r["metrics"].get(k) for k in tuning.SELECTION_KEYS}
+        for i, r in enumerate(runs_m)
+      ]
+  jobs = [
+    Job(m, seed, tuple(sorted(chosen[m].items())), label="tuned") if tuned else Job(m, seed)
+    for m in methods
+    for seed in range(seeds)
+  ]
+  if sweeps and not tuned:
     for m, (key, values) in ctx.scenario.sweeps.items():
       if m in methods:
         values = values if sweeps is True else values[: int(sweeps)]
         jobs += [Job(m, 0, ((key, v),)) for v in values]
   runs = run_jobs(ctx, jobs, overrides=overrides, progress=progress)
 
-  summary = summarize([r for r in runs if not r["sweep"]])
+  summary = summarize([r for r in runs if is_main_run(r)])
   results = {
     "scenario": name,
     "description": ctx.scenario.description,
@@ -76,6 +102,8 @@ def run_scenario(
     "reference": ctx.reference,
     "retrain_seconds": ctx.retrain_seconds,
     "summary": summary,
+    "tuned": chosen or None,
+    "tuning": candidates or None,
     "runs": runs,
     "wall_seconds": time.perf_counter() - start,
   }
@@ -243,6 +271,12 @@ def parse_args(argv=None):
     help="override of the original/retrain recipe (e.g. epochs=5)",
   )
   p.add_argument("--no-sweeps", action="store_true", help="skip the tolerance curves")
+  p.add_argument(
+    "--tuned",
+    action="store_true",
+    help="tune every method first (the same budget each, retrain-blind, on the validation "
+    "split; see experiments/tuning.py), then run the chosen configuration on every seed",
+  )
   p.add_argument("--data-dir")
   p.add_argument("--no-progress", action="store_true")
   return p.parse_args(argv)
@@ -266,6 +300,7 @@ def main(argv=None):
       data_dir=args.data_dir,
       progress=not args.no_progress,
       sweeps=not args.no_sweeps,
+      tuned=args.tuned,
     )
     print((workdir / name / "results.md").read_text())
     print(f"[{name}: {results['wall_seconds']:.0f} s; files in {workdir / name}]")

@@ -66,7 +66,9 @@ def run(
       raise ConfigError(f"unknown variant {v!r}; valid: {', '.join(VARIANTS)}")
   rows = {v: [] for v in variants}
   for c in classes:
-    scenario = Scenario(f"digits-class{c}", "digits-mlp", f"class:{c}", {"steps": steps})
+    # A user's own loop: every step 64 retain + 16 forget rows, plain SGD with momentum.
+    loop = {"steps": steps, "layout": "split", "weight_decay": 0.0}
+    scenario = Scenario(f"digits-class{c}", "digits-mlp", f"class:{c}", loop)
     ctx = prepare_scenario(
       scenario,
       workdir,

@@ -130,6 +130,7 @@ def run_job(ctx: ScenarioContext, job: Job, cfg) -> dict:
     "method": job.method,
     "seed": job.seed,
     "sweep": dict(job.sweep),
+    "label": job.label,
     "metrics": ev,
     "AvgGap": (
       metrics_lib.avg_gap(ev, ctx.reference["retrain"]) if not ev.get("diverged") else float("nan")
@@ -168,3 +169,9 @@ def run_jobs(
       write_json_atomic(path, record)
     records.append(record)
   return records
+
+
+def is_main_run(record: dict) -> bool:
+  """A run that the tables summarise: a method at its own (or its tuned) configuration,
+  not a point of a sweep or a tuning candidate."""
+  return not record["sweep"] or record.get("label") == "tuned"

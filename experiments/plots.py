@@ -11,10 +11,12 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments.jobs import is_main_run  # noqa: E402
+
 
 def _seed0(results, method):
   for r in results["runs"]:
-    if r["method"] == method and r["seed"] == 0 and not r["sweep"]:
+    if r["method"] == method and r["seed"] == 0 and is_main_run(r):
       return r
   return None
 
@@ -29,7 +31,7 @@ def ua_ta(results, path):
   cmap = plt.get_cmap("tab20")
   sweeps = {}
   for r in results["runs"]:
-    if r["sweep"] and math.isfinite(r["metrics"]["UA"]):
+    if r["sweep"] and not r.get("label") and math.isfinite(r["metrics"]["UA"]):
       ((key, value),) = r["sweep"].items()
       sweeps.setdefault((r["method"], key), []).append(
         (value, r["metrics"]["UA"], r["metrics"]["TA"])

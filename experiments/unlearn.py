@@ -121,7 +121,8 @@ def run(args) -> dict:
 @main_guard
 def main(argv=None):
   out = run(parse_args(argv))
-  summary = {k: out[k] for k in ("method", "UA", "RA", "TA", "MIA", "seconds") if k in out}
+  keys = ("method", "UA", "RA", "TA", "MIA", "LossAUC", "seconds")
+  summary = {k: out[k] for k in keys if k in out}
   if "AvgGap" in out:
     summary["AvgGap"] = out["AvgGap"]
   print(json.dumps(summary, indent=2))

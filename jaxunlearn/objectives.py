@@ -1,9 +1,12 @@
 r"""Unlearning objectives on logits: what the forget and retain losses are.
 
 All functions take logits (and labels or reference logits) and return a scalar mean,
-so they compose with any model. Lower is better for every one of them (each is a
-loss to *minimise*); the forget objectives are built so that minimising them removes
-the forget set.
+so they compose with any model. With ``weights`` (one per example) they return the
+weighted *sum* instead: the paper's mixed batches weight each part's rows by 1/B (B the
+batch size), so the retain and forget losses are the per-row means of each part scaled by
+that part's share of the batch, and a row outside the part has weight 0. Lower is better
+for every one of them (each is a loss to *minimise*); the forget objectives are built so
+that minimising them removes the forget set.
 """
 
 from __future__ import annotations
@@ -13,18 +16,27 @@ import jax.numpy as jnp
 import optax
 
 
-def cross_entropy(logits, labels):
+def _reduce(per_example, weights):
+  if weights is None:
+    return per_example.mean()
+  return jnp.sum(per_example * weights)
+
+
+def cross_entropy(logits, labels, weights=None):
   """Mean softmax cross-entropy with integer labels: the retain loss L_r.
 
   Example:
     >>> import jax.numpy as jnp
     >>> round(float(cross_entropy(jnp.zeros((2, 4)), jnp.array([0, 3]))), 4)  # log 4
     1.3863
+    >>> w = jnp.array([0.5, 0.0])  # a mixed batch of 2 rows, the first in this part
+    >>> round(float(cross_entropy(jnp.zeros((2, 4)), jnp.array([0, 3]), w)), 4)  # log 4 / 2
+    0.6931
   """
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  return _reduce(optax.softmax_cross_entropy_with_integer_labels(logits, labels), weights)
 
 
-def random_label_loss(logits, random_labels):
+def random_label_loss(logits, random_labels, weights=None):
   """L_f = CE(logits, random labels): the paper's forget objective (RL).
 
   Draw ``random_labels`` over the *wrong* classes only (never the true label) for
@@ -37,10 +49,10 @@ def random_label_loss(logits, random_labels):
     >>> float(random_label_loss(logits, jnp.array([1]))) > 5   # far from the random label
     True
   """
-  return cross_entropy(logits, random_labels)
+  return cross_entropy(logits, random_labels, weights)
 
 
-def gradient_ascent_loss(logits, labels):
+def gradient_ascent_loss(logits, labels, weights=None):
   """L_f = −CE(logits, true labels): gradient ascent on the forget set (GA). Unbounded below.
 
   Example:
@@ -48,10 +60,10 @@ def gradient_ascent_loss(logits, labels):
     >>> round(float(gradient_ascent_loss(jnp.zeros((1, 2)), jnp.array([0]))), 4)  # −log 2
     -0.6931
   """
-  return -cross_entropy(logits, labels)
+  return -cross_entropy(logits, labels, weights)
 
 
-def npo_loss(logits, ref_logits, labels, beta: float = 0.1):
+def npo_loss(logits, ref_logits, labels, beta: float = 0.1, weights=None):
   r"""Negative preference optimisation (Zhang et al., 2024) on classification.
 
   L = (2/β)·mean log(1 + (π_θ(y|x)/π_ref(y|x))^β), π_ref the original model (held fixed):
@@ -67,10 +79,10 @@ def npo_loss(logits, ref_logits, labels, beta: float = 0.1):
   ref = jnp.take_along_axis(
     jax.nn.log_softmax(jax.lax.stop_gradient(ref_logits)), labels[:, None], axis=-1
   )[:, 0]
-  return (2.0 / beta) * jnp.mean(jax.nn.softplus(beta * (logp - ref)))
+  return (2.0 / beta) * _reduce(jax.nn.softplus(beta * (logp - ref)), weights)
 
 
-def kl_to_teacher(logits, teacher_logits, temperature: float = 1.0):
+def kl_to_teacher(logits, teacher_logits, temperature: float = 1.0, weights=None):
   """KL(teacher ‖ student) on softened outputs, mean over the batch (SCRUB's distance).
 
   Example:
@@ -81,7 +93,7 @@ def kl_to_teacher(logits, teacher_logits, temperature: float = 1.0):
   """
   t = jax.nn.log_softmax(jax.lax.stop_gradient(teacher_logits) / temperature)
   s = jax.nn.log_softmax(logits / temperature)
-  return jnp.mean(jnp.sum(jnp.exp(t) * (t - s), axis=-1))
+  return _reduce(jnp.sum(jnp.exp(t) * (t - s), axis=-1), weights)
 
 
 def l1_norm(params):

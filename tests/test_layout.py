@@ -40,6 +40,7 @@ ENGINE_RANK = {
   "parallel": 0,
   "records": 1,
   "methods": 1,
+  "layouts": 1,
   "steps": 2,
   "evaluation": 3,
   "training": 4,

@@ -20,6 +20,7 @@ from jaxunlearn.data.batches import (
   epoch_permutation,
   random_labels,
   steps_per_epoch,
+  union_batch,
   unlearning_batch,
 )
 from jaxunlearn.data.builders import prepare
@@ -46,6 +47,7 @@ __all__ = [
   "prepare",
   "random_labels",
   "steps_per_epoch",
+  "union_batch",
   "unlearning_batch",
   "write_ids_file",
 ]

@@ -39,6 +39,7 @@ __all__ = [
   "random_labels",
   "steps_per_epoch",
   "unlearning_batch",
+  "union_batch",
 ]
 
 ForgetLabels = Literal["random_all", "random_wrong", "true"]
@@ -47,7 +48,7 @@ FORGET_LABELS = ("random_all", "random_wrong", "true")
 # Stream tags keep the retain, forget, label and union streams of one seed independent.
 # (They go last and are >= 1: numpy's SeedSequence pads entropy with zeros, so
 # [seed, epoch] and [seed, epoch, 0] would be the *same* stream.)
-_RETAIN, _FORGET, _LABELS = 1, 2, 3
+_RETAIN, _FORGET, _LABELS, _UNION = 1, 2, 3, 4
 
 
 def _check_nonneg_int(name: str, value) -> int:
@@ -219,4 +220,68 @@ def unlearning_batch(
     "forget_true_label": f_true,
     "retain_index": r_rows,
     "forget_index": f_rows,
+  }
+
+
+def union_batch(
+  data,
+  forget_set,
+  step: int,
+  *,
+  seed: int,
+  batch_size: int,
+  forget_labels: ForgetLabels = "random_wrong",
+  num_classes: int | None = None,
+) -> dict[str, np.ndarray]:
+  """The paper code's batches: one shuffled batch from the whole train split (the *mixed*
+  layout of the unlearning engine).
+
+  Batches cycle over all training examples (forget and retain together), so a batch
+  holds forget examples in proportion to the forget set's share of train, sometimes
+  none. `is_forget` marks them; their `label` is the random (or true) target, retain
+  examples keep their true label. Loss weights are the batch fractions,
+  `forget_weight = n_forget_in_batch / batch_size` and `retain_weight = 1 -
+  forget_weight`, so `retain_weight * mean_retain_loss + forget_weight *
+  mean_forget_loss` equals the per-example mean over the batch. Guard the means of
+  an empty group (e.g. `sum(mask * loss) / max(1, sum(mask))`).
+
+  Random forget labels are drawn per union epoch for the whole forget set, so an
+  example's label is fixed within an epoch.
+
+  Returns:
+    dict of `image`, `label`, `true_label`, `is_forget` (bool), `index` (train rows),
+    `forget_weight`, `retain_weight` (float32 scalars).
+  """
+  _check_forget_labels(forget_labels)
+  seed = _check_nonneg_int("seed", seed)
+  images, labels, num_classes = _train_arrays(data, num_classes)
+  forget_idx = np.asarray(forget_set.forget_idx)
+  n = len(labels)
+  _check_batch(n, batch_size, "train split")
+
+  rows, epoch = _stream_batch(n, batch_size, (seed, _UNION), step)
+  true = labels[rows].astype(np.int32)
+  f_pos = np.searchsorted(forget_idx, rows)  # forget_idx is sorted
+  is_forget = forget_idx[np.minimum(f_pos, len(forget_idx) - 1)] == rows
+  target = true.copy()
+  if is_forget.any():
+    target[is_forget] = _forget_targets(
+      true[is_forget],
+      f_pos[is_forget],
+      forget_labels,
+      seed,
+      epoch,
+      num_classes,
+      len(forget_idx),
+      labels[forget_idx],
+    )
+  frac = np.float32(is_forget.sum() / batch_size)
+  return {
+    "image": images[rows],
+    "label": target,
+    "true_label": true,
+    "is_forget": is_forget,
+    "index": rows,
+    "forget_weight": frac,
+    "retain_weight": np.float32(1) - frac,
   }

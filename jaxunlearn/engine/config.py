@@ -17,6 +17,8 @@ from typing import Any
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.transforms.implicit import DUALS, REFERENCES, SIGNALS
 
+LAYOUTS = ("mixed", "split")  # jaxunlearn.engine.layouts.LAYOUTS (tested equal)
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -76,6 +78,11 @@ class UnlearnConfig:
   steps: int = 100
   learning_rate: float = 0.01
   momentum: float = 0.9
+  weight_decay: float = 5e-4  # the paper's unlearning SGD (coupled L2, before momentum)
+  # "mixed": the paper's protocol — shuffled batches of n_retain + n_forget rows over
+  # forget ∪ retain, each example once an epoch; "split": n_retain retain and n_forget
+  # forget rows every step, in separate forwards (docs/design.md §2).
+  layout: str = "mixed"
   n_retain: int = 64
   n_forget: int = 16
   forget_labels: str = "random_wrong"  # random targets: "random_wrong" or "random_all"
@@ -94,6 +101,10 @@ class UnlearnConfig:
   log_losses: bool = True
   # explicit surgery
   retain_weight: float = 0.0  # β in d = g_f + λ* g_r + β g_r
+  # two-gradient methods: the aggregated direction × aggregate_scale, then clipped to
+  # clip_norm (0: no clipping)
+  aggregate_scale: float = 1.0
+  clip_norm: float = 0.0
   # linear scalarisation, GradDiff
   retain_loss_weight: float = 1.0  # S = w·L_r + L_f
   graddiff_alpha: float = 1.0  # L = L_r − α·CE_forget
@@ -121,6 +132,10 @@ class UnlearnConfig:
       raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
     if self.steps <= 0 or self.n_retain <= 0 or self.n_forget <= 0:
       raise ConfigError("steps, n_retain and n_forget must be > 0")
+    if self.layout not in LAYOUTS:
+      raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+    if self.weight_decay < 0 or self.clip_norm < 0:
+      raise ConfigError("weight_decay and clip_norm must be ≥ 0")
     if self.forget_labels not in ("random_wrong", "random_all"):
       raise ConfigError(
         f"forget_labels must be 'random_wrong' or 'random_all', got {self.forget_labels!r}"

@@ -28,7 +28,8 @@ def evaluate(
   """Accuracies (percent) of a model, and with a forget set its unlearning metrics.
 
   Always: ``train_accuracy``, ``val_accuracy``, ``test_accuracy``. With ``forget_set``:
-  ``forget_accuracy``, ``retain_accuracy``, ``test_retain_accuracy`` (and
+  ``forget_accuracy``, ``retain_accuracy``, ``test_retain_accuracy``,
+  ``val_retain_accuracy`` (and
   ``test_forget_accuracy`` for class-wise forgetting); with ``unlearning`` also
   UA = 100 − forget accuracy (true labels), RA, TA (test set, remaining classes only for
   class-wise forgetting), MIA-efficacy (SalUn's attack,
@@ -77,6 +78,11 @@ def evaluate(
     forget_accuracy=acc(train, labels, forget_set.forget_idx),
     retain_accuracy=acc(train, labels, forget_set.retain_idx),
     test_retain_accuracy=acc(test, test_labels, forget_set.test_retain_idx),
+    # Validation examples of the remaining classes (all of them for random forgetting):
+    # what retrain-blind hyperparameter selection may look at.
+    val_retain_accuracy=acc(
+      val, dataset.val.labels, ~np.isin(dataset.val.labels, forget_set.forget_classes)
+    ),
   )
   if len(forget_set.test_forget_idx):
     out["test_forget_accuracy"] = acc(test, test_labels, forget_set.test_forget_idx)

@@ -8,11 +8,11 @@ or TPU, sharded or not (:mod:`jaxunlearn.engine.parallel`).
 * :func:`make_unlearn_step` — one unlearning step of a registry method, in one of three
   shapes (``single``, ``weighted``, ``aggregated``; see :mod:`jaxunlearn.engine.methods`).
 
-An unlearning batch holds ``retain_image, retain_label, forget_image, forget_label`` (the
-random target) and ``forget_true_label``. Retain and forget examples go through separate
-forward passes (the *split* layout). BatchNorm: training steps run the model in train
-mode and keep the new running statistics from the retain pass only; evaluation and the
-IGS re-evaluation pass never keep them.
+What an unlearning batch holds and how it goes through the model is the layout's
+(:mod:`jaxunlearn.engine.layouts`: the paper's *mixed* batches or *split* ones).
+BatchNorm: training steps run the model in train mode and keep the new running
+statistics (of the mixed batch, or of the retain pass); evaluation and the IGS
+re-evaluation pass never keep them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import optax
 
 from jaxunlearn import objectives, transforms
 from jaxunlearn.engine.config import UnlearnConfig
-from jaxunlearn.engine.methods import Method, ObservedLosses, forget_objective
+from jaxunlearn.engine.layouts import LAYOUTS
+from jaxunlearn.engine.methods import Method, ObservedLosses, forget_objective, retain_objective
 from jaxunlearn.nn.models import FunctionalModel
 
 
@@ -94,27 +95,18 @@ class StepLogs(NamedTuple):
 def forward_outputs(
   fm, method: Method, cfg: UnlearnConfig, params, model_state, batch, teacher, step_index
 ):
-  """Forward passes of one batch: the dict a single-shape method's ``loss`` reads."""
-  r_logits, new_state = fm.apply(params, model_state, batch["retain_image"], train=True)
-  f_logits, _ = fm.apply(params, model_state, batch["forget_image"], train=True)
-  out = dict(
-    retain_logits=r_logits,
-    forget_logits=f_logits,
-    retain_label=batch["retain_label"],
-    forget_label=batch["forget_label"],
-    forget_true_label=batch["forget_true_label"],
-    step=step_index,
-    progress=step_index / cfg.steps,
-    params=params,
-  )
+  """Forward passes of one batch: the dict a single-shape method's ``loss`` reads.
+
+  The layout's parts (see :mod:`jaxunlearn.engine.layouts`), the step, the run's progress
+  in [0, 1), the params, and the original model's logits for methods that need a teacher.
+  """
+  layout = LAYOUTS[cfg.layout]
+  out, new_state = layout.forward(fm, params, model_state, batch)
+  out.update(step=step_index, progress=step_index / cfg.steps, params=params)
   if method.needs_teacher:
-    t_params, t_state = teacher
-    out["teacher_retain_logits"] = fm.apply(t_params, t_state, batch["retain_image"], train=False)[
-      0
-    ]
-    out["teacher_forget_logits"] = fm.apply(t_params, t_state, batch["forget_image"], train=False)[
-      0
-    ]
+    out["teacher_retain_logits"], out["teacher_forget_logits"] = layout.teacher_logits(
+      fm, teacher, batch
+    )
   return out, new_state
 
 
@@ -129,24 +121,22 @@ def _single(fm, method, cfg, tx, params, model_state, opt_state, batch, teacher,
 
   (loss, (out, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
   updates, opt_state = tx.update(grads, opt_state, params)
-  logs = dict(
-    loss=loss,
-    retain_loss=objectives.cross_entropy(out["retain_logits"], out["retain_label"]),
-    forget_loss=forget_objective(out, cfg),
-  )
+  logs = dict(loss=loss, retain_loss=retain_objective(out), forget_loss=forget_objective(out, cfg))
   return updates, opt_state, new_state, logs
 
 
 def _weighted(fm, method, cfg, tx, params, model_state, opt_state, batch, teacher, step_index):
   def loss_fn(p):
     out, new_state = forward_outputs(fm, method, cfg, p, model_state, batch, teacher, step_index)
-    l_r = objectives.cross_entropy(out["retain_logits"], out["retain_label"])
-    l_f = forget_objective(out, cfg)
+    l_r, l_f = retain_objective(out), forget_objective(out, cfg)
     return transforms.scalarized_loss(opt_state, l_r, l_f), (l_r, l_f, new_state)
 
   (_, (l_r, l_f, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
   observed = ObservedLosses(
-    l_r, l_f, _retain_loss_fn(fm, model_state, batch), _forget_loss_fn(fm, cfg, model_state, batch)
+    l_r,
+    l_f,
+    _retain_loss_fn(fm, cfg, model_state, batch),
+    _forget_loss_fn(fm, cfg, model_state, batch),
   )
   updates, opt_state = tx.update(grads, opt_state, params, **method.update_kwargs(observed))
   logs = dict(
@@ -157,10 +147,11 @@ def _weighted(fm, method, cfg, tx, params, model_state, opt_state, batch, teache
 
 def _aggregated(fm, method, cfg, tx, params, model_state, opt_state, batch, teacher, step_index):
   del method, teacher, step_index
+  layout = LAYOUTS[cfg.layout]
 
   def r_with_state(p):
-    logits, new_state = fm.apply(p, model_state, batch["retain_image"], train=True)
-    return objectives.cross_entropy(logits, batch["retain_label"]), new_state
+    part, new_state = layout.retain_part(fm, p, model_state, batch)
+    return retain_objective(part), new_state
 
   def f_with_aux(p):
     return _forget_loss_fn(fm, cfg, model_state, batch)(p), None
@@ -172,25 +163,16 @@ def _aggregated(fm, method, cfg, tx, params, model_state, opt_state, batch, teac
   return updates, opt_state, auxes[0], dict(retain_loss=losses[0], forget_loss=losses[1])
 
 
-def _retain_loss_fn(fm, model_state, batch):
+def _retain_loss_fn(fm, cfg, model_state, batch):
   def fn(p):  # L_r on the same batch; the new BN statistics are discarded
-    logits, _ = fm.apply(p, model_state, batch["retain_image"], train=True)
-    return objectives.cross_entropy(logits, batch["retain_label"])
+    return retain_objective(LAYOUTS[cfg.layout].retain_part(fm, p, model_state, batch)[0])
 
   return fn
 
 
 def _forget_loss_fn(fm, cfg, model_state, batch):
   def fn(p):
-    logits, _ = fm.apply(p, model_state, batch["forget_image"], train=True)
-    return forget_objective(
-      dict(
-        forget_logits=logits,
-        forget_label=batch["forget_label"],
-        forget_true_label=batch["forget_true_label"],
-      ),
-      cfg,
-    )
+    return forget_objective(LAYOUTS[cfg.layout].forget_part(fm, p, model_state, batch)[0], cfg)
 
   return fn
 

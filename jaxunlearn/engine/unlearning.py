@@ -19,6 +19,7 @@ from jaxunlearn import data as data_lib
 from jaxunlearn.engine import methods as methods_lib
 from jaxunlearn.engine import parallel
 from jaxunlearn.engine.config import UnlearnConfig
+from jaxunlearn.engine.layouts import LAYOUTS
 from jaxunlearn.engine.steps import make_unlearn_step
 
 
@@ -64,7 +65,8 @@ def unlearn(
 
   ``mesh`` (a :class:`jax.sharding.Mesh`, see :mod:`jaxunlearn.parallel`): data-parallel
   steps — each batch split across the mesh's devices, params and optimiser state
-  replicated; ``n_retain`` and ``n_forget`` must be divisible by the device count.
+  replicated; the batch rows (``n_retain`` and ``n_forget`` for the split layout, their
+  sum for mixed) must be divisible by the device count.
 
   Example:
     >>> from jaxunlearn import data
@@ -83,9 +85,11 @@ def unlearn(
   cfg = cfg.validate()
   n_forget = min(cfg.n_forget, len(forget_set.forget_idx))
   n_retain = min(cfg.n_retain, len(forget_set.retain_idx))
+  layout = LAYOUTS[cfg.layout]
   if mesh is not None:
-    parallel.check_divisible(n_retain, mesh, "n_retain")
-    parallel.check_divisible(n_forget, mesh, "n_forget")
+    names = ("n_retain", "n_forget") if cfg.layout == "split" else ("n_retain + n_forget",)
+    for rows, name in zip(layout.rows(n_retain, n_forget), names):
+      parallel.check_divisible(rows, mesh, name)
   if method.prepare is None:
     tx, step_fn = _cached_step(fm, dataclasses.replace(cfg, seed=0))
   else:  # what it prepares depends on the model: no cache
@@ -105,7 +109,7 @@ def unlearn(
     params,
     model_state,
     opt_state,
-    _batch_shapes(dataset, n_retain, n_forget),
+    layout.shapes(dataset, n_retain, n_forget),
     teacher,
     jnp.zeros((), jnp.int32),
   )[3].as_dict()
@@ -171,19 +175,7 @@ def unlearn(
     initial=first,
     total=cfg.steps,
   ):
-    b = data_lib.unlearning_batch(
-      dataset,
-      forget_set,
-      t,
-      seed=cfg.seed,
-      n_retain=n_retain,
-      n_forget=n_forget,
-      forget_labels=cfg.forget_labels,
-    )
-    batch = {
-      k: b[k]
-      for k in ("retain_image", "retain_label", "forget_image", "forget_label", "forget_true_label")
-    }
+    batch = layout.batch(dataset, forget_set, t, cfg, n_retain, n_forget)
     step_index = jnp.asarray(t, jnp.int32)
     if mesh is None:
       batch = {k: jnp.asarray(v) for k, v in batch.items()}
@@ -211,15 +203,3 @@ def unlearn(
     save(cfg.steps)
     checkpointer.wait_until_finished()
   return UnlearnResult(params, model_state, history, seconds, compile_seconds)
-
-
-def _batch_shapes(dataset, n_retain, n_forget):
-  image = dataset.train.images.shape[1:]
-  f32, i32 = jnp.float32, jnp.int32
-  return {
-    "retain_image": jax.ShapeDtypeStruct((n_retain,) + image, f32),
-    "retain_label": jax.ShapeDtypeStruct((n_retain,), i32),
-    "forget_image": jax.ShapeDtypeStruct((n_forget,) + image, f32),
-    "forget_label": jax.ShapeDtypeStruct((n_forget,), i32),
-    "forget_true_label": jax.ShapeDtypeStruct((n_forget,), i32),
-  }

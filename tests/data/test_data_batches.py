@@ -221,6 +221,44 @@ def test_unlearning_batch_rejects_batches_larger_than_the_sets(toy):
     data.unlearning_batch(toy, fs, 0, seed=0, n_retain=0, n_forget=8)
 
 
+# ------------------------------------------------------------------------ union batch
+
+
+def test_union_batch_mask_labels_and_weights(toy):
+  fs = data.make_forget_set(toy, "random:30", seed=0)
+  forget = set(fs.forget_idx.tolist())
+  n_forget_seen = 0
+  seen = []
+  for s in range(6):  # one epoch: 120 / 20
+    b = data.union_batch(toy, fs, s, seed=0, batch_size=20)
+    seen.append(b)
+    np.testing.assert_array_equal(b["is_forget"], [i in forget for i in b["index"]])
+    r = ~b["is_forget"]
+    np.testing.assert_array_equal(b["label"][r], toy.train.labels[b["index"][r]])
+    np.testing.assert_array_equal(b["true_label"], toy.train.labels[b["index"]])
+    assert not np.any(b["label"][b["is_forget"]] == b["true_label"][b["is_forget"]])
+    assert b["forget_weight"] == np.float32(b["is_forget"].mean())
+    assert b["forget_weight"] + b["retain_weight"] == 1
+    # Batch-fraction weights turn the two group means into the batch mean.
+    loss = np.random.default_rng(s).random(20)
+    parts = (b["retain_weight"] * loss[r].mean() if r.any() else 0.0) + (
+      b["forget_weight"] * loss[~r].mean() if (~r).any() else 0.0
+    )
+    np.testing.assert_allclose(parts, loss.mean(), rtol=1e-6)
+    n_forget_seen += int(b["is_forget"].sum())
+  assert n_forget_seen == 30  # the epoch visits every forget example once
+  np.testing.assert_array_equal(np.sort(np.concatenate([b["index"] for b in seen])), np.arange(120))
+
+
+def test_union_batch_is_deterministic(toy):
+  fs = data.make_forget_set(toy, "class:3")
+  a = data.union_batch(toy, fs, 7, seed=2, batch_size=16)
+  batches._permutation.cache_clear()
+  b = data.union_batch(toy, fs, 7, seed=2, batch_size=16)
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k])
+
+
 # --------------------------------------------------------------------------- augment
 
 

@@ -74,7 +74,9 @@ CHILD = textwrap.dedent(r"""
     fm = orig.fm
     summary["unlearn"] = {}
     for method in ("igs", "explicit"):
-        cfg = make_config(method, steps=5, n_retain=64, n_forget=16, learning_rate=0.1)
+        # A negative tolerance keeps the anchored IGS constraint active, so λ moves at once.
+        extra = {"tolerance": -0.5} if method == "igs" else {}
+        cfg = make_config(method, steps=5, n_retain=64, n_forget=16, learning_rate=0.1, **extra)
         ref = unlearn(cfg, fm, orig.params, orig.model_state, ds, fs, progress=False)
         lam_ref = ref.history["multiplier"]
         assert lam_ref.max() > 0.1, (method, lam_ref)   # λ really moved, so the check bites
@@ -93,8 +95,9 @@ CHILD = textwrap.dedent(r"""
                        "multiplier": max_err(res.history["multiplier"], lam_ref)}
         summary["unlearn"][method] = {"multiplier": lam_ref.tolist(), "errors": errs}
         try:
-            unlearn(make_config(method, steps=1, n_retain=60, n_forget=16), fm, orig.params,
-                    orig.model_state, ds, fs, progress=False, mesh=parallel.make_mesh(8))
+            cfg_bad = make_config(method, steps=1, n_retain=60, n_forget=16, layout="split")
+            unlearn(cfg_bad, fm, orig.params, orig.model_state, ds, fs, progress=False,
+                    mesh=parallel.make_mesh(8))
             raise AssertionError("n_retain 60 on 8 devices should fail")
         except ValueError as e:
             assert "n_retain 60 is not divisible by the 8 devices" in str(e), e
@@ -103,7 +106,7 @@ CHILD = textwrap.dedent(r"""
     # and the compiler put in the cross-device reduction itself.
     # (The same config as above: the step, its data-parallel wrapper and compile are cached.)
     mesh = parallel.make_mesh(4)
-    cfg = make_config("igs", steps=5, n_retain=64, n_forget=16, learning_rate=0.1)
+    cfg = make_config("igs", steps=5, n_retain=64, n_forget=16, learning_rate=0.1, layout="split")
     tx, step = _cached_step(fm, cfg)
     step = parallel.data_parallel(step, mesh)
     params, state, opt_state = parallel.replicate(

@@ -14,6 +14,7 @@ import pytest
 from jaxunlearn import data
 from jaxunlearn.engine.config import TrainConfig
 from jaxunlearn.engine.evaluation import evaluate
+from jaxunlearn.engine.layouts import LAYOUTS
 from jaxunlearn.engine.methods import (
   METHODS,
   PrepareContext,
@@ -112,21 +113,18 @@ def test_salun_mask_keeps_the_requested_share(setup):
   assert kept / total == pytest.approx(0.5, abs=0.01)
 
 
+@pytest.mark.parametrize("layout", ["split", "mixed"])
 @pytest.mark.parametrize("method", ["igs", "explicit", "ft"])
-def test_non_finite_batch_skips_the_step(method, setup):
+def test_non_finite_batch_skips_the_step(method, layout, setup):
   _, _, orig, ds, fs = setup
-  cfg = make_config(method, steps=3)
+  cfg = make_config(method, steps=3, layout=layout, n_retain=16, n_forget=8)
   m = get_method(method)
   tx = build_transformation(cfg)
   step = make_unlearn_step(orig.fm, m, cfg, tx)
-  b = data.unlearning_batch(ds, fs, 0, seed=0, n_retain=16, n_forget=8)
-  batch = {
-    k: jnp.asarray(b[k])
-    for k in ("retain_image", "retain_label", "forget_image", "forget_label", "forget_true_label")
-  }
+  batch = {k: jnp.asarray(v) for k, v in LAYOUTS[layout].batch(ds, fs, 0, cfg, 16, 8).items()}
   opt_state = tx.init(orig.params)
   for bad in (jnp.nan, jnp.inf):
-    for key in ("retain_image", "forget_image"):
+    for key in [k for k in batch if k.endswith("image")]:
       poisoned = dict(batch, **{key: batch[key].at[0].set(bad)})
       params, _, new_opt, logs = step(
         orig.params,

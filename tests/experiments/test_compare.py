@@ -182,3 +182,35 @@ def test_igs_variants_study_end_to_end(tmp_path):
     "igs-s1-anchored.json",
     "igs-s1-paper.json",
   ]
+
+
+def test_tuned_comparison_selects_blind_to_retrain_and_reports_the_choice(tmp_path):
+  data_dir = tmp_path / "data"
+  data.prepare("digits", data_dir)
+  results = compare.run_scenario(
+    "digits-class",
+    tmp_path / "w",
+    seeds=2,
+    methods=["igs", "ft"],
+    overrides=["steps=3"],
+    pretrain_overrides=["epochs=2"],
+    data_dir=data_dir,
+    progress=False,
+    tuned=True,
+  )
+  from jaxunlearn.engine.methods import TUNING_BUDGET, get_method
+
+  for m in ("igs", "ft"):
+    cands = results["tuning"][m]
+    assert len(cands) == TUNING_BUDGET and sum(c["chosen"] for c in cands) == 1
+    chosen = next(c for c in cands if c["chosen"])
+    assert results["tuned"][m] == chosen["config"]
+    assert chosen["config"] in get_method(m).tuning_grid()
+    # The choice is the best by the rule, from what the candidates recorded (no retrain).
+    keys = [(c["forget_accuracy"], -c["val_retain_accuracy"]) for c in cands]
+    assert (chosen["forget_accuracy"], -chosen["val_retain_accuracy"]) == min(keys)
+    # Every seed then ran the chosen configuration.
+    runs = [r for r in results["runs"] if r["method"] == m]
+    assert len(runs) == 2 and all(r["label"] == "tuned" for r in runs)
+    assert all(r["config"][k] == v for r in runs for k, v in chosen["config"].items())
+  assert results["summary"]["igs"]["n"] == 2

@@ -1,0 +1,149 @@
+"""How an unlearning step sees its data: the *mixed* batches of the paper, or *split* ones.
+
+* ``mixed`` (the paper's protocol, the default): epochs over the union of the forget and
+  retain sets in shuffled batches of ``n_retain + n_forget`` rows, each example once an
+  epoch, random labels redrawn each epoch, one forward pass. The retain and forget losses
+  are the per-row means of each part scaled by its share of the batch (weights 1/B on its
+  rows, 0 elsewhere), as the paper's code computes them; a batch may hold no forget row.
+* ``split``: every step ``n_retain`` retain rows and ``n_forget`` forget rows in separate
+  forward passes (a fixed forget share; BatchNorm statistics from the retain pass only).
+
+Both give a step the same parts: ``retain_logits, retain_label, retain_weight`` and
+``forget_logits, forget_label`` (the random target), ``forget_true_label``,
+``forget_weight`` (weights ``None`` for split: plain means).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxunlearn import data as data_lib
+
+
+class Split:
+  """Separate retain and forget forwards, a fixed number of each a step."""
+
+  name = "split"
+
+  @staticmethod
+  def batch(dataset, forget_set, step, cfg, n_retain, n_forget) -> dict:
+    b = data_lib.unlearning_batch(
+      dataset,
+      forget_set,
+      step,
+      seed=cfg.seed,
+      n_retain=n_retain,
+      n_forget=n_forget,
+      forget_labels=cfg.forget_labels,
+    )
+    return {k: b[k] for k in Split.shapes(dataset, n_retain, n_forget)}
+
+  @staticmethod
+  def shapes(dataset, n_retain, n_forget) -> dict:
+    image = dataset.train.images.shape[1:]
+    f32, i32 = jnp.float32, jnp.int32
+    return {
+      "retain_image": jax.ShapeDtypeStruct((n_retain, *image), f32),
+      "retain_label": jax.ShapeDtypeStruct((n_retain,), i32),
+      "forget_image": jax.ShapeDtypeStruct((n_forget, *image), f32),
+      "forget_label": jax.ShapeDtypeStruct((n_forget,), i32),
+      "forget_true_label": jax.ShapeDtypeStruct((n_forget,), i32),
+    }
+
+  @staticmethod
+  def rows(n_retain, n_forget) -> tuple[int, ...]:
+    return (n_retain, n_forget)
+
+  @staticmethod
+  def retain_part(fm, params, model_state, batch):
+    logits, new_state = fm.apply(params, model_state, batch["retain_image"], train=True)
+    return {
+      "retain_logits": logits,
+      "retain_label": batch["retain_label"],
+      "retain_weight": None,
+    }, new_state
+
+  @staticmethod
+  def forget_part(fm, params, model_state, batch):
+    logits, new_state = fm.apply(params, model_state, batch["forget_image"], train=True)
+    return {
+      "forget_logits": logits,
+      "forget_label": batch["forget_label"],
+      "forget_true_label": batch["forget_true_label"],
+      "forget_weight": None,
+    }, new_state
+
+  @staticmethod
+  def forward(fm, params, model_state, batch):
+    retain, new_state = Split.retain_part(fm, params, model_state, batch)
+    forget, _ = Split.forget_part(fm, params, model_state, batch)
+    return {**retain, **forget}, new_state
+
+  @staticmethod
+  def teacher_logits(fm, teacher, batch):
+    t_params, t_state = teacher
+    r = fm.apply(t_params, t_state, batch["retain_image"], train=False)[0]
+    f = fm.apply(t_params, t_state, batch["forget_image"], train=False)[0]
+    return r, f
+
+
+class Mixed:
+  """One shuffled batch over forget ∪ retain, one forward, part losses weighted 1/B."""
+
+  name = "mixed"
+
+  @staticmethod
+  def batch(dataset, forget_set, step, cfg, n_retain, n_forget) -> dict:
+    b = data_lib.union_batch(
+      dataset,
+      forget_set,
+      step,
+      seed=cfg.seed,
+      batch_size=n_retain + n_forget,
+      forget_labels=cfg.forget_labels,
+    )
+    return {k: b[k] for k in Mixed.shapes(dataset, n_retain, n_forget)}
+
+  @staticmethod
+  def shapes(dataset, n_retain, n_forget) -> dict:
+    n = n_retain + n_forget
+    image = dataset.train.images.shape[1:]
+    return {
+      "image": jax.ShapeDtypeStruct((n, *image), jnp.float32),
+      "label": jax.ShapeDtypeStruct((n,), jnp.int32),
+      "true_label": jax.ShapeDtypeStruct((n,), jnp.int32),
+      "is_forget": jax.ShapeDtypeStruct((n,), jnp.bool_),
+    }
+
+  @staticmethod
+  def rows(n_retain, n_forget) -> tuple[int, ...]:
+    return (n_retain + n_forget,)
+
+  @staticmethod
+  def forward(fm, params, model_state, batch):
+    logits, new_state = fm.apply(params, model_state, batch["image"], train=True)
+    share = jnp.float32(1.0 / logits.shape[0])
+    is_forget = batch["is_forget"].astype(jnp.float32)
+    parts = {
+      "retain_logits": logits,
+      "retain_label": batch["label"],
+      "retain_weight": (1.0 - is_forget) * share,
+      "forget_logits": logits,
+      "forget_label": batch["label"],
+      "forget_true_label": batch["true_label"],
+      "forget_weight": is_forget * share,
+    }
+    return parts, new_state
+
+  retain_part = forward
+  forget_part = forward
+
+  @staticmethod
+  def teacher_logits(fm, teacher, batch):
+    t_params, t_state = teacher
+    t = fm.apply(t_params, t_state, batch["image"], train=False)[0]
+    return t, t
+
+
+LAYOUTS = {layout.name: layout for layout in (Mixed, Split)}
