@@ -214,3 +214,18 @@ def test_tuned_comparison_selects_blind_to_retrain_and_reports_the_choice(tmp_pa
     assert len(runs) == 2 and all(r["label"] == "tuned" for r in runs)
     assert all(r["config"][k] == v for r in runs for k, v in chosen["config"].items())
   assert results["summary"]["igs"]["n"] == 2
+
+
+def test_ranks_command_reads_finished_comparisons(tmp_path):
+  from experiments import ranks
+
+  for name, gaps in (("s1", {"igs": 1.0, "ft": 2.0}), ("s2", {"igs": 3.0, "ft": 2.0})):
+    (tmp_path / "w" / name).mkdir(parents=True)
+    summary = {m: {"AvgGap": [g, 0.0]} for m, g in gaps.items()}
+    (tmp_path / "w" / name / "results.json").write_text(
+      json.dumps({"scenario": name, "summary": summary})
+    )
+  ranks.main([str(tmp_path / "w"), "--out", str(tmp_path / "r.md")])
+  text = (tmp_path / "r.md").read_text()
+  assert "| igs | 1 | 2 | 1.5 |" in text and "| ft | 2 | 1 | 1.5 |" in text
+  assert json.loads((tmp_path / "r.json").read_text())["scenarios"] == ["s1", "s2"]
