@@ -19,7 +19,7 @@ from experiments import configs
 from experiments.scenarios import Scenario, get_scenario
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
-from jaxunlearn.engine.config import TrainConfig, override
+from jaxunlearn.engine.config import TrainConfig, UnlearnConfig, override
 from jaxunlearn.engine.evaluation import evaluate
 from jaxunlearn.engine.methods import get_method, make_config
 from jaxunlearn.engine.records import write_json_atomic
@@ -144,6 +144,13 @@ def run_job(ctx: ScenarioContext, job: Job, cfg) -> dict:
   }
 
 
+def same_config(stored: dict, cfg) -> bool:
+  """Whether a stored run's config is ``cfg``; a key added to UnlearnConfig since the run
+  was stored counts as equal when ``cfg`` has its default (the old behaviour)."""
+  defaults = UnlearnConfig().to_dict()
+  return all(stored.get(k, defaults[k]) == v for k, v in cfg.to_dict().items())
+
+
 def run_jobs(
   ctx: ScenarioContext, jobs, *, overrides=(), progress: bool = True, desc: str = ""
 ) -> list[dict]:
@@ -159,7 +166,7 @@ def run_jobs(
     path = ctx.out_dir / "runs" / job.filename
     if path.exists():
       record = json.loads(path.read_text())
-      if record["config"] != cfg.to_dict():
+      if not same_config(record["config"], cfg):
         raise ConfigError(
           f"{path} was run with a different config than this command's; "
           "use the same --set values or a new --workdir"

@@ -88,6 +88,7 @@ SCENARIOS = {
         "tolerance": -0.01,
         "n_retain": 256,
         "n_forget": 64,
+        "augment": True,  # the recipe's augmentation, as the paper's unlearning keeps it on
       },
       _SWEEPS,
       "paper: class-wise CIFAR-10, ResNet-18, 5 epochs",
@@ -102,6 +103,7 @@ SCENARIOS = {
         "tolerance": -0.01,
         "n_retain": 256,
         "n_forget": 64,
+        "augment": True,  # the recipe's augmentation, as the paper's unlearning keeps it on
       },
       _SWEEPS,
       "paper: random 10% CIFAR-10, ResNet-18, 5 epochs",

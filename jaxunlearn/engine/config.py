@@ -83,6 +83,7 @@ class UnlearnConfig:
   # forget ∪ retain, each example once an epoch; "split": n_retain retain and n_forget
   # forget rows every step, in separate forwards (docs/design.md §2).
   layout: str = "mixed"
+  augment: bool = False  # the training augmentation (crop + flip) on unlearning batches
   n_retain: int = 64
   n_forget: int = 16
   forget_labels: str = "random_wrong"  # random targets: "random_wrong" or "random_all"

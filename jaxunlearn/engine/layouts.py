@@ -17,8 +17,17 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxunlearn import data as data_lib
+
+
+def _augmented(batch: dict, cfg, step: int) -> dict:
+  """The training augmentation on every image of the batch, a pure function of (seed, step)."""
+  if not cfg.augment:
+    return batch
+  rng = np.random.default_rng([cfg.seed, step, 11])
+  return {k: data_lib.augment(v, rng) if k.endswith("image") else v for k, v in batch.items()}
 
 
 class Split:
@@ -37,7 +46,7 @@ class Split:
       n_forget=n_forget,
       forget_labels=cfg.forget_labels,
     )
-    return {k: b[k] for k in Split.shapes(dataset, n_retain, n_forget)}
+    return _augmented({k: b[k] for k in Split.shapes(dataset, n_retain, n_forget)}, cfg, step)
 
   @staticmethod
   def shapes(dataset, n_retain, n_forget) -> dict:
@@ -103,7 +112,7 @@ class Mixed:
       batch_size=n_retain + n_forget,
       forget_labels=cfg.forget_labels,
     )
-    return {k: b[k] for k in Mixed.shapes(dataset, n_retain, n_forget)}
+    return _augmented({k: b[k] for k in Mixed.shapes(dataset, n_retain, n_forget)}, cfg, step)
 
   @staticmethod
   def shapes(dataset, n_retain, n_forget) -> dict:

@@ -78,3 +78,18 @@ def test_split_losses_are_part_means(setup):
   )
   np.testing.assert_allclose(float(logs.retain_loss), float(r.mean()), rtol=1e-5)
   np.testing.assert_allclose(float(logs.forget_loss), float(f.mean()), rtol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["mixed", "split"])
+def test_augmentation_is_deterministic_and_changes_only_images(layout, setup):
+  ds, fs, *_ = setup
+  plain = make_config("rl", layout=layout, n_retain=60, n_forget=20)
+  aug = make_config("rl", layout=layout, n_retain=60, n_forget=20, augment=True)
+  lay = layouts.LAYOUTS[layout]
+  a, b, p = (lay.batch(ds, fs, 3, c, 60, 20) for c in (aug, aug, plain))
+  for k in p:
+    np.testing.assert_array_equal(a[k], b[k])  # a pure function of (seed, step)
+    if k.endswith("image"):
+      assert not np.array_equal(a[k], p[k])
+    else:
+      np.testing.assert_array_equal(a[k], p[k])

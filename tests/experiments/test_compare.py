@@ -229,3 +229,15 @@ def test_ranks_command_reads_finished_comparisons(tmp_path):
   text = (tmp_path / "r.md").read_text()
   assert "| igs | 1 | 2 | 1.5 |" in text and "| ft | 2 | 1 | 1.5 |" in text
   assert json.loads((tmp_path / "r.json").read_text())["scenarios"] == ["s1", "s2"]
+
+
+def test_a_stored_run_stays_valid_when_a_config_key_is_added_at_its_default():
+  from experiments.jobs import same_config
+  from jaxunlearn.engine.methods import make_config
+
+  cfg = make_config("igs", seed=1)
+  stored = cfg.to_dict()
+  del stored["augment"]  # a run stored before the key existed
+  assert same_config(stored, cfg)
+  assert not same_config(stored, make_config("igs", seed=1, augment=True))
+  assert not same_config(cfg.to_dict(), make_config("igs", seed=2))
