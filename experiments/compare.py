@@ -28,7 +28,7 @@ from jaxunlearn.engine.methods import METHODS, get_method
 from jaxunlearn.engine.records import check_workdir, write_json_atomic
 from jaxunlearn.errors import ConfigError
 
-KEYS = metrics_lib.METRIC_KEYS
+COLUMNS = metrics_lib.REPORTED_KEYS  # table columns; Avg. Gap is over METRIC_KEYS only
 
 
 def run_scenario(
@@ -126,7 +126,7 @@ def summarize(runs) -> dict:
       "n": len(rs),
       "diverged": sum(bool(r["metrics"].get("diverged")) for r in rs),
     }
-    for key in (*KEYS, "LossAUC"):
+    for key in COLUMNS:
       entry[key] = list(_mean_std([r["metrics"].get(key, float("nan")) for r in rs]))
     gaps = [r["AvgGap"] for r in rs]
     entry["AvgGap"] = list(_mean_std(gaps))
@@ -150,9 +150,6 @@ def _mean_std(values):
 def _fmt(ms, digits=2):
   mean, std = ms
   return "diverged" if not math.isfinite(mean) else metrics_lib.format_mean_std(mean, std, digits)
-
-
-COLUMNS = (*KEYS, "LossAUC")
 
 
 def write_tables(results: dict, out_dir: pathlib.Path) -> None:

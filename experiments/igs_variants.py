@@ -76,6 +76,7 @@ def run(
       data_dir=data_dir,
       progress=progress,
     )
+    names = [v for v in variants for _ in range(seeds)]
     jobs = [
       Job("igs", s, tuple(sorted(VARIANTS[v].items())), label=_slug(v))
       for v in variants
@@ -83,8 +84,7 @@ def run(
     ]
     records = run_jobs(ctx, jobs, progress=progress, desc=f"class {c}")
     ta0 = ctx.reference["original"]["TA"]
-    for job, r in zip(jobs, records):
-      v = next(name for name in variants if _slug(name) == job.label)
+    for v, job, r in zip(names, jobs, records):
       m = r["metrics"]
       rows[v].append(
         {

@@ -49,6 +49,7 @@ import numpy as np
 
 __all__ = [
   "METRIC_KEYS",
+  "REPORTED_KEYS",
   "DIRECTION",
   "accuracy",
   "unlearning_accuracy",
@@ -69,6 +70,10 @@ __all__ = [
 
 #: The four metrics reported for every unlearning run, in table order.
 METRIC_KEYS: tuple[str, ...] = ("UA", "RA", "TA", "MIA")
+
+#: Everything :func:`evaluate_predictions` reports: the four above and the loss AUC (which
+#: is not part of :func:`avg_gap`).
+REPORTED_KEYS: tuple[str, ...] = (*METRIC_KEYS, "LossAUC")
 
 #: Direction of better for each reported quantity, for table captions.
 #: ``"closer to retrain"`` means the gold standard is the retrained model's value

@@ -44,13 +44,21 @@ class ObservedLosses(NamedTuple):
   """What a weighted step observed, for the transformation's extra ``update`` arguments.
 
   ``retain``, ``forget``: L_r and L_f at the current params on this batch;
-  ``retain_fn``, ``forget_fn``: ``params -> loss`` on the same batch (no state update).
+  ``retain_fn``, ``forget_fn``: ``params -> loss`` on the same batch (no state update);
+  ``both_fn``: ``params -> (L_r, L_f)`` from the fewest forward passes the batch allows
+  (one for mixed or shared batches); ``None``: the two functions above.
   """
 
   retain: jax.Array
   forget: jax.Array
   retain_fn: Callable
   forget_fn: Callable
+  both_fn: Callable | None = None
+
+  def both(self, params):
+    if self.both_fn is not None:
+      return self.both_fn(params)
+    return self.retain_fn(params), self.forget_fn(params)
 
 
 class PrepareContext(NamedTuple):
@@ -139,9 +147,6 @@ def forget_objective(out, cfg: UnlearnConfig):
   raise ConfigError(f"unknown forget_objective {cfg.forget_objective!r}; choose 'rl' or 'ga'")
 
 
-_retain = retain_objective
-
-
 def _forget_ce(out):
   return objectives.cross_entropy(
     out["forget_logits"], out["forget_true_label"], out["forget_weight"]
@@ -162,7 +167,7 @@ def _scrub_loss(out, cfg):
   kl_f = objectives.kl_to_teacher(
     out["forget_logits"], out["teacher_forget_logits"], weights=out["forget_weight"]
   )
-  min_loss = cfg.scrub_alpha * kl_r + cfg.scrub_gamma * _retain(out)
+  min_loss = cfg.scrub_alpha * kl_r + cfg.scrub_gamma * retain_objective(out)
   is_max = (out["step"] % 2 == 0) & (out["progress"] < cfg.scrub_max_fraction)
   return jnp.where(is_max, -kl_f, min_loss)
 
@@ -288,7 +293,7 @@ def _retain_and_fn(observed: ObservedLosses) -> dict:
 def _both_losses(observed: ObservedLosses) -> dict:
   return dict(
     losses=jnp.stack([observed.retain, observed.forget]),
-    losses_fn=lambda p: jnp.stack([observed.retain_fn(p), observed.forget_fn(p)]),
+    losses_fn=lambda p: jnp.stack(observed.both(p)),
   )
 
 
@@ -401,14 +406,16 @@ METHODS = {
       "linear",
       "single",
       _objective_target,
-      loss=lambda out, cfg: cfg.retain_loss_weight * _retain(out) + forget_objective(out, cfg),
+      loss=lambda out, cfg: (
+        cfg.retain_loss_weight * retain_objective(out) + forget_objective(out, cfg)
+      ),
       tune=_knob("retain_loss_weight", (1.0, 3.0)),
     ),
     Method(
       "ft",
       "single",
       _fixed("— (retain only)"),
-      loss=lambda out, cfg: _retain(out),
+      loss=lambda out, cfg: retain_objective(out),
       tune={"learning_rate": _LR6},
     ),
     Method(
@@ -423,7 +430,7 @@ METHODS = {
       "graddiff",
       "single",
       _fixed("GA (true labels)"),
-      loss=lambda out, cfg: _retain(out) - cfg.graddiff_alpha * _forget_ce(out),
+      loss=lambda out, cfg: retain_objective(out) - cfg.graddiff_alpha * _forget_ce(out),
       defaults=_SLOW_ASCENT,
       tune=_knob("graddiff_alpha", (0.5, 1.0), _ASCENT_LR3),
     ),
@@ -431,14 +438,14 @@ METHODS = {
       "rl",
       "single",
       _rl_target,
-      loss=lambda out, cfg: _random_labels(out) + _retain(out),
+      loss=lambda out, cfg: _random_labels(out) + retain_objective(out),
       tune={"learning_rate": _LR6},
     ),
     Method(
       "salun",
       "single",
       _rl_target,
-      loss=lambda out, cfg: _random_labels(out) + _retain(out),
+      loss=lambda out, cfg: _random_labels(out) + retain_objective(out),
       prepare=salun_mask,
       make_tx=_masked,
       tune=_knob("salun_sparsity", (0.5, 0.2)),
@@ -448,7 +455,8 @@ METHODS = {
       "single",
       _fixed("— (retain only)"),
       loss=lambda out, cfg: (
-        _retain(out) + cfg.l1_gamma * (1 - out["progress"]) * objectives.l1_norm(out["params"])
+        retain_objective(out)
+        + cfg.l1_gamma * (1 - out["progress"]) * objectives.l1_norm(out["params"])
       ),
       tune=_knob("l1_gamma", (1e-4, 1e-3)),
     ),
@@ -472,7 +480,7 @@ METHODS = {
           cfg.npo_beta,
           weights=out["forget_weight"],
         )
-        + _retain(out)
+        + retain_objective(out)
       ),
       needs_teacher=True,
       tune=_knob("npo_beta", (0.1, 0.5)),

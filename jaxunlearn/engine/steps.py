@@ -137,6 +137,7 @@ def _weighted(fm, method, cfg, tx, params, model_state, opt_state, batch, teache
     l_f,
     _retain_loss_fn(fm, cfg, model_state, batch),
     _forget_loss_fn(fm, cfg, model_state, batch),
+    _both_losses_fn(fm, cfg, model_state, batch),
   )
   updates, opt_state = tx.update(grads, opt_state, params, **method.update_kwargs(observed))
   logs = dict(
@@ -173,6 +174,14 @@ def _retain_loss_fn(fm, cfg, model_state, batch):
 def _forget_loss_fn(fm, cfg, model_state, batch):
   def fn(p):
     return forget_objective(LAYOUTS[cfg.layout].forget_part(fm, p, model_state, batch)[0], cfg)
+
+  return fn
+
+
+def _both_losses_fn(fm, cfg, model_state, batch):
+  def fn(p):  # one forward per pass the layout needs (one for mixed batches)
+    out = LAYOUTS[cfg.layout].forward(fm, p, model_state, batch)[0]
+    return retain_objective(out), forget_objective(out, cfg)
 
   return fn
 

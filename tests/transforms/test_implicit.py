@@ -44,6 +44,21 @@ def forget(p):
   return 0.5 * jnp.sum((p["w"] - jnp.asarray(C, jnp.float32)) ** 2) + 0.1
 
 
+def _igs_step(tx):
+  """One IGS step on the test problem: S from the state, one backprop, update (pure)."""
+
+  def step(params, state):
+    def objective(p):
+      l_r = retain(p)
+      return jaxunlearn.scalarized_loss(state, l_r, forget(p)), l_r
+
+    (_, l_r), g = jax.value_and_grad(objective, has_aux=True)(params)
+    updates, state = tx.update(g, state, params, retain_loss=l_r, retain_loss_fn=retain)
+    return optax.apply_updates(params, updates), state
+
+  return step
+
+
 class NumpyAdamL2:
   """torch.optim.Adam(lr, weight_decay) on a scalar, written out by hand."""
 
@@ -102,16 +117,7 @@ def jax_trajectory(signal, steps, lr, tolerance, lam0, dual_lr, log_losses=True)
   )
   params = {"w": jnp.asarray(W0, jnp.float32)}
   state = tx.init(params)
-
-  @jax.jit
-  def step(params, state):
-    def objective(p):
-      l_r = retain(p)
-      return jaxunlearn.scalarized_loss(state, l_r, forget(p)), l_r
-
-    (_, l_r), g = jax.value_and_grad(objective, has_aux=True)(params)
-    updates, state = tx.update(g, state, params, retain_loss=l_r, retain_loss_fn=retain)
-    return optax.apply_updates(params, updates), state
+  step = jax.jit(_igs_step(tx))
 
   lams = []
   for _ in range(steps):
@@ -263,16 +269,7 @@ def test_anchored_trajectory_matches_hand_computation(signal, tolerance, lam0):
   )
   params = {"w": jnp.asarray(W0, jnp.float32)}
   state = tx.init(params)
-
-  @jax.jit
-  def step(params, state):
-    def objective(p):
-      l_r = retain(p)
-      return jaxunlearn.scalarized_loss(state, l_r, forget(p)), l_r
-
-    (_, l_r), g = jax.value_and_grad(objective, has_aux=True)(params)
-    updates, state = tx.update(g, state, params, retain_loss=l_r, retain_loss_fn=retain)
-    return optax.apply_updates(params, updates), state
+  step = jax.jit(_igs_step(tx))
 
   got = []
   for _ in range(40):
@@ -302,17 +299,8 @@ def _run(steps, **kwargs):
   tx = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.05), **kwargs)
   params = {"w": jnp.asarray(W0, jnp.float32)}
 
-  def body(carry, _):
-    params, state = carry
-
-    def objective(p):
-      l_r = retain(p)
-      return jaxunlearn.scalarized_loss(state, l_r, forget(p)), l_r
-
-    (_, l_r), g = jax.value_and_grad(objective, has_aux=True)(params)
-    updates, state = tx.update(g, state, params, retain_loss=l_r, retain_loss_fn=retain)
-    return (optax.apply_updates(params, updates), state), None
-
+  step = _igs_step(tx)
+  body = lambda carry, _: (step(*carry), None)
   (params, _), _ = jax.lax.scan(body, (params, tx.init(params)), None, length=steps)
   return retain_np(np.asarray(params["w"], np.float64)) - retain_np(W0)
 
