@@ -28,6 +28,7 @@ from jaxunlearn.transforms.implicit import (
 from jaxunlearn.transforms.loss_weighting import FAMOState, PrimalDualState, famo, primal_dual
 from jaxunlearn.transforms.masking import masked_updates
 from jaxunlearn.transforms.state_lookup import (
+  check_outermost,
   find_weighting_state,
   loss_weights,
   multiplier,
@@ -42,6 +43,7 @@ __all__ = [
   "ImplicitGradientSurgeryState",
   "PrimalDualState",
   "aggregators",
+  "check_outermost",
   "default_dual_optimizer",
   "explicit_gradient_surgery",
   "famo",

@@ -18,6 +18,7 @@ The paper's code calls −ε its ``error`` (a required decrease).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -53,7 +54,7 @@ def default_dual_optimizer(learning_rate: float = 1.0, weight_decay: float = 0.0
   return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(learning_rate))
 
 
-@state_lookup.register_state(weights=True, multiplier=True)
+@state_lookup.register_state(weights=True, multiplier=True, sees_applied_step=True)
 class ImplicitGradientSurgeryState(NamedTuple):
   """State of :func:`implicit_gradient_surgery`; every field an array (jit, shard, checkpoint).
 
@@ -87,9 +88,56 @@ class ImplicitGradientSurgeryState(NamedTuple):
     return self.weights[0], self.weights[1]
 
   def scalarize(self, retain_loss, forget_loss):
+    retain_loss = check_loss(retain_loss, "retain_loss", self.log_losses)
+    forget_loss = check_loss(forget_loss, "forget_loss", self.log_losses)
     w = jax.lax.stop_gradient(self.weights)
     phi = lambda x: jnp.where(self.log_losses, log_floor(x, self.loss_floor), x)
     return w[0] * phi(retain_loss) + w[1] * phi(forget_loss)
+
+
+def _negative_loss(name: str, value) -> None:
+  raise ValueError(
+    f"{name} = {float(value):.4g} < 0 with log_losses=True: the log weighting floors it and "
+    "its gradient is zero; pass log_losses=False (e.g. for gradient ascent) or use a "
+    "positive forget loss (random labels)"
+  )
+
+
+def check_loss(loss, name: str, log_losses=False):
+  """``loss`` as a float scalar, or a ValueError that names the fix.
+
+  Checked at trace time: a tuple ``(loss, aux)``, a per-example (non-scalar) loss, an
+  integer dtype. With ``log_losses`` (a bool or a traced bool), a negative value raises
+  when the step runs (a host callback taken only on that branch, so a healthy step pays
+  one comparison): under ``jax.jit`` the error surfaces as a ``JaxRuntimeError`` that
+  carries this message.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> check_loss(jnp.ones(3), "retain_loss")
+    Traceback (most recent call last):
+    ...
+    ValueError: retain_loss must be a scalar (the batch mean), got shape (3,); reduce it with .mean()
+  """
+  if isinstance(loss, (tuple, list, dict)):
+    raise ValueError(
+      f"{name} is a {type(loss).__name__}, not a scalar: a loss function that returns "
+      "(loss, aux) must be wrapped, e.g. lambda p: loss_fn(p)[0]"
+    )
+  loss = jnp.asarray(loss)
+  if loss.ndim != 0:
+    raise ValueError(
+      f"{name} must be a scalar (the batch mean), got shape {loss.shape}; reduce it with .mean()"
+    )
+  if not jnp.issubdtype(loss.dtype, jnp.floating):
+    raise ValueError(f"{name} has dtype {loss.dtype}; pass the floating-point loss value")
+  if log_losses is not False:
+    jax.lax.cond(
+      jnp.logical_and(log_losses, loss < 0),
+      lambda: jax.debug.callback(_negative_loss, name, loss),
+      lambda: None,
+    )
+  return loss
 
 
 class Variant(NamedTuple):
@@ -199,9 +247,23 @@ def implicit_gradient_surgery(
 
   The dual gradient is skipped (λ and dual state kept) when it is not finite.
 
+  Where IGS goes in a chain — it must see the step that is really applied:
+
+  * right: ``implicit_gradient_surgery(optax.chain(optax.clip_by_global_norm(1.0),
+    optax.sgd(lr)))`` or ``optax.chain(optax.clip(1.0), implicit_gradient_surgery(sgd))``
+    (IGS last); and ``optax.MultiSteps(implicit_gradient_surgery(sgd), k)``: λ learns
+    once per applied (accumulated) step, from the last micro-batch's retain loss;
+  * wrong, and raises: ``optax.chain(implicit_gradient_surgery(sgd), optax.scale(0.5))``
+    (:func:`jaxunlearn.scalarized_loss` checks the chain when it builds S) and
+    ``implicit_gradient_surgery(optax.MultiSteps(sgd, k))`` (raised at ``init``: IGS
+    would learn from the zero steps of the mini-steps).
+
+  Misuse raises at trace time: a ``retain_loss`` that is not a float scalar, a
+  ``retain_loss_fn`` that returns a tuple, non-finite ``tolerance`` / ``init_multiplier``;
+  a negative loss under ``log_losses`` raises when the step runs (see :func:`check_loss`).
+
   Args:
-    inner: the base optimiser, e.g. ``optax.sgd(1e-3, momentum=0.9)``. Put IGS last
-      (outermost) in a chain: it must see the step that is really applied.
+    inner: the base optimiser, e.g. ``optax.sgd(1e-3, momentum=0.9)``.
     variant: ``"paper"`` or ``"anchored"``: the defaults of the arguments below.
     tolerance: ε, the tolerated increase of φ(L_r) against the reference (signed; may
       be negative to demand a decrease).
@@ -254,8 +316,12 @@ def implicit_gradient_surgery(
   normalize_weights = preset.normalize_weights if normalize_weights is None else normalize_weights
   if reference not in REFERENCES:
     raise ValueError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
-  if isinstance(tolerance, (int, float)) and not math.isfinite(tolerance):
-    raise ValueError(f"tolerance must be finite, got {tolerance}")
+  # Python and numpy numbers only: optax.inject_hyperparams passes traced arrays.
+  for name, value in (("tolerance", tolerance), ("init_multiplier", init_multiplier)):
+    if isinstance(value, numbers.Real) and not math.isfinite(value):
+      raise ValueError(f"{name} must be finite, got {value}")
+  if isinstance(loss_floor, numbers.Real) and not 0 < loss_floor < math.inf:
+    raise ValueError(f"loss_floor must be a positive finite number, got {loss_floor}")
   inner = optax.with_extra_args_support(inner)
   dual = dual_optimizer if dual_optimizer is not None else preset.dual_optimizer()
   anchored = reference == "start"
@@ -265,6 +331,16 @@ def implicit_gradient_surgery(
     return log_floor(loss, loss_floor) if log_losses else loss
 
   def init_fn(params):
+    inner_state = inner.init(params)
+    if any(
+      isinstance(x, optax.MultiStepsState)
+      for x in jax.tree.leaves(inner_state, is_leaf=lambda x: isinstance(x, optax.MultiStepsState))
+    ):
+      raise ValueError(
+        "optax.MultiSteps inside implicit_gradient_surgery would show IGS the zero steps of "
+        "the accumulation mini-steps; put it outside: "
+        "optax.MultiSteps(implicit_gradient_surgery(inner), every_k_schedule=k)"
+      )
     lam = jnp.maximum(jnp.asarray(init_multiplier, jnp.float32), 0.0)
     return ImplicitGradientSurgeryState(
       count=jnp.zeros((), jnp.int32),
@@ -275,7 +351,7 @@ def implicit_gradient_surgery(
       prev_retain=jnp.zeros((), jnp.float32),
       decrease=jnp.zeros((), jnp.float32),
       dual_state=dual.init(lam),
-      inner_state=inner.init(params),
+      inner_state=inner_state,
       # A copy: the caller may donate params and state buffers to a jitted step.
       start_params=jax.tree.map(jnp.copy, params) if anchored else None,
     )
@@ -286,10 +362,10 @@ def implicit_gradient_surgery(
         f"signal={signal!r} with reference={reference!r} needs params and retain_loss_fn "
         "(L_r on the same batch); pass them" + ("" if anchored else ", or use signal='consecutive'")
       )
-    if jnp.ndim(retain_loss) != 0:
-      raise ValueError(
-        f"retain_loss must be a scalar (the batch mean), got shape {jnp.shape(retain_loss)}"
-      )
+    retain_loss = check_loss(retain_loss, "retain_loss", log_losses)
+    if retain_loss_fn is not None:
+      user_fn = retain_loss_fn
+      retain_loss_fn = lambda p: check_loss(user_fn(p), "retain_loss_fn(params)")
     updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
     before = phi(retain_loss)
 

@@ -18,7 +18,7 @@ import optax
 from jaxunlearn.transforms import state_lookup
 
 
-@state_lookup.register_state(weights=True, multiplier=False)
+@state_lookup.register_state(weights=True, multiplier=False, sees_applied_step=True)
 class FAMOState(NamedTuple):
   """State of :func:`famo`.
 

@@ -21,12 +21,16 @@ from typing import Any
 
 import jax
 
-# state class -> (holds loss weights, holds a multiplier)
-_REGISTRY: dict[type, tuple[bool, bool]] = {}
+# state class -> (holds loss weights, holds a multiplier, must see the applied step)
+_REGISTRY: dict[type, tuple[bool, bool, bool]] = {}
 
 
-def register_state(*, weights: bool, multiplier: bool):
+def register_state(*, weights: bool, multiplier: bool, sees_applied_step: bool = False):
   """Class decorator: registers a transformation's NamedTuple state for the readers here.
+
+  ``sees_applied_step``: the transformation observes the effect of the step it returns
+  (IGS and FAMO re-evaluate the losses after it), so no later transformation of a chain
+  may change that step; :func:`scalarized_loss` checks it.
 
   Example:
     >>> from typing import NamedTuple
@@ -38,7 +42,7 @@ def register_state(*, weights: bool, multiplier: bool):
   """
 
   def register(cls):
-    _REGISTRY[cls] = (weights, multiplier)
+    _REGISTRY[cls] = (weights, multiplier, sees_applied_step)
     return cls
 
   return register
@@ -119,12 +123,80 @@ def multiplier(opt_state):
   return _find(opt_state, 1, "a multiplier").multiplier
 
 
+def _transformations_after(node, target) -> list[str] | None:
+  """Names of the states that follow ``target`` inside an ``optax.chain`` on its path.
+
+  ``optax.chain`` keeps one state per transformation, in order, in a plain tuple (an
+  ``EmptyState`` for stateless ones such as ``scale`` or ``clip_by_global_norm``), so a
+  state that is not the last of its tuple belongs to a transformation whose step is
+  changed afterwards. ``None`` when ``target`` is not in ``node``.
+  """
+  if node is target:
+    return []
+  if _registered(node) and node is not target:
+    return None  # a wrapper state of ours: its inner state is its own business
+  if type(node) is tuple:  # optax.chain (NamedTuples are states, not chains)
+    for i, child in enumerate(node):
+      found = _transformations_after(child, target)
+      if found is not None:
+        return found + [type(x).__name__ for x in node[i + 1 :]]
+    return None
+  if isinstance(node, dict):
+    children = list(node.values())
+  elif isinstance(node, (tuple, list)):
+    children = list(node)
+  else:
+    return None
+  for child in children:
+    found = _transformations_after(child, target)
+    if found is not None:
+      return found
+  return None
+
+
+def check_outermost(opt_state) -> None:
+  """Raises if a transformation that must see the applied step is followed by another.
+
+  IGS learns λ from how the retain loss moves under the step it returns; if a later
+  transformation rescales that step (``optax.chain(igs, optax.clip_by_global_norm(1e-3))``)
+  λ reacts to a step that is never applied. Put such transformations *inside* IGS
+  (``implicit_gradient_surgery(optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(lr)))``)
+  or before it in the chain, so IGS is last. ``optax.MultiSteps(igs, k)`` is fine: it
+  applies IGS's step once every ``k`` calls.
+
+  Example:
+    >>> import optax, jax.numpy as jnp, jaxunlearn
+    >>> igs = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1))
+    >>> check_outermost(optax.chain(optax.clip(1.0), igs).init({"w": jnp.zeros(2)}))  # fine
+    >>> check_outermost(optax.chain(igs, optax.scale(0.5)).init({"w": jnp.zeros(2)}))
+    Traceback (most recent call last):
+    ...
+    ValueError: ImplicitGradientSurgeryState's transformation must be the last of its optax.chain ...
+  """
+  for state in jax.tree.leaves(opt_state, is_leaf=_registered):
+    if not (_registered(state) and _REGISTRY[type(state)][2]):
+      continue
+    after = _transformations_after(opt_state, state)
+    if after:
+      name = type(state).__name__
+      raise ValueError(
+        f"{name}'s transformation must be the last of its optax.chain (it learns from the "
+        f"step it returns, and {len(after)} later transformation(s) ({', '.join(after)}) "
+        "change that step): move them before it or into its inner optimiser, e.g. "
+        "implicit_gradient_surgery(optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(lr)))"
+      )
+
+
 def scalarized_loss(opt_state, *losses):
   """The loss to differentiate this step, built exactly as the transformation expects.
 
   For IGS: S = w_r·φ(L_r) + w_f·φ(L_f), φ = log (floored) or identity according to
   the transformation's own ``log_losses`` setting, weights under ``stop_gradient``.
   Pass the losses in the transformation's order (retain first, then forget).
+
+  Also checks the optimiser's structure (at trace time, once per compile): a
+  transformation that learns from the step it returns (IGS, FAMO) must be the last of
+  its chain (:func:`check_outermost`).
 
   Example:
     >>> import optax, jax, jax.numpy as jnp, jaxunlearn
@@ -134,4 +206,5 @@ def scalarized_loss(opt_state, *losses):
     >>> float(jaxunlearn.scalarized_loss(s, jnp.array(3.0), jnp.array(1.0)))  # 2·3 + 1
     7.0
   """
+  check_outermost(opt_state)
   return find_weighting_state(opt_state).scalarize(*losses)
