@@ -117,7 +117,7 @@ def check_loss(loss, name: str, log_losses=False):
     >>> check_loss(jnp.ones(3), "retain_loss")
     Traceback (most recent call last):
     ...
-    ValueError: retain_loss must be a scalar (the batch mean), got shape (3,); reduce it with .mean()
+    ValueError: retain_loss must be a scalar (the batch mean), got shape (3,); reduce it ...
   """
   if isinstance(loss, (tuple, list, dict)):
     raise ValueError(
