@@ -24,8 +24,24 @@ from jaxunlearn.data.batches import (
   unlearning_batch,
 )
 from jaxunlearn.data.builders import prepare
-from jaxunlearn.data.forget import ForgetSet, ids_digest, make_forget_set, write_ids_file
-from jaxunlearn.data.source import DATASETS, Dataset, Split, default_data_dir, load_dataset
+from jaxunlearn.data.forget import (
+  ForgetSet,
+  forget_set_from_rows,
+  ids_digest,
+  make_forget_set,
+  rows_of_ids,
+  successive,
+  write_ids_file,
+)
+from jaxunlearn.data.source import (
+  DATASETS,
+  Dataset,
+  Split,
+  default_data_dir,
+  from_arrays,
+  load_dataset,
+  split_from_arrays,
+)
 from jaxunlearn.errors import DatasetNotPreparedError, ForgetSpecError
 
 __all__ = [
@@ -41,12 +57,17 @@ __all__ = [
   "default_data_dir",
   "epoch_batches",
   "epoch_permutation",
+  "forget_set_from_rows",
+  "from_arrays",
   "ids_digest",
   "load_dataset",
   "make_forget_set",
   "prepare",
   "random_labels",
+  "rows_of_ids",
+  "split_from_arrays",
   "steps_per_epoch",
+  "successive",
   "union_batch",
   "unlearning_batch",
   "write_ids_file",

@@ -256,10 +256,18 @@ def union_batch(
   seed = _check_nonneg_int("seed", seed)
   images, labels, num_classes = _train_arrays(data, num_classes)
   forget_idx = np.asarray(forget_set.forget_idx)
-  n = len(labels)
+  retain_idx = np.asarray(forget_set.retain_idx)
+  # The rows in play: every train row, except rows an earlier deletion request forgot
+  # (neither forget nor retain here, see data.forget.successive).
+  pool = None
+  if len(forget_idx) + len(retain_idx) != len(labels):
+    pool = np.union1d(forget_idx, retain_idx)
+  n = len(labels) if pool is None else len(pool)
   _check_batch(n, batch_size, "train split")
 
   rows, epoch = _stream_batch(n, batch_size, (seed, _UNION), step)
+  if pool is not None:
+    rows = pool[rows]
   true = labels[rows].astype(np.int32)
   f_pos = np.searchsorted(forget_idx, rows)  # forget_idx is sorted
   is_forget = forget_idx[np.minimum(f_pos, len(forget_idx) - 1)] == rows

@@ -8,6 +8,11 @@ Specs:
   `random:COUNT` (a positive integer): a seeded uniform random subset of train.
 * `ids:PATH`: a text file of example ids (`Split.ids` of the *train* split), one per
   line; blank lines and `#` comments are ignored. Never unpickled, only parsed as text.
+  An id is the example's own name, not its position: for `digits` and `mnist_subset`
+  the row of the package's array (`sklearn.datasets.load_digits()`), for TFDS datasets
+  the record index in the TFDS train split; `dataset.train.ids[row]` maps a row to its
+  id. The train split holds only part of the ids (val and test hold the rest).
+* `rows:PATH`: the same file format, holding positions in `dataset.train` (0-based rows).
 
 Indices (`forget_idx`, `retain_idx`) point into `dataset.train`; `test_*_idx` into
 `dataset.test`. `digest` is the sha256 of the sorted forget ids (little-endian int64
@@ -38,7 +43,14 @@ import numpy as np
 
 from jaxunlearn.errors import ForgetSpecError
 
-__all__ = ["ForgetSet", "ForgetSpecError", "make_forget_set", "write_ids_file"]
+__all__ = [
+  "ForgetSet",
+  "ForgetSpecError",
+  "forget_set_from_rows",
+  "make_forget_set",
+  "successive",
+  "write_ids_file",
+]
 
 _INT = re.compile(r"[+-]?\d+")
 
@@ -140,11 +152,10 @@ def make_forget_set(dataset, spec: str, seed: int = 0) -> ForgetSet:
       (0, 1), count <= 0, or a forget set equal to the whole training set.
   """
   if not isinstance(spec, str) or ":" not in spec:
-    raise _fail(str(spec), "expected KIND:ARG with KIND one of class, random, ids")
+    raise _fail(str(spec), "expected KIND:ARG with KIND one of class, random, ids, rows")
   kind, arg = (s.strip() for s in spec.split(":", 1))
   train_labels = np.asarray(dataset.train.labels)
   train_ids = np.asarray(dataset.train.ids)
-  test_labels = np.asarray(dataset.test.labels)
   n = len(train_labels)
   classes: tuple[int, ...] = ()
 
@@ -155,37 +166,119 @@ def make_forget_set(dataset, spec: str, seed: int = 0) -> ForgetSet:
     count = _random_count(spec, arg, n)
     forget = np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
   elif kind == "ids":
-    ids = _read_ids(spec, arg)
-    if len(np.unique(ids)) != len(ids):
-      uniq, counts = np.unique(ids, return_counts=True)
-      raise _fail(spec, f"id {uniq[counts > 1][0]} is listed more than once")
-    # Train ids are sorted (Split invariant), so searchsorted maps id -> row.
-    pos = np.minimum(np.searchsorted(train_ids, ids), max(n - 1, 0))
-    missing = ids[train_ids[pos] != ids] if n else ids
-    if len(missing):
-      raise _fail(
-        spec,
-        f"{len(missing)} id(s) not in the train split (e.g. {missing[0]}); "
-        f"train ids span {train_ids.min()}..{train_ids.max()}",
-      )
-    forget = np.sort(pos)
+    forget = rows_of_ids(train_ids, _read_ids(spec, arg), spec)
+  elif kind == "rows":
+    forget = _check_rows(_read_ids(spec, arg), n, spec)
   else:
-    raise _fail(spec, f"unknown kind {kind!r}; expected class, random or ids")
+    raise _fail(spec, f"unknown kind {kind!r}; expected class, random, ids or rows")
 
+  return forget_set_from_rows(dataset, forget, spec=spec, classes=classes)
+
+
+def _check_rows(rows: np.ndarray, n: int, spec: str) -> np.ndarray:
+  rows = np.asarray(rows, np.int64)
+  if len(np.unique(rows)) != len(rows):
+    uniq, counts = np.unique(rows, return_counts=True)
+    raise _fail(spec, f"row {uniq[counts > 1][0]} is listed more than once")
+  bad = rows[(rows < 0) | (rows >= n)]
+  if len(bad):
+    raise _fail(spec, f"row {bad[0]} is outside the train split's rows 0..{n - 1}")
+  return np.sort(rows)
+
+
+def rows_of_ids(train_ids: np.ndarray, ids: np.ndarray, spec: str = "ids") -> np.ndarray:
+  """Sorted train rows of ``ids`` (train ids in any order); unknown or repeated ids raise."""
+  ids = np.asarray(ids, np.int64)
+  train_ids = np.asarray(train_ids, np.int64)
+  if len(np.unique(ids)) != len(ids):
+    uniq, counts = np.unique(ids, return_counts=True)
+    raise _fail(spec, f"id {uniq[counts > 1][0]} is listed more than once")
+  order = np.argsort(train_ids, kind="stable")
+  sorted_ids = train_ids[order]
+  n = len(sorted_ids)
+  pos = np.minimum(np.searchsorted(sorted_ids, ids), max(n - 1, 0))
+  missing = ids[sorted_ids[pos] != ids] if n else ids
+  if len(missing):
+    raise _fail(
+      spec,
+      f"{len(missing)} id(s) not in the train split (e.g. {missing[0]}); ids name examples "
+      f"(train ids span {sorted_ids.min()}..{sorted_ids.max()}, with gaps where val and test "
+      "examples sit) — for positions in dataset.train use rows:PATH",
+    )
+  return np.sort(order[pos])
+
+
+def forget_set_from_rows(dataset, rows, *, spec: str = "rows", classes=()) -> ForgetSet:
+  """A `ForgetSet` of the train rows ``rows`` (indices, or a boolean mask over train).
+
+  Example:
+    >>> import numpy as np
+    >>> from jaxunlearn.data import from_arrays
+    >>> ds = from_arrays(np.zeros((6, 2)), [0, 1, 0, 1, 0, 1])
+    >>> fs = forget_set_from_rows(ds, np.array([True, False, False, False, False, True]))
+    >>> fs.forget_idx.tolist(), fs.retain_idx.tolist()
+    ([0, 5], [1, 2, 3, 4])
+  """
+  n = len(dataset.train)
+  rows = np.asarray(rows)
+  if rows.dtype == bool:
+    if rows.shape != (n,):
+      raise _fail(spec, f"a boolean mask needs one entry per train row ({n}), got {rows.shape}")
+    rows = np.flatnonzero(rows)
+  elif rows.dtype.kind not in "iu" and rows.size:
+    raise _fail(spec, f"rows must be integer indices or a boolean mask, got dtype {rows.dtype}")
+  forget = _check_rows(rows.reshape(-1), n, spec)
   if len(forget) == 0:
     raise _fail(spec, "the forget set is empty")
   if len(forget) == n:
     raise _fail(spec, "the forget set is the whole training set; nothing would be retained")
-
-  forget = forget.astype(np.int64)
   retain = np.setdiff1d(np.arange(n, dtype=np.int64), forget)
-  test_forget_mask = np.isin(test_labels, classes)
+  test_forget_mask = np.isin(np.asarray(dataset.test.labels), classes)
   return ForgetSet(
     spec=spec,
     forget_idx=forget,
     retain_idx=retain,
-    forget_classes=classes,
+    forget_classes=tuple(sorted(int(c) for c in classes)),
     test_retain_idx=np.flatnonzero(~test_forget_mask).astype(np.int64),
     test_forget_idx=np.flatnonzero(test_forget_mask).astype(np.int64),
-    digest=ids_digest(train_ids[forget]),
+    digest=ids_digest(np.asarray(dataset.train.ids)[forget]),
   )
+
+
+def successive(dataset, forgotten: ForgetSet, request: ForgetSet) -> tuple[ForgetSet, ForgetSet]:
+  """A deletion request after earlier ones: ``(step_set, union)``.
+
+  ``step_set`` is what the unlearning steps see: the request's rows not forgotten yet as
+  the forget set, and as the retain set only rows that no request names (an example
+  forgotten earlier is neither forgotten again nor retained). ``union`` is every
+  forgotten row so far: what is evaluated, and what the reference retrain leaves out.
+  A request whose rows were all forgotten already raises (a request applies once).
+
+  Example:
+    >>> import numpy as np
+    >>> from jaxunlearn.data import from_arrays
+    >>> ds = from_arrays(np.zeros((8, 2)), [0, 1] * 4)
+    >>> a = forget_set_from_rows(ds, [0, 1])
+    >>> step, union = successive(ds, a, forget_set_from_rows(ds, [1, 2]))
+    >>> step.forget_idx.tolist(), step.retain_idx.tolist(), union.forget_idx.tolist()
+    ([2], [3, 4, 5, 6, 7], [0, 1, 2])
+  """
+  new = np.setdiff1d(request.forget_idx, forgotten.forget_idx)
+  if not len(new):
+    raise _fail(
+      request.spec,
+      f"every one of its {len(request.forget_idx)} examples is forgotten already by an "
+      "earlier request; a request applies once",
+    )
+  classes = tuple(sorted(set(forgotten.forget_classes) | set(request.forget_classes)))
+  union = forget_set_from_rows(
+    dataset,
+    np.union1d(forgotten.forget_idx, request.forget_idx),
+    spec=f"{forgotten.spec} + {request.spec}",
+    classes=classes,
+  )
+  step = dataclasses.replace(
+    forget_set_from_rows(dataset, new, spec=request.spec, classes=request.forget_classes),
+    retain_idx=union.retain_idx,
+  )
+  return step, union

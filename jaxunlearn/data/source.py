@@ -43,7 +43,9 @@ __all__ = [
   "DatasetNotPreparedError",
   "Split",
   "default_data_dir",
+  "from_arrays",
   "load_dataset",
+  "split_from_arrays",
 ]
 
 PACKAGE_DATASETS = ("digits", "mnist_subset")
@@ -55,7 +57,9 @@ VAL_SEED = 0
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: `==` on arrays is ambiguous
 class Split:
-  """One split. `images` float32 NHWC in [0, 1]; `labels` int32; `ids` int64, sorted."""
+  """One split: `images` float32 of any rank with examples first (NHWC in [0, 1] for the
+  package datasets, `(N, features)` for tabular data); `labels` int32; `ids` int64
+  (sorted for the package datasets; any unique ids for arrays, see `from_arrays`)."""
 
   images: np.ndarray
   labels: np.ndarray
@@ -63,10 +67,10 @@ class Split:
 
   def __post_init__(self):
     n = len(self.ids)
-    if self.images.ndim != 4 or len(self.images) != n or self.labels.shape != (n,):
-      raise ValueError(
-        f"inconsistent split: images {self.images.shape}, labels {self.labels.shape}, "
-        f"ids {self.ids.shape}"
+    if self.images.ndim < 1 or len(self.images) != n or self.labels.shape != (n,):
+      raise DataError(
+        f"inconsistent split: inputs {self.images.shape}, labels {self.labels.shape}, "
+        f"ids {self.ids.shape}; each needs one row per example (labels 1-D class ids)"
       )
 
   def __len__(self) -> int:
@@ -83,6 +87,77 @@ class Dataset:
   train: Split
   val: Split
   test: Split
+
+
+def split_from_arrays(x, y, ids=None, *, name: str = "train") -> Split:
+  """A :class:`Split` from a user's arrays: inputs of any rank (examples first), integer
+  class labels, optional unique ids (default: the row numbers).
+
+  Example:
+    >>> s = split_from_arrays(np.zeros((5, 3)), [0, 1, 0, 1, 1])
+    >>> s.images.shape, s.ids.tolist()
+    ((5, 3), [0, 1, 2, 3, 4])
+  """
+  x = np.asarray(x)
+  if x.dtype.kind not in "fiub":
+    raise DataError(f"{name} inputs have dtype {x.dtype}; pass numbers (they become float32)")
+  x = np.ascontiguousarray(x, np.float32)
+  y = np.asarray(y)
+  if (
+    y.ndim != 1
+    or y.dtype.kind not in "iu"
+    and not (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0))
+  ):
+    raise DataError(
+      f"{name} labels must be a 1-D array of integer class ids, got shape {y.shape} "
+      f"dtype {y.dtype} (one-hot labels: pass labels.argmax(-1))"
+    )
+  if len(y) != len(x):
+    raise DataError(f"{name} has {len(x)} inputs but {len(y)} labels")
+  if len(y) and y.min() < 0:
+    raise DataError(f"{name} labels must be class ids ≥ 0, got {int(y.min())}")
+  ids = np.arange(len(y), dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
+  if ids.shape != (len(y),):
+    raise DataError(f"{name} ids have shape {ids.shape}; pass one id per row ({len(y)})")
+  if len(np.unique(ids)) != len(ids):
+    raise DataError(f"{name} ids are not unique; each row needs its own id")
+  return Split(x, y.astype(np.int32), ids)
+
+
+def from_arrays(
+  x, y, *, ids=None, val=None, test=None, num_classes: int | None = None, name: str = "arrays"
+) -> Dataset:
+  """A :class:`Dataset` over in-memory arrays; ``val`` and ``test`` are optional
+  ``(x, y)`` pairs (absent ones are empty splits, and the metrics that need them are
+  skipped).
+
+  Example:
+    >>> ds = from_arrays(np.zeros((6, 4)), [0, 1, 2, 0, 1, 2], test=(np.ones((2, 4)), [0, 2]))
+    >>> ds.num_classes, ds.image_shape, len(ds.val), len(ds.test)
+    (3, (4,), 0, 2)
+  """
+  train = split_from_arrays(x, y, ids, name="train")
+  feature = train.images.shape[1:]
+
+  def optional(pair, part):
+    if pair is None:
+      return Split(
+        np.zeros((0, *feature), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int64)
+      )
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+      raise DataError(f"{part} must be an (x, y) pair of arrays")
+    split = split_from_arrays(*pair, name=part)
+    if split.images.shape[1:] != feature:
+      raise DataError(f"{part} inputs have shape {split.images.shape[1:]}, train {feature}")
+    return split
+
+  val_split, test_split = optional(val, "val"), optional(test, "test")
+  seen = max(int(s.labels.max()) + 1 for s in (train, val_split, test_split) if len(s))
+  if num_classes is None:
+    num_classes = seen
+  elif num_classes < seen:
+    raise DataError(f"num_classes={num_classes} but labels go up to {seen - 1}")
+  return Dataset(name, int(num_classes), tuple(feature), train, val_split, test_split)
 
 
 def _split_from_records(records, id_of=None) -> Split:

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from jaxunlearn import data
+from jaxunlearn.data import make_forget_set
+from jaxunlearn.errors import ForgetSpecError
 
 
 @pytest.fixture(scope="session")
@@ -157,3 +159,71 @@ def test_ids_file_is_never_unpickled(digits, tmp_path):
   path.write_bytes(pickle.dumps([int(digits.train.ids[0])]))
   with pytest.raises(data.ForgetSpecError):
     data.make_forget_set(digits, f"ids:{path}")
+
+
+# --- issue 11: rows, unsorted ids, masks, successive requests --------------------------
+
+
+def _arrays_dataset(n=12, ids=None):
+  from jaxunlearn.data import from_arrays
+
+  return from_arrays(np.arange(n * 3, dtype=np.float32).reshape(n, 3), np.arange(n) % 3, ids=ids)
+
+
+def test_rows_spec_reads_positions(tmp_path):
+  from jaxunlearn.data import write_ids_file
+
+  ds = _arrays_dataset(ids=np.arange(12)[::-1] * 10)  # ids unrelated to positions
+  write_ids_file(tmp_path / "rows.txt", [5, 1])
+  fs = make_forget_set(ds, f"rows:{tmp_path / 'rows.txt'}")
+  assert fs.forget_idx.tolist() == [1, 5]
+  write_ids_file(tmp_path / "bad.txt", [12])
+  with pytest.raises(ForgetSpecError, match=r"row 12 is outside the train split's rows 0..11"):
+    make_forget_set(ds, f"rows:{tmp_path / 'bad.txt'}")
+
+
+def test_ids_spec_maps_unsorted_ids_to_their_rows(tmp_path):
+  from jaxunlearn.data import write_ids_file
+
+  ids = np.array([70, 10, 50, 0, 30, 20, 60, 40, 80, 90, 110, 100])
+  ds = _arrays_dataset(ids=ids)
+  write_ids_file(tmp_path / "ids.txt", [50, 100])
+  fs = make_forget_set(ds, f"ids:{tmp_path / 'ids.txt'}")
+  assert fs.forget_idx.tolist() == [2, 11]
+  assert ds.train.ids[fs.forget_idx].tolist() == [50, 100]
+  write_ids_file(tmp_path / "rows_not_ids.txt", [5])
+  with pytest.raises(ForgetSpecError, match="for positions in dataset.train use rows:PATH"):
+    make_forget_set(ds, f"ids:{tmp_path / 'rows_not_ids.txt'}")
+
+
+def test_forget_set_from_a_mask_equals_from_indices():
+  from jaxunlearn.data import forget_set_from_rows
+
+  ds = _arrays_dataset()
+  mask = np.zeros(12, bool)
+  mask[[3, 7]] = True
+  a, b = forget_set_from_rows(ds, mask), forget_set_from_rows(ds, [7, 3])
+  assert a.forget_idx.tolist() == b.forget_idx.tolist() == [3, 7]
+  assert a.digest == b.digest
+  with pytest.raises(ForgetSpecError, match="one entry per train row"):
+    forget_set_from_rows(ds, mask[:5])
+  with pytest.raises(ForgetSpecError, match="listed more than once"):
+    forget_set_from_rows(ds, [1, 1])
+
+
+def test_successive_requests_union_and_refusal():
+  from jaxunlearn.data import forget_set_from_rows, successive, union_batch
+
+  ds = _arrays_dataset()
+  a = forget_set_from_rows(ds, [0, 1, 2])
+  step, union = successive(ds, a, forget_set_from_rows(ds, [2, 3]))
+  assert step.forget_idx.tolist() == [3]
+  assert union.forget_idx.tolist() == [0, 1, 2, 3]
+  assert step.retain_idx.tolist() == union.retain_idx.tolist() == list(range(4, 12))
+  with pytest.raises(ForgetSpecError, match="forgotten already by an earlier request"):
+    successive(ds, union, forget_set_from_rows(ds, [1, 3]))
+  # mixed batches stream over the rows in play only: never an earlier request's rows
+  seen = np.concatenate(
+    [union_batch(ds, step, t, seed=0, batch_size=3)["index"] for t in range(12)]
+  )
+  assert set(seen.tolist()) == set(range(3, 12))
