@@ -22,6 +22,30 @@ def _reduce(per_example, weights):
   return jnp.sum(per_example * weights)
 
 
+def reduce_losses(per_example, weights=None):
+  """Mean of per-example losses, or their weighted sum with ``weights`` (mixed batches).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> float(reduce_losses(jnp.array([1.0, 3.0]))), float(reduce_losses(jnp.array([1.0, 3.0]),
+    ...                                                                  jnp.array([0.5, 0.0])))
+    (2.0, 0.5)
+  """
+  return _reduce(per_example, weights)
+
+
+def per_example_cross_entropy(logits, labels):
+  """Softmax cross-entropy of each row with integer labels, shape ``(B,)``: the default
+  per-example loss of :func:`jaxunlearn.unlearn`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> per_example_cross_entropy(jnp.zeros((2, 4)), jnp.array([0, 3])).shape
+    (2,)
+  """
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
 def cross_entropy(logits, labels, weights=None):
   """Mean softmax cross-entropy with integer labels: the retain loss L_r.
 

@@ -10,7 +10,10 @@
 
 Both give a step the same parts: ``retain_logits, retain_label, retain_weight`` and
 ``forget_logits, forget_label`` (the random target), ``forget_true_label``,
-``forget_weight`` (weights ``None`` for split: plain means).
+``forget_weight`` (weights ``None`` for split: plain means), and the per-example losses
+``retain_losses`` (to the retain labels), ``forget_losses`` (to the forget targets) and
+``forget_true_losses`` (to the forget rows' true labels) under the model's per-example
+loss (:func:`example_loss`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,26 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxunlearn import data as data_lib
+from jaxunlearn.objectives import per_example_cross_entropy
+
+
+def example_loss(fm):
+  """The per-example loss ``loss(logits, labels) -> (B,)`` a model is trained with.
+
+  Cross-entropy unless the model carries its own (``fm.example_loss``: a user's loss
+  given to :func:`jaxunlearn.unlearn` travels with the model adapter it wraps).
+  """
+  return getattr(fm, "example_loss", None) or per_example_cross_entropy
+
+
+def _with_losses(fm, parts: dict) -> dict:
+  loss = example_loss(fm)
+  if "retain_logits" in parts:
+    parts["retain_losses"] = loss(parts["retain_logits"], parts["retain_label"])
+  if "forget_logits" in parts:
+    parts["forget_losses"] = loss(parts["forget_logits"], parts["forget_label"])
+    parts["forget_true_losses"] = loss(parts["forget_logits"], parts["forget_true_label"])
+  return parts
 
 
 def _augmented(batch: dict, cfg, step: int) -> dict:
@@ -51,7 +74,7 @@ class Split:
   @staticmethod
   def shapes(dataset, n_retain, n_forget) -> dict:
     image = dataset.train.images.shape[1:]
-    f32, i32 = jnp.float32, jnp.int32
+    f32, i32 = dataset.train.images.dtype, jnp.int32
     return {
       "retain_image": jax.ShapeDtypeStruct((n_retain, *image), f32),
       "retain_label": jax.ShapeDtypeStruct((n_retain,), i32),
@@ -67,21 +90,19 @@ class Split:
   @staticmethod
   def retain_part(fm, params, model_state, batch):
     logits, new_state = fm.apply(params, model_state, batch["retain_image"], train=True)
-    return {
-      "retain_logits": logits,
-      "retain_label": batch["retain_label"],
-      "retain_weight": None,
-    }, new_state
+    part = {"retain_logits": logits, "retain_label": batch["retain_label"], "retain_weight": None}
+    return _with_losses(fm, part), new_state
 
   @staticmethod
   def forget_part(fm, params, model_state, batch):
     logits, new_state = fm.apply(params, model_state, batch["forget_image"], train=True)
-    return {
+    part = {
       "forget_logits": logits,
       "forget_label": batch["forget_label"],
       "forget_true_label": batch["forget_true_label"],
       "forget_weight": None,
-    }, new_state
+    }
+    return _with_losses(fm, part), new_state
 
   @staticmethod
   def forward(fm, params, model_state, batch):
@@ -119,7 +140,7 @@ class Mixed:
     n = n_retain + n_forget
     image = dataset.train.images.shape[1:]
     return {
-      "image": jax.ShapeDtypeStruct((n, *image), jnp.float32),
+      "image": jax.ShapeDtypeStruct((n, *image), dataset.train.images.dtype),
       "label": jax.ShapeDtypeStruct((n,), jnp.int32),
       "true_label": jax.ShapeDtypeStruct((n,), jnp.int32),
       "is_forget": jax.ShapeDtypeStruct((n,), jnp.bool_),
@@ -143,7 +164,7 @@ class Mixed:
       "forget_true_label": batch["true_label"],
       "forget_weight": is_forget * share,
     }
-    return parts, new_state
+    return _with_losses(fm, parts), new_state
 
   retain_part = forward
   forget_part = forward

@@ -133,30 +133,27 @@ class Method:
 
 
 def retain_objective(out):
-  """L_r: cross-entropy on the retain part of the forward outputs ``out``."""
-  return objectives.cross_entropy(out["retain_logits"], out["retain_label"], out["retain_weight"])
+  """L_r: the model's loss (cross-entropy by default) on the retain part of ``out``."""
+  return objectives.reduce_losses(out["retain_losses"], out["retain_weight"])
 
 
 def forget_objective(out, cfg: UnlearnConfig):
   """L_f of the surgery/MOO/weighting methods, from the forward outputs ``out``."""
-  w = out["forget_weight"]
   if cfg.forget_objective == "rl":
-    return objectives.random_label_loss(out["forget_logits"], out["forget_label"], w)
+    return _random_labels(out)
   if cfg.forget_objective == "ga":
-    return objectives.gradient_ascent_loss(out["forget_logits"], out["forget_true_label"], w)
+    return -_forget_ce(out)
   raise ConfigError(f"unknown forget_objective {cfg.forget_objective!r}; choose 'rl' or 'ga'")
 
 
 def _forget_ce(out):
-  return objectives.cross_entropy(
-    out["forget_logits"], out["forget_true_label"], out["forget_weight"]
-  )
+  """The model's loss on the forget part's true labels (cross-entropy by default)."""
+  return objectives.reduce_losses(out["forget_true_losses"], out["forget_weight"])
 
 
 def _random_labels(out):
-  return objectives.random_label_loss(
-    out["forget_logits"], out["forget_label"], out["forget_weight"]
-  )
+  """The model's loss on the forget part's targets (random labels): RL."""
+  return objectives.reduce_losses(out["forget_losses"], out["forget_weight"])
 
 
 def _scrub_loss(out, cfg):
@@ -521,9 +518,12 @@ def make_config(method: str, scenario=None, **overrides) -> UnlearnConfig:
   return UnlearnConfig(**{**scenario, **entry.defaults, **overrides, "method": method})
 
 
-def build_transformation(cfg: UnlearnConfig, prepared=None) -> optax.GradientTransformation:
+def build_transformation(
+  cfg: UnlearnConfig, prepared=None, optimizer: optax.GradientTransformation | None = None
+) -> optax.GradientTransformation:
   """The method's transformation over SGD with ``cfg.learning_rate`` and ``cfg.momentum``,
-  with ``cfg.weight_decay`` added to the gradient before momentum (PyTorch's coupling).
+  with ``cfg.weight_decay`` added to the gradient before momentum (PyTorch's coupling);
+  or over ``optimizer`` (any optax optimiser, which then replaces those three keys).
 
   Example:
     >>> import jax.numpy as jnp
@@ -531,6 +531,8 @@ def build_transformation(cfg: UnlearnConfig, prepared=None) -> optax.GradientTra
     >>> float(transforms.multiplier(tx.init({"w": jnp.zeros(2)})))
     0.5
   """
+  if optimizer is not None:
+    return get_method(cfg.method).make_tx(cfg, optimizer, prepared)
   inner = optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None)
   if cfg.weight_decay:
     inner = optax.chain(optax.add_decayed_weights(cfg.weight_decay), inner)

@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxunlearn import data as data_lib
+from jaxunlearn import transforms
 from jaxunlearn.engine import methods as methods_lib
 from jaxunlearn.engine import parallel
 from jaxunlearn.engine.config import UnlearnConfig
@@ -33,9 +34,10 @@ class UnlearnResult:
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_step(fm, cfg: UnlearnConfig):
-  """One compiled step per (model, config up to the seed): seeds reuse the compile."""
-  tx = methods_lib.build_transformation(cfg)
+def _cached_step(fm, cfg: UnlearnConfig, optimizer=None):
+  """One compiled step per (model, config up to the seed, optimiser): seeds reuse the
+  compile."""
+  tx = methods_lib.build_transformation(cfg, optimizer=optimizer)
   return tx, make_unlearn_step(fm, methods_lib.get_method(cfg.method), cfg, tx)
 
 
@@ -53,6 +55,8 @@ def unlearn(
   checkpoint_every: int = 0,
   resume: bool = False,
   metadata: dict | None = None,
+  optimizer=None,
+  anchor=None,
 ) -> UnlearnResult:
   """Runs ``cfg.steps`` steps of ``cfg.method`` from ``(params, model_state)``.
 
@@ -62,6 +66,12 @@ def unlearn(
   are a pure function of (seed, step), so a resumed run ends bitwise equal (on CPU) to an
   uninterrupted one. The teacher (SCRUB, NPO) and what a method prepares (SalUn's mask)
   always come from the ``params`` passed in, i.e. the original model.
+
+  ``optimizer``: any optax optimiser to use instead of the config's SGD (its
+  ``learning_rate``, ``momentum`` and ``weight_decay`` are then unused). ``anchor``:
+  params (and nothing else) that IGS's ``reference="start"`` budget holds against
+  instead of ``params`` — the original model across successive deletion requests
+  (:func:`jaxunlearn.transforms.with_anchor`).
 
   ``mesh`` (a :class:`jax.sharding.Mesh`, see :mod:`jaxunlearn.parallel`): data-parallel
   steps — each batch split across the mesh's devices, params and optimiser state
@@ -91,14 +101,16 @@ def unlearn(
     for rows, name in zip(layout.rows(n_retain, n_forget), names):
       parallel.check_divisible(rows, mesh, name)
   if method.prepare is None:
-    tx, step_fn = _cached_step(fm, dataclasses.replace(cfg, seed=0))
+    tx, step_fn = _cached_step(fm, dataclasses.replace(cfg, seed=0), optimizer)
   else:  # what it prepares depends on the model: no cache
     prepared = method.prepare(
       methods_lib.PrepareContext(fm, params, model_state, dataset, forget_set), cfg
     )
-    tx = methods_lib.build_transformation(cfg, prepared)
+    tx = methods_lib.build_transformation(cfg, prepared, optimizer)
     step_fn = make_unlearn_step(fm, method, cfg, tx)
   opt_state = tx.init(params)
+  if anchor is not None:
+    opt_state = transforms.with_anchor(opt_state, anchor)
   if mesh is not None:
     step_fn = parallel.data_parallel(step_fn, mesh)
     params, model_state, opt_state = parallel.replicate((params, model_state, opt_state), mesh)

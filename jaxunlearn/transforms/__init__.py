@@ -24,6 +24,7 @@ from jaxunlearn.transforms.implicit import (
   default_dual_optimizer,
   implicit_gradient_surgery,
   retain_decrease,
+  with_anchor,
 )
 from jaxunlearn.transforms.loss_weighting import FAMOState, PrimalDualState, famo, primal_dual
 from jaxunlearn.transforms.masking import masked_updates
@@ -57,4 +58,5 @@ __all__ = [
   "register_state",
   "retain_decrease",
   "scalarized_loss",
+  "with_anchor",
 ]

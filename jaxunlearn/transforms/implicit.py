@@ -417,6 +417,31 @@ def implicit_gradient_surgery(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+def with_anchor(opt_state, params):
+  """``opt_state`` with the anchor θ_0 of every ``reference="start"`` IGS state set to
+  ``params``: the budget L_r(θ) ≤ L_r(params) + ε then holds against that model (e.g. the
+  *original* model across successive deletion requests, not the last request's start).
+  Other states are returned unchanged.
+
+  Example:
+    >>> import optax, jax.numpy as jnp, jaxunlearn
+    >>> tx = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1))  # anchored: start reference
+    >>> state = with_anchor(tx.init({"w": jnp.zeros(2)}), {"w": jnp.ones(2)})
+    >>> state.start_params["w"].tolist()
+    [1.0, 1.0]
+  """
+  is_igs = lambda x: isinstance(x, ImplicitGradientSurgeryState)
+
+  def set_anchor(x):
+    if not is_igs(x) or x.start_params is None:
+      return x
+    if jax.tree.structure(x.start_params) != jax.tree.structure(params):
+      raise ValueError("the anchor params must have the structure of the optimised params")
+    return x._replace(start_params=jax.tree.map(jnp.copy, params))
+
+  return jax.tree.map(set_anchor, opt_state, is_leaf=is_igs)
+
+
 def retain_decrease(opt_state) -> jax.Array:
   """The last observed decrease Δ_t of φ(L_r) held by the IGS state in ``opt_state``.
 
