@@ -12,7 +12,15 @@ Layers (imports point down only; ``tests/test_layout.py`` enforces it):
 * :mod:`jaxunlearn.engine` — configs, the method registry, jitted steps, the training
   and unlearning loops, evaluation, checkpoints, data parallelism;
 * ``experiments/`` and ``benchmarks/`` on top wire and report.
+
+Your own model and data in one call: :func:`jaxunlearn.unlearn` (any apply function,
+linen or NNX module, arrays of any rank); everything saved loads with
+:func:`jaxunlearn.load`. Both, and the sub-packages (``jaxunlearn.data``,
+``jaxunlearn.metrics``, ``jaxunlearn.engine``, …), are imported on first use, so
+``import jaxunlearn`` stays as light as the transformations.
 """
+
+import importlib
 
 from jaxunlearn.transforms import (
   ExplicitSurgeryState,
@@ -34,7 +42,31 @@ from jaxunlearn.transforms import (
 
 __version__ = "0.1.0"
 
+_LAZY = {
+  "unlearn": ("jaxunlearn.engine.api", "unlearn"),
+  "UnlearnReport": ("jaxunlearn.engine.api", "UnlearnReport"),
+  "load": ("jaxunlearn.engine.loading", "load"),
+}
+_SUBMODULES = ("data", "engine", "errors", "metrics", "nn", "objectives", "transforms")
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    module, attr = _LAZY[name]
+    return getattr(importlib.import_module(module), attr)
+  if name in _SUBMODULES:
+    return importlib.import_module(f"jaxunlearn.{name}")
+  raise AttributeError(f"module 'jaxunlearn' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(list(globals()) + list(_LAZY) + list(_SUBMODULES))
+
+
 __all__ = [
+  "UnlearnReport",
+  "load",
+  "unlearn",
   "ExplicitSurgeryState",
   "FAMOState",
   "ImplicitGradientSurgeryState",

@@ -28,7 +28,8 @@ ALLOWED = {
   "jaxunlearn.objectives": ERRORS,
   "jaxunlearn.metrics": ERRORS,
   "jaxunlearn.engine": GROUND + ("jaxunlearn.engine",),
-  "jaxunlearn": ("jaxunlearn.transforms",),  # the package's own __init__
+  # the package's own __init__ (the rest of the package is imported lazily, by name)
+  "jaxunlearn": ("jaxunlearn.transforms",),
   "experiments": ("jaxunlearn", "experiments"),
   "benchmarks": ("jaxunlearn", "benchmarks"),
 }
@@ -39,12 +40,15 @@ ENGINE_RANK = {
   "checkpoint": 0,
   "parallel": 0,
   "records": 1,
+  "progress": 1,
   "methods": 1,
   "layouts": 1,
   "steps": 2,
   "evaluation": 3,
   "training": 4,
   "unlearning": 4,
+  "loading": 5,
+  "api": 5,
 }
 
 

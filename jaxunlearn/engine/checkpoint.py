@@ -388,7 +388,9 @@ class Checkpointer:
           state=ocp.args.StandardSave(state),
           metadata=ocp.args.JsonSave(meta),
         ),
-        metrics=mets,
+        # {} rather than None: Orbax logs "Requested tracked_metric; did not provide
+        # metrics" for every save without metrics; an empty dict ranks worst, silently.
+        metrics={} if mets is None else mets,
         force=True,  # our own checks above replace Orbax's save policy
       )
       mgr.wait_until_finished()
@@ -484,6 +486,23 @@ class Checkpointer:
       for (_, t), v in zip(flat, leaves)
     ]
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+  def restore_raw(
+    self, *, step: int | None = None, which: Literal["latest", "best"] = "latest"
+  ) -> Any:
+    """The stored state without a template: nested dicts and lists of arrays (NamedTuple
+    states come back as dicts of their fields, typed PRNG keys as raw ``uint32`` data).
+
+    For a model the reader cannot rebuild (a user's own, saved by
+    :func:`jaxunlearn.unlearn`); with a template, :meth:`restore` is exact.
+    """
+    mgr, step = self._resolve(which, step)
+    try:
+      return mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    except Exception as e:  # noqa: BLE001
+      raise CheckpointError(
+        f"checkpoint step {step} at {self.directory} is corrupt or unreadable: {_first_line(e)}"
+      ) from e
 
   def metadata(
     self, which: Literal["latest", "best"] = "latest", *, step: int | None = None

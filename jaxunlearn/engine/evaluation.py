@@ -54,12 +54,16 @@ def evaluate(
     ['LossAUC', 'MIA', 'RA', 'TA', 'UA']
   """
   predict = make_predict(fm)
-  train = np.asarray(predict(params, model_state, dataset.train.images))
-  val = np.asarray(predict(params, model_state, dataset.val.images))
-  test = np.asarray(predict(params, model_state, dataset.test.images))
-  finite = all(np.all(np.isfinite(x)) for x in (train, val, test))
+
+  def logits_of(split):  # an empty split (data without val or test) is not predicted
+    return np.asarray(predict(params, model_state, split.images)) if len(split) else None
+
+  train, val, test = (logits_of(s) for s in (dataset.train, dataset.val, dataset.test))
+  finite = all(np.all(np.isfinite(x)) for x in (train, val, test) if x is not None)
 
   def acc(logits, labels, idx=None):
+    if logits is None:
+      return float("nan")
     if idx is not None:
       logits, labels = logits[idx], labels[idx]
     if not len(labels) or not finite:
@@ -90,6 +94,12 @@ def evaluate(
     return out
   if not finite:  # the method diverged (e.g. gradient ascent): no metric is meaningful
     return {**out, **NAN_METRICS, "diverged": True}
+  if test is None:  # no held-out data: UA and RA only (TA and the attacks need a test set)
+    out.update(
+      UA=100.0 - out["forget_accuracy"],
+      RA=out["retain_accuracy"],
+    )
+    return out
   keep = forget_set.test_retain_idx
   members = forget_set.retain_idx[hash_order(dataset.train.ids[forget_set.retain_idx], 0)]
   unseen = forget_set.test_forget_idx if len(forget_set.test_forget_idx) else keep

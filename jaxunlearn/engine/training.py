@@ -18,10 +18,10 @@ import pathlib
 import time
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
@@ -29,6 +29,7 @@ from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine import parallel, steps
 from jaxunlearn.engine.config import TrainConfig
 from jaxunlearn.engine.evaluation import evaluate
+from jaxunlearn.engine.progress import CompileApartBar
 from jaxunlearn.engine.records import check_workdir, write_json_atomic
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.nn import models
@@ -167,7 +168,9 @@ def train(
     log_path.unlink()
   images, labels = dataset.train.images, dataset.train.labels
   start = time.perf_counter()
-  bar = tqdm(
+  compile_seconds = None
+  bar_start = start_epoch * per_epoch
+  bar = CompileApartBar(
     total=config.epochs * per_epoch,
     initial=start_epoch * per_epoch,
     disable=not progress,
@@ -190,7 +193,12 @@ def train(
       params, model_state, opt_state, m = step_fn(params, model_state, opt_state, x, y)
       losses.append(m["loss"])
       accs.append(m["accuracy"])
-      bar.update(1)
+      if compile_seconds is None:
+        jax.block_until_ready(params)
+        compile_seconds = time.perf_counter() - start
+        bar.first_step_done(bar_start + 1, compile_seconds=compile_seconds)
+      else:
+        bar.update(1)
     val_acc = _split_accuracy(predict, params, model_state, dataset.val)
     record = {
       "epoch": epoch + 1,
@@ -198,7 +206,7 @@ def train(
       "train_batch_accuracy": 100 * float(np.mean(accs)),
       "val_accuracy": val_acc,
     }
-    bar.set_postfix(loss=f"{record['loss']:.3f}", val=f"{val_acc:.1f}%")
+    bar.set_postfix_str(f"loss {record['loss']:.3f}, val {val_acc:.1f}%")
     with log_path.open("a") as f:
       f.write(json.dumps(record) + "\n")
     manager.save(
@@ -219,6 +227,7 @@ def train(
     kind=metadata["kind"],
     epochs=config.epochs,
     seconds=time.perf_counter() - start,
+    compile_seconds=compile_seconds,
     resumed_from_epoch=start_epoch,
     forget_spec=forget_spec,
   )
@@ -259,17 +268,13 @@ def load_trained(workdir, *, which: str = "latest") -> TrainedModel:
   """
   manager = ckpt.Checkpointer(pathlib.Path(workdir) / "checkpoints", create=False)
   meta = manager.metadata(which=which)
-  config = TrainConfig(
-    **{**meta["config"], "lr_milestones": tuple(meta["config"]["lr_milestones"])}
-  )
-  model = models.create_model(
-    config.model,
-    num_classes=meta["num_classes"],
-    input_shape=tuple(meta["image_shape"]),
-    seed=config.seed,
-    **dict(config.model_kwargs),
-  )
-  fm, params, model_state = models.functional(model)
+  if meta.get("kind") not in ("pretrain", "retrain"):
+    manager.close()
+    raise ConfigError(
+      f"{workdir} holds a {meta.get('kind')!r} run, not a trained model; "
+      "use jaxunlearn.load(workdir), which reads every kind"
+    )
+  config, fm, params, model_state = model_from_metadata(meta)
   # The optimiser state's structure does not depend on the schedule's length.
   template = {
     "params": params,
@@ -280,3 +285,31 @@ def load_trained(workdir, *, which: str = "latest") -> TrainedModel:
   restored = manager.restore(template, which=which)
   manager.close()
   return TrainedModel(fm, restored["params"], restored["model_state"], meta)
+
+
+def model_description(meta: dict) -> dict:
+  """What rebuilds a run's model: its training config, classes and input shape.
+
+  Stored by pretraining at the top of its metadata and by unlearning under ``"model"``.
+  """
+  if "model" in meta:
+    return meta["model"]
+  return {k: meta[k] for k in ("config", "num_classes", "image_shape")}
+
+
+def model_from_metadata(meta: dict):
+  """``(TrainConfig, fm, params, model_state)``: the freshly initialised model a
+  checkpoint's metadata describes, the template its arrays restore into."""
+  desc = model_description(meta)
+  config = TrainConfig(
+    **{**desc["config"], "lr_milestones": tuple(desc["config"]["lr_milestones"])}
+  )
+  model = models.create_model(
+    config.model,
+    num_classes=desc["num_classes"],
+    input_shape=tuple(desc["image_shape"]),
+    seed=config.seed,
+    **dict(config.model_kwargs),
+  )
+  fm, params, model_state = models.functional(model)
+  return config, fm, params, model_state

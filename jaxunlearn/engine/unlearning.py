@@ -13,7 +13,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from jaxunlearn import data as data_lib
 from jaxunlearn import transforms
@@ -21,6 +20,7 @@ from jaxunlearn.engine import methods as methods_lib
 from jaxunlearn.engine import parallel
 from jaxunlearn.engine.config import UnlearnConfig
 from jaxunlearn.engine.layouts import LAYOUTS
+from jaxunlearn.engine.progress import CompileApartBar
 from jaxunlearn.engine.steps import make_unlearn_step
 
 
@@ -31,6 +31,7 @@ class UnlearnResult:
   history: dict  # name -> np.ndarray over steps
   seconds: float  # wall time of the loop, compile included
   compile_seconds: float  # time of the first step (compile + one step)
+  opt_state: Any = None  # the method's optimiser state at the end (λ for IGS)
 
 
 @functools.lru_cache(maxsize=64)
@@ -178,15 +179,10 @@ def unlearn(
 
   start = time.perf_counter()
   compile_seconds = 0.0
-  for t in tqdm(
-    range(first, cfg.steps),
-    disable=not progress,
-    desc=cfg.method,
-    unit="step",
-    leave=False,
-    initial=first,
-    total=cfg.steps,
-  ):
+  bar = CompileApartBar(
+    total=cfg.steps, initial=first, disable=not progress, desc=cfg.method, unit="step", leave=False
+  )
+  for t in range(first, cfg.steps):
     batch = layout.batch(dataset, forget_set, t, cfg, n_retain, n_forget)
     step_index = jnp.asarray(t, jnp.int32)
     if mesh is None:
@@ -201,6 +197,9 @@ def unlearn(
     if t == first:
       jax.block_until_ready(params)
       compile_seconds = time.perf_counter() - start
+      bar.first_step_done(t + 1, compile_seconds=compile_seconds)
+    else:
+      bar.update(1)
     if (
       checkpointer is not None
       and checkpoint_every > 0
@@ -209,9 +208,10 @@ def unlearn(
     ):
       save(t + 1)
   jax.block_until_ready(params)
+  bar.close()
   seconds = time.perf_counter() - start
   flush()
   if checkpointer is not None:
     save(cfg.steps)
     checkpointer.wait_until_finished()
-  return UnlearnResult(params, model_state, history, seconds, compile_seconds)
+  return UnlearnResult(params, model_state, history, seconds, compile_seconds, opt_state)
