@@ -2,7 +2,6 @@
 
 import flax.linen as linen
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
