@@ -129,3 +129,22 @@ def write_all(results, out_dir) -> list[pathlib.Path]:
   for fn, path in zip((ua_ta, multiplier, retain_loss), paths):
     fn(results, path)
   return paths
+
+
+def run_history(history: dict, path, title: str) -> pathlib.Path:
+  """One run: the retain and forget losses on each step's batch, and λ when the method
+  keeps one (what ``experiments.unlearn`` writes beside its metrics)."""
+  panels = [("retain_loss", "retain loss L_r"), ("forget_loss", "forget loss L_f")]
+  if "multiplier" in history:
+    panels.append(("multiplier", "λ"))
+  fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+  for ax, (key, label) in zip(axes[0], panels):
+    ax.plot(np.asarray(history[key], float), lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return pathlib.Path(path)

@@ -1,43 +1,88 @@
-"""Unlearn with one method from an original checkpoint, evaluate, save.
+"""Unlearn with one method from an original (or earlier unlearned) checkpoint, evaluate, save.
 
     python -m experiments.unlearn --method igs --original runs/original \\
         --forget class:0 --workdir runs/igs [--seed S] [--set tolerance=0.01 ...]
+    # a second deletion request, starting from the first one's model:
+    python -m experiments.unlearn --method igs --original runs/igs \\
+        --forget ids:more_ids.txt --workdir runs/igs-2
 
-Writes ``workdir/metrics.json`` (UA, RA, TA, MIA, run time, λ and retain-loss history)
-and the unlearned checkpoint under ``workdir/checkpoints``. With ``--retrained DIR`` the
-Avg. Gap to that retrained model is reported too.
+Writes ``workdir/metrics.json`` (UA, RA, TA, MIA, run time, λ and retain-loss history,
+the deletion requests so far), ``workdir/history.png`` (losses and λ over steps) and the
+unlearned checkpoint under ``workdir/checkpoints`` (``jaxunlearn.load(workdir)`` reads
+it). With ``--retrained DIR`` the retrained model's metrics and the Avg. Gap are reported.
+
+Forget sets: ``class:K``, ``random:F``, ``ids:PATH`` (the dataset's example ids: for
+digits and mnist_subset the row of the package's array, for TFDS datasets the record
+index in its train split) or ``rows:PATH`` (positions in the train split, 0-based).
+
+Successive requests: when ``--original`` is an unlearned workdir, examples it forgot are
+neither forgotten again nor retained, the metrics cover every forgotten example, and
+``--retrained`` must leave out all of them. A request whose examples were all forgotten
+already is refused; a killed request continues with ``--resume``.
 """
 
 from __future__ import annotations
 
-import argparse
+import datetime
 import json
 import pathlib
 
-from experiments.cli import main_guard
+import numpy as np
+
+from experiments import plots
+from experiments.cli import main_guard, parser
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine.config import override
 from jaxunlearn.engine.evaluation import evaluate
+from jaxunlearn.engine.loading import load
 from jaxunlearn.engine.methods import METHODS, make_config
 from jaxunlearn.engine.records import check_workdir, write_json_atomic
-from jaxunlearn.engine.training import load_trained
+from jaxunlearn.engine.training import model_description
 from jaxunlearn.engine.unlearning import unlearn
 from jaxunlearn.errors import ConfigError
 
+BUDGETS = ("original", "request")
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--method", required=True, help=", ".join(METHODS))
-  p.add_argument("--original", required=True, help="workdir of experiments.pretrain")
-  p.add_argument("--forget", required=True, help="class:K | random:F | ids:PATH")
-  p.add_argument("--forget-seed", type=int, default=0)
-  p.add_argument("--workdir", required=True)
-  p.add_argument("--retrained", help="workdir of the retrained model, for the Avg. Gap")
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--data-dir")
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+def build_parser():
+  p = parser(__doc__)
+  p.add_argument("--method", required=True, help="unlearning method: " + ", ".join(METHODS))
+  p.add_argument(
+    "--original",
+    required=True,
+    help="workdir of experiments.pretrain, or of an earlier experiments.unlearn run "
+    "(a successive deletion request)",
+  )
+  p.add_argument(
+    "--forget", required=True, help="forget set: class:K | random:F | ids:PATH | rows:PATH"
+  )
+  p.add_argument("--forget-seed", type=int, default=0, help="seed of a random: forget set")
+  p.add_argument("--workdir", required=True, help="where the result and checkpoints go")
+  p.add_argument(
+    "--retrained",
+    help="workdir of the model retrained without every forgotten example: its metrics "
+    "and the Avg. Gap are reported",
+  )
+  p.add_argument("--seed", type=int, default=0, help="seed of the batches and random labels")
+  p.add_argument(
+    "--budget-from",
+    choices=BUDGETS,
+    default="original",
+    help="IGS's retain budget (reference='start') holds against the original model across "
+    "successive requests, or against this request's starting model",
+  )
+  p.add_argument(
+    "--data-dir", help="dataset directory (default: $JAXUNLEARN_DATA_DIR or the user cache)"
+  )
+  p.add_argument(
+    "--set",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="override an unlearning config key (repeatable), e.g. --set tolerance=0.05",
+  )
   p.add_argument(
     "--checkpoint-every",
     type=int,
@@ -45,60 +90,124 @@ def parse_args(argv=None):
     help="save a resumable checkpoint every N steps (0: only at the end)",
   )
   p.add_argument("--resume", action="store_true", help="continue a killed run in --workdir")
-  p.add_argument("--no-progress", action="store_true")
-  return p.parse_args(argv)
+  p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  return p
+
+
+def parse_args(argv=None):
+  return build_parser().parse_args(argv)
+
+
+def _earlier_requests(start) -> tuple[list, str]:
+  """The deletion requests already applied to the starting model, and the first original."""
+  if start.kind != "unlearned":
+    return [], None
+  if "requests" not in start.metadata:
+    raise ConfigError(
+      "that unlearned workdir was written before requests were recorded; start a new "
+      "series from the pretrained model"
+    )
+  return list(start.metadata.get("requests", [])), start.metadata.get("root_original")
 
 
 def run(args) -> dict:
   workdir = check_workdir(args.workdir)
   if (workdir / "metrics.json").exists():
-    raise ConfigError(f"{workdir} already holds an unlearning result; choose a new --workdir")
+    raise ConfigError(
+      f"{workdir} already holds an unlearning result (this request was applied); "
+      "choose a new --workdir for a new request"
+    )
   cfg = override(make_config(args.method, seed=args.seed), args.set).validate()
   if args.checkpoint_every < 0:
     raise ConfigError(f"--checkpoint-every must be ≥ 0, got {args.checkpoint_every}")
-  original = load_trained(args.original)
-  dataset = data_lib.load_dataset(original.metadata["dataset"], args.data_dir)
-  forget_set = data_lib.make_forget_set(dataset, args.forget, seed=args.forget_seed)
+  start = load(args.original)
+  if start.fm is None:
+    raise ConfigError(f"{args.original} holds a user's own model; use jaxunlearn.unlearn")
+  earlier, root = _earlier_requests(start)
+  root = root or str(pathlib.Path(args.original).resolve())
+  dataset = data_lib.load_dataset(start.metadata["dataset"], args.data_dir)
+  request = data_lib.make_forget_set(dataset, args.forget, seed=args.forget_seed)
+  if earlier:
+    rows = data_lib.rows_of_ids(dataset.train.ids, np.concatenate([r["ids"] for r in earlier]))
+    forgotten = data_lib.forget_set_from_rows(
+      dataset,
+      rows,
+      spec="earlier requests",
+      classes=sorted({c for r in earlier for c in r["classes"]}),
+    )
+    for r in earlier:
+      if r["forget_digest"] == request.digest:
+        raise ConfigError(
+          f"this request ({args.forget}) was applied already, in {r['workdir']}; "
+          "a request applies once"
+        )
+    step_set, union = data_lib.successive(dataset, forgotten, request)
+  else:
+    step_set = union = request
   retrained = None
   if args.retrained:  # checked before the work, so a mismatch costs nothing
-    retrained = load_trained(args.retrained)
-    if retrained.metadata.get("forget_digest") != forget_set.digest:
+    retrained = load(args.retrained)
+    if retrained.metadata.get("forget_digest") != union.digest:
       raise ConfigError(
-        f"{args.retrained} was retrained without a different forget set than {args.forget}"
+        f"{args.retrained} was retrained with another forget set than every example "
+        f"forgotten so far ({len(union.forget_idx)} examples)"
       )
   checkpoints = workdir / "checkpoints"
   interrupted = checkpoints.exists() and any(checkpoints.iterdir())
   if interrupted and not args.resume:
     raise ConfigError(f"{workdir} holds an interrupted run; pass --resume to continue it")
+  this_request = {
+    "workdir": str(workdir.resolve()),
+    "method": args.method,
+    "forget_spec": args.forget,
+    "forget_digest": request.digest,
+    "ids": dataset.train.ids[step_set.forget_idx].tolist(),
+    "classes": list(request.forget_classes),
+  }
   metadata = {
     "method": args.method,
     "original": str(pathlib.Path(args.original).resolve()),
+    "root_original": root,
+    "budget_from": args.budget_from,
+    "model": model_description(start.metadata),
     "dataset": dataset.name,
     "forget_spec": args.forget,
+    "union_digest": union.digest,
+    "requests": earlier + [this_request],
     "versions": ckpt.package_versions(),
   }
   manager = ckpt.Checkpointer(checkpoints, keep_best=False)
   if interrupted:
     saved = manager.metadata()
-    if saved.get("config") != cfg.to_dict() or saved.get("forget_digest") != forget_set.digest:
+    if (
+      saved.get("config") != cfg.to_dict()
+      or saved.get("forget_digest") != step_set.digest
+      or saved.get("union_digest") != union.digest
+    ):
       raise ConfigError("cannot resume: the saved run's config or forget set differs from this one")
-  # Validate the output location before the work, so a bad workdir costs nothing.
+    this_request["time"] = saved["requests"][-1]["time"]
+  else:
+    this_request["time"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  anchor = None
+  if earlier and args.budget_from == "original":
+    anchor = load(root).params
   workdir.mkdir(parents=True, exist_ok=True)
   result = unlearn(
     cfg,
-    original.fm,
-    original.params,
-    original.model_state,
+    start.fm,
+    start.params,
+    start.model_state,
     dataset,
-    forget_set,
+    step_set,
     progress=not args.no_progress,
     checkpointer=manager,
     checkpoint_every=args.checkpoint_every,
     resume=args.resume,
     metadata=metadata,
+    anchor=anchor,
   )
   manager.close()
-  out = evaluate(original.fm, result.params, result.model_state, dataset, forget_set)
+  out = evaluate(start.fm, result.params, result.model_state, dataset, union)
   out.update(
     method=args.method,
     seconds=result.seconds,
@@ -106,26 +215,43 @@ def run(args) -> dict:
     compile_seconds=result.compile_seconds,
     config=cfg.to_dict(),
     forget_spec=args.forget,
-    forget_digest=forget_set.digest,
+    forget_digest=step_set.digest,
+    forgotten_examples=len(union.forget_idx),
     skipped_steps=int(result.history["skipped"].sum()),
     history={k: v.tolist() for k, v in result.history.items()},
   )
+  if "multiplier" in result.history:
+    out["multiplier"] = float(result.history["multiplier"][-1])
   if retrained is not None:
-    reference = evaluate(retrained.fm, retrained.params, retrained.model_state, dataset, forget_set)
+    reference = evaluate(retrained.fm, retrained.params, retrained.model_state, dataset, union)
     out["retrain"] = reference
     out["AvgGap"] = metrics_lib.avg_gap(out, reference)
+  keys = ("UA", "RA", "TA", "MIA", "LossAUC")
+  this_request["metrics"] = {k: out[k] for k in keys if k in out}
+  out["requests"] = [{k: v for k, v in r.items() if k != "ids"} for r in metadata["requests"]]
+  plots.run_history(
+    result.history, workdir / "history.png", f"{args.method} on {dataset.name}, {args.forget}"
+  )
   write_json_atomic(workdir / "metrics.json", out, indent=2)
   return out
 
 
+def summary(out: dict) -> dict:
+  """What the command prints: the metrics, λ, the time apart from the compile, and the
+  retrained model's metrics when given."""
+  keys = ("method", "UA", "RA", "TA", "MIA", "LossAUC", "multiplier", "AvgGap")
+  s = {k: out[k] for k in keys if k in out}
+  s["seconds"] = out["seconds"]
+  s["compile_seconds"] = out["compile_seconds"]
+  s["requests"] = len(out["requests"])
+  if "retrain" in out:
+    s["retrain"] = {k: out["retrain"][k] for k in ("UA", "RA", "TA", "MIA", "LossAUC")}
+  return s
+
+
 @main_guard
 def main(argv=None):
-  out = run(parse_args(argv))
-  keys = ("method", "UA", "RA", "TA", "MIA", "LossAUC", "seconds")
-  summary = {k: out[k] for k in keys if k in out}
-  if "AvgGap" in out:
-    summary["AvgGap"] = out["AvgGap"]
-  print(json.dumps(summary, indent=2))
+  print(json.dumps(summary(run(parse_args(argv))), indent=2))
 
 
 if __name__ == "__main__":

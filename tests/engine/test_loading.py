@@ -1,0 +1,94 @@
+"""jaxunlearn.load round-trips every workdir kind (issue 11)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxunlearn
+from experiments import unlearn as unlearn_cli
+from jaxunlearn import data
+from jaxunlearn.engine.config import TrainConfig
+from jaxunlearn.engine.training import load_trained, train
+from jaxunlearn.errors import CheckpointError, ConfigError
+
+SMALL = TrainConfig(epochs=1, model_kwargs={"hidden": (16,)})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  base = tmp_path_factory.mktemp("load")
+  data_dir = base / "data"
+  data.prepare("digits", data_dir)
+  train(SMALL, base / "orig", data_dir=data_dir, progress=False)
+  train(
+    SMALL, base / "retrain", data_dir=data_dir, progress=False, retrain=True, forget_spec="class:1"
+  )
+  unlearn_cli.main(
+    [
+      "--method", "igs", "--original", str(base / "orig"), "--forget", "class:1",
+      "--workdir", str(base / "cli"), "--data-dir", str(data_dir), "--no-progress",
+      "--set", "steps=20",
+    ]
+  )  # fmt: skip
+  return base, data_dir
+
+
+def _equal(a, b):
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(la) == len(lb)
+  for x, y in zip(la, lb):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize("kind", ["orig", "retrain"])
+def test_trained_workdirs(runs, kind):
+  base, _ = runs
+  loaded = jaxunlearn.load(base / kind, optimizer_state=True)
+  assert loaded.kind == ("pretrain" if kind == "orig" else "retrain")
+  _equal(loaded.params, load_trained(base / kind).params)
+  assert loaded.opt_state is not None
+  assert loaded.predict(np.zeros((2, 8, 8, 1), np.float32)).shape == (2, 10)
+
+
+def test_cli_unlearned_workdir_with_lambda(runs, capsys):
+  base, data_dir = runs
+  capsys.readouterr()
+  loaded = jaxunlearn.load(base / "cli", optimizer_state=True)
+  assert loaded.kind == "unlearned" and loaded.step == 20
+  import json
+
+  metrics = json.loads((base / "cli" / "metrics.json").read_text())
+  assert float(loaded.multiplier) == pytest.approx(metrics["history"]["multiplier"][-1])
+  ds = data.load_dataset("digits", data_dir)
+  fs = data.make_forget_set(ds, "class:1")
+  pred = np.asarray(loaded.predict(ds.train.images)).argmax(-1)
+  ua = 100 * np.mean(pred[fs.forget_idx] != ds.train.labels[fs.forget_idx])
+  assert metrics["UA"] == pytest.approx(ua)
+  # the old reader names the new one
+  with pytest.raises(ConfigError, match="use jaxunlearn.load"):
+    load_trained(base / "cli")
+
+
+def test_api_workdir_round_trip(tmp_path):
+  x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+  y = (x[:, 0] > 0).astype(np.int32)
+  params = {"layer": {"w": jnp.ones((3, 2)) * 0.1, "b": jnp.zeros(2)}}
+  apply_fn = lambda p, x: x @ p["layer"]["w"] + p["layer"]["b"]
+  report = jaxunlearn.unlearn(
+    apply_fn, params, x, y, forget=[0, 1, 2], steps=3, workdir=tmp_path / "api"
+  )
+  loaded = jaxunlearn.load(tmp_path / "api", optimizer_state=True)
+  _equal(loaded.params, report.params)
+  assert loaded.metadata["requests"][0]["rows"] == [0, 1, 2]
+  same = jaxunlearn.load(tmp_path / "api", like=params)
+  assert jax.tree.structure(same.params) == jax.tree.structure(params)
+  with pytest.raises(ConfigError, match="call your apply function"):
+    loaded.predict(x)
+  with pytest.raises(ConfigError, match="already holds a run"):
+    jaxunlearn.unlearn(apply_fn, params, x, y, forget=[5], steps=1, workdir=tmp_path / "api")
+
+
+def test_a_directory_without_checkpoints_is_one_clear_error(tmp_path):
+  with pytest.raises(CheckpointError, match="holds no checkpoints"):
+    jaxunlearn.load(tmp_path)
