@@ -115,6 +115,13 @@ def unlearn(
   if mesh is not None:
     step_fn = parallel.data_parallel(step_fn, mesh)
     params, model_state, opt_state = parallel.replicate((params, model_state, opt_state), mesh)
+  else:
+    # Committed to the device like the step's outputs, so the second step reuses the
+    # first one's executable (uncommitted inputs made XLA compile the step twice:
+    # 0.65 s + 0.63 s on digits, measured with JAX_LOG_COMPILES=1).
+    params, model_state, opt_state = jax.device_put(
+      (params, model_state, opt_state), jax.devices()[0]
+    )
   teacher = (params, model_state)
   # History preallocated from the step's abstract output, so it checkpoints as arrays.
   logs_shape = jax.eval_shape(
@@ -147,6 +154,10 @@ def unlearn(
     first = int(restored["step"])
     if mesh is not None:
       params, model_state, opt_state = parallel.replicate((params, model_state, opt_state), mesh)
+    else:
+      params, model_state, opt_state = jax.device_put(
+        (params, model_state, opt_state), jax.devices()[0]
+      )
 
   # Logs stay on device until a save or the end: pulling them to the host every step
   # would force a sync per step and serialise dispatch.
