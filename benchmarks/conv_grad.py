@@ -208,12 +208,20 @@ def to_markdown(report: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> dict:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser():
+  p = argparse.ArgumentParser(
+    description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+  )
   p.add_argument("--quick", action="store_true", help="tiny shapes, 2 rounds (seconds)")
-  p.add_argument("--batch", type=int, default=128)
-  p.add_argument("--rounds", type=int, default=5)
-  p.add_argument("--warmup", type=int, default=1)
+  p.add_argument(
+    "--batch", type=int, default=128, help="batch of the layers and the CNN (not with --quick)"
+  )
+  p.add_argument(
+    "--rounds", type=int, default=5, help="timed rounds, median over them (not with --quick)"
+  )
+  p.add_argument(
+    "--warmup", type=int, default=1, help="untimed rounds before the timed ones (not with --quick)"
+  )
   p.add_argument("--no-models", action="store_true", help="layer shapes only")
   p.add_argument(
     "--resnet-batch",
@@ -221,8 +229,18 @@ def main(argv=None) -> dict:
     default=16,
     help="batch of the full-width ResNet-18 step (seconds a step on CPU)",
   )
-  p.add_argument("--out", default="results/conv_grad.json")
-  args = p.parse_args(argv)
+  p.add_argument(
+    "--out", default="results/conv_grad.json", help="JSON file to write (markdown table beside it)"
+  )
+  return p
+
+
+def parse_args(argv=None):
+  return build_parser().parse_args(argv)
+
+
+def main(argv=None) -> dict:
+  args = parse_args(argv)
   t0 = time.perf_counter()
   if args.quick:
     layers, batch, rounds, warmup = QUICK_LAYERS, 4, 2, 1

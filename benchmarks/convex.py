@@ -184,12 +184,22 @@ def report(seed: int = 0, steps: int = 3000, lr: float = 0.5) -> list[dict]:
   return rows
 
 
+def build_parser():
+  parser = argparse.ArgumentParser(
+    description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+  )
+  parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
+  parser.add_argument("--steps", type=int, default=3000, help="SGD steps of every method")
+  parser.add_argument("--out", default="results/convex.json", help="JSON file to write")
+  return parser
+
+
+def parse_args(argv=None):
+  return build_parser().parse_args(argv)
+
+
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--steps", type=int, default=3000)
-  parser.add_argument("--out", default="results/convex.json")
-  args = parser.parse_args(argv)
+  args = parse_args(argv)
   rows = report(args.seed, args.steps)
   print(
     f"{'method':26s} {'L_r start':>9s} {'L_r end':>9s} {'rise':>9s} {'L_f end':>9s} "

@@ -217,27 +217,60 @@ def _csv(kind=str):
   return lambda s: tuple(kind(x) for x in s.split(",") if x)
 
 
-def parse_config(argv=None):
+def build_parser():
   p = argparse.ArgumentParser(
-    description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
   )
   p.add_argument("--quick", action="store_true", help="small MLP on 8×8×1, few steps")
-  p.add_argument("--devices", type=_csv(int), default=(1, 2, 4, 8))
-  p.add_argument("--methods", type=_csv(), default=("igs",))
   p.add_argument(
-    "--model", default=None, help="mlp | cnn | resnet18 (default cnn; mlp with --quick)"
+    "--devices",
+    type=_csv(int),
+    default=(1, 2, 4, 8),
+    help="comma-separated device counts to measure",
   )
-  p.add_argument("--input-shape", type=_csv(int), default=None, help="H,W,C")
-  p.add_argument("--num-classes", type=int, default=10)
-  p.add_argument("--n-retain", type=int, default=None)
-  p.add_argument("--n-forget", type=int, default=None)
-  p.add_argument("--steps", type=int, default=None)
-  p.add_argument("--warmup", type=int, default=None)
-  p.add_argument("--lr", type=float, default=1e-3)
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--out", default="results/scaling.json")
-  p.add_argument("--md", default=None, help="markdown path (default: --out with .md)")
-  p.add_argument("--no-progress", action="store_true")
+  p.add_argument(
+    "--methods", type=_csv(), default=("igs",), help="comma-separated unlearning methods"
+  )
+  p.add_argument("--model", default=None, help="mlp | cnn | resnet18; unset: cnn, mlp with --quick")
+  p.add_argument(
+    "--input-shape", type=_csv(int), default=None, help="H,W,C; unset: 32,32,3, 8,8,1 with --quick"
+  )
+  p.add_argument("--num-classes", type=int, default=10, help="classes of the synthetic labels")
+  p.add_argument(
+    "--n-retain",
+    type=int,
+    default=None,
+    help="retain examples per step; unset: 256, 64 with --quick",
+  )
+  p.add_argument(
+    "--n-forget",
+    type=int,
+    default=None,
+    help="forget examples per step; unset: 64, 16 with --quick",
+  )
+  p.add_argument(
+    "--steps", type=int, default=None, help="timed steps per setting; unset: 20, 5 with --quick"
+  )
+  p.add_argument(
+    "--warmup",
+    type=int,
+    default=None,
+    help="untimed steps per setting, the first compiling (at least 1); unset: 3, 2 with --quick",
+  )
+  p.add_argument("--lr", type=float, default=1e-3, help="learning rate of the unlearning step")
+  p.add_argument("--seed", type=int, default=0, help="seed of the model and the synthetic data")
+  p.add_argument(
+    "--out", default="results/scaling.json", help="JSON file to write (markdown beside it)"
+  )
+  p.add_argument("--md", default=None, help="markdown path; unset: --out with .md")
+  p.add_argument(
+    "--no-progress", action="store_true", help="don't print each setting's timing on stderr"
+  )
+  return p
+
+
+def parse_config(argv=None):
+  p = build_parser()
   a = p.parse_args(argv)
   q = a.quick
   config = {

@@ -650,11 +650,12 @@ def _csv(kind=str):
   return lambda s: tuple(kind(v) for v in s.split(",") if v.strip())
 
 
-def parse_config(argv=None) -> tuple[dict, argparse.Namespace]:
+def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
     prog="python -m benchmarks.step_cost",
     description="Time and memory of one jitted unlearning step per method, against the "
     "plain fine-tune step.",
+    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
   )
   p.add_argument(
     "--quick",
@@ -665,24 +666,32 @@ def parse_config(argv=None) -> tuple[dict, argparse.Namespace]:
     "--models",
     type=_csv(),
     default=None,
-    help=f"comma list of {', '.join(MODELS)} (default: mlp,cnn on CPU; "
-    "all three on an accelerator)",
+    help=f"comma list of {', '.join(MODELS)}; unset: mlp,cnn on CPU, "
+    "all three on an accelerator, mlp with --quick",
   )
   p.add_argument(
-    "--batch-sizes", type=_csv(int), default=None, help="comma list (default 64,256,1024)"
+    "--batch-sizes",
+    type=_csv(int),
+    default=None,
+    help=f"comma list; unset: {','.join(map(str, DEFAULT_BATCH_SIZES))}, 256 with --quick",
   )
-  p.add_argument("--layouts", type=_csv(), default=None, help="comma list of split,shared")
   p.add_argument(
-    "--methods", type=_csv(), default=None, help=f"comma list (default all: {','.join(METHODS)})"
+    "--layouts", type=_csv(), default=None, help="comma list of split,shared; unset: both"
   )
   p.add_argument(
-    "--steps", type=int, default=None, help=f"timed steps per method (default {DEFAULT_STEPS})"
+    "--methods", type=_csv(), default=None, help=f"comma list; unset: all ({','.join(METHODS)})"
+  )
+  p.add_argument(
+    "--steps",
+    type=int,
+    default=None,
+    help=f"timed steps per method; unset: {DEFAULT_STEPS}, {QUICK['steps']} with --quick",
   )
   p.add_argument(
     "--warmup",
     type=int,
     default=None,
-    help=f"untimed steps after compiling (default {DEFAULT_WARMUP})",
+    help=f"untimed steps after compiling; unset: {DEFAULT_WARMUP}, {QUICK['warmup']} with --quick",
   )
   p.add_argument(
     "--synthetic",
@@ -692,25 +701,32 @@ def parse_config(argv=None) -> tuple[dict, argparse.Namespace]:
     "default shape anyway",
   )
   p.add_argument("--input-shape", type=_csv(int), default=(32, 32, 3), help="H,W,C")
-  p.add_argument("--num-classes", type=int, default=10)
+  p.add_argument("--num-classes", type=int, default=10, help="classes of the synthetic labels")
   p.add_argument(
     "--forget-fraction",
     type=float,
     default=1.0,
-    help="split layout: forget batch size as a fraction of B (default 1)",
+    help="split layout: forget batch size as a fraction of B",
   )
   p.add_argument(
     "--resnet-width",
     type=int,
     default=None,
-    help="ResNet-18 base width (default 64 = full model on accelerators, 16 on CPU)",
+    help="ResNet-18 base width; unset: 64 (the full model) on accelerators, 16 on CPU",
   )
   p.add_argument("--full", action="store_true", help="full-width ResNet-18 even on CPU")
-  p.add_argument("--lr", type=float, default=1e-3)
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--out", default="results/step_cost.json")
-  p.add_argument("--md", default=None, help="markdown path (default: --out with .md)")
+  p.add_argument("--lr", type=float, default=1e-3, help="learning rate of every method's inner SGD")
+  p.add_argument("--seed", type=int, default=0, help="seed of the models and the synthetic data")
+  p.add_argument(
+    "--out", default="results/step_cost.json", help="JSON file to write (markdown beside it)"
+  )
+  p.add_argument("--md", default=None, help="markdown path; unset: --out with .md")
   p.add_argument("--no-progress", action="store_true", help="no tqdm bar on stderr")
+  return p
+
+
+def parse_config(argv=None) -> tuple[dict, argparse.Namespace]:
+  p = build_parser()
   args = p.parse_args(argv)
 
   on_cpu = jax.default_backend() == "cpu"

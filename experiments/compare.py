@@ -11,7 +11,6 @@ writes ``results.md``, ``results.csv``, ``results.json`` and plots into
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import pathlib
@@ -20,7 +19,7 @@ import time
 import numpy as np
 
 from experiments import plots, tuning
-from experiments.cli import main_guard
+from experiments.cli import main_guard, parser
 from experiments.jobs import Job, is_main_run, prepare_scenario, run_jobs
 from experiments.scenarios import DEFAULT_SCENARIOS, SCENARIOS
 from jaxunlearn import metrics as metrics_lib
@@ -243,29 +242,35 @@ def write_rank_summary(summary: dict, path: pathlib.Path) -> None:
   path.write_text("\n".join(lines) + "\n")
 
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser():
+  p = parser(__doc__)
   p.add_argument(
     "--scenario",
     action="append",
-    help=f"one of {', '.join(SCENARIOS)} (repeatable); default: {' and '.join(DEFAULT_SCENARIOS)}",
+    help=f"one of {', '.join(SCENARIOS)} (repeatable); unset: {' and '.join(DEFAULT_SCENARIOS)}",
   )
-  p.add_argument("--workdir", required=True)
-  p.add_argument("--seeds", type=int, default=5, help="unlearning seeds per method (default 5)")
-  p.add_argument("--methods", help="comma-separated subset of " + ", ".join(METHODS))
+  p.add_argument(
+    "--workdir",
+    required=True,
+    help="where models, runs, results and plots go (one folder a scenario)",
+  )
+  p.add_argument("--seeds", type=int, default=5, help="unlearning seeds per method")
+  p.add_argument(
+    "--methods", help="comma-separated subset of " + ", ".join(METHODS) + "; unset: all"
+  )
   p.add_argument(
     "--set",
     action="append",
     default=[],
     metavar="KEY=VALUE",
-    help="unlearning config override for every method (e.g. steps=20)",
+    help="override any unlearning config key for every method (repeatable), e.g. steps=20",
   )
   p.add_argument(
     "--pretrain-set",
     action="append",
     default=[],
     metavar="KEY=VALUE",
-    help="override of the original/retrain recipe (e.g. epochs=5)",
+    help="override any config key of the original/retrain recipe (repeatable), e.g. epochs=5",
   )
   p.add_argument("--no-sweeps", action="store_true", help="skip the tolerance curves")
   p.add_argument(
@@ -274,9 +279,16 @@ def parse_args(argv=None):
     help="tune every method first (the same budget each, retrain-blind, on the validation "
     "split; see experiments/tuning.py), then run the chosen configuration on every seed",
   )
-  p.add_argument("--data-dir")
-  p.add_argument("--no-progress", action="store_true")
-  return p.parse_args(argv)
+  p.add_argument(
+    "--data-dir",
+    help="dataset directory; unset: $JAXUNLEARN_DATA_DIR or ~/.cache/jaxunlearn/datasets",
+  )
+  p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+  return p
+
+
+def parse_args(argv=None):
+  return build_parser().parse_args(argv)
 
 
 @main_guard

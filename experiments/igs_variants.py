@@ -13,13 +13,12 @@ Resumable: finished runs are reused.
 
 from __future__ import annotations
 
-import argparse
 import math
 import pathlib
 
 import numpy as np
 
-from experiments.cli import main_guard
+from experiments.cli import main_guard, parser
 from experiments.jobs import Job, prepare_scenario, run_jobs
 from experiments.scenarios import Scenario
 from jaxunlearn import metrics as metrics_lib
@@ -154,17 +153,32 @@ def _ints(text):
     raise ConfigError(f"--classes must be comma-separated integers, got {text!r}") from e
 
 
+def build_parser():
+  p = parser(__doc__)
+  p.add_argument("--workdir", required=True, help="where models, runs and the table go")
+  p.add_argument(
+    "--classes", default="0,2,5,7,9", help="comma-separated digits classes to forget, one by one"
+  )
+  p.add_argument("--seeds", type=int, default=3, help="unlearning seeds per class")
+  p.add_argument(
+    "--variants", help="semicolon-separated subset of: " + "; ".join(VARIANTS) + "; unset: all"
+  )
+  p.add_argument("--steps", type=int, default=100, help="unlearning steps per run")
+  p.add_argument(
+    "--data-dir",
+    help="dataset directory; unset: $JAXUNLEARN_DATA_DIR or ~/.cache/jaxunlearn/datasets",
+  )
+  p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+  return p
+
+
+def parse_args(argv=None):
+  return build_parser().parse_args(argv)
+
+
 @main_guard
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--workdir", required=True, help="where models, runs and the table go")
-  p.add_argument("--classes", default="0,2,5,7,9", help="digits classes to forget, one by one")
-  p.add_argument("--seeds", type=int, default=3, help="unlearning seeds per class (default 3)")
-  p.add_argument("--variants", help="semicolon-separated subset of: " + "; ".join(VARIANTS))
-  p.add_argument("--steps", type=int, default=100, help="unlearning steps (default 100)")
-  p.add_argument("--data-dir", help="dataset directory (default $JAXUNLEARN_DATA_DIR or cache)")
-  p.add_argument("--no-progress", action="store_true")
-  args = p.parse_args(argv)
+  args = parse_args(argv)
   if args.seeds < 1:
     raise ConfigError(f"--seeds must be ≥ 1, got {args.seeds}")
   workdir = check_workdir(args.workdir)

@@ -10,7 +10,6 @@ runs the method at each tolerance for each seed, and writes ``pareto.json``,
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 
 import matplotlib
@@ -18,8 +17,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from experiments.cli import main_guard  # noqa: E402
+from experiments.cli import main_guard, parser  # noqa: E402
 from experiments.jobs import Job, prepare_scenario, run_jobs  # noqa: E402
+from experiments.scenarios import SCENARIOS  # noqa: E402
 from jaxunlearn import metrics as metrics_lib  # noqa: E402
 from jaxunlearn.engine.records import write_json_atomic  # noqa: E402
 from jaxunlearn.errors import ConfigError  # noqa: E402
@@ -114,19 +114,52 @@ def _floats(text):
     raise ConfigError(f"--tolerances must be comma-separated numbers, got {text!r}") from e
 
 
+def build_parser():
+  p = parser(__doc__)
+  p.add_argument(
+    "--scenario", default="digits-class", help=f"scenario: one of {', '.join(SCENARIOS)}"
+  )
+  p.add_argument(
+    "--workdir",
+    required=True,
+    help="where models, runs and the sweep go (shared with experiments.compare)",
+  )
+  p.add_argument(
+    "--tolerances", default="-0.05,-0.01,0,0.01,0.05", help="comma-separated tolerances ε to run"
+  )
+  p.add_argument("--seeds", type=int, default=3, help="unlearning seeds per tolerance")
+  p.add_argument(
+    "--method", default="igs", choices=["igs", "explicit"], help="method whose tolerance is swept"
+  )
+  p.add_argument(
+    "--set",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="override any unlearning config key (repeatable), e.g. steps=20",
+  )
+  p.add_argument(
+    "--pretrain-set",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="override any config key of the original/retrain recipe (repeatable), e.g. epochs=5",
+  )
+  p.add_argument(
+    "--data-dir",
+    help="dataset directory; unset: $JAXUNLEARN_DATA_DIR or ~/.cache/jaxunlearn/datasets",
+  )
+  p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+  return p
+
+
+def parse_args(argv=None):
+  return build_parser().parse_args(argv)
+
+
 @main_guard
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--scenario", default="digits-class")
-  p.add_argument("--workdir", required=True)
-  p.add_argument("--tolerances", default="-0.05,-0.01,0,0.01,0.05")
-  p.add_argument("--seeds", type=int, default=3)
-  p.add_argument("--method", default="igs", choices=["igs", "explicit"])
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-  p.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE")
-  p.add_argument("--data-dir")
-  p.add_argument("--no-progress", action="store_true")
-  args = p.parse_args(argv)
+  args = parse_args(argv)
   result = sweep(
     args.scenario,
     args.workdir,

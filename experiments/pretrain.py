@@ -9,33 +9,55 @@ python -m experiments.pretrain --config cifar10-resnet18 --workdir runs/c10   # 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 
 from experiments import configs
-from experiments.cli import main_guard
+from experiments.cli import main_guard, parser
 from jaxunlearn.engine.config import override
 from jaxunlearn.engine.training import train
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.nn.models import MODELS
 
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser():
+  p = parser(__doc__)
   p.add_argument("--config", help=f"named recipe: {', '.join(configs.PRETRAIN_CONFIGS)}")
-  p.add_argument("--dataset", help="dataset name (default: digits)")
-  p.add_argument("--model", help=f"model: {', '.join(MODELS)}")
-  p.add_argument("--workdir", required=True)
-  p.add_argument("--seed", type=int)
+  p.add_argument(
+    "--dataset", help="dataset name; unset: the --config recipe's, or digits without --config"
+  )
+  p.add_argument(
+    "--model", help=f"model: {', '.join(MODELS)}; unset: the recipe's (its own model kwargs)"
+  )
+  p.add_argument("--workdir", required=True, help="where the checkpoints and the result go")
+  p.add_argument(
+    "--seed",
+    type=int,
+    help="seed of initialisation, batch order and augmentation; unset: the recipe's",
+  )
   p.add_argument("--retrain", action="store_true", help="train on the retain set only")
   p.add_argument("--forget", help="forget set: class:K[,K2], random:FRACTION|COUNT, ids:PATH")
   p.add_argument("--forget-seed", type=int, default=0, help="seed of random: forget sets")
-  p.add_argument("--resume", action="store_true")
-  p.add_argument("--data-dir", help="dataset directory (default $JAXUNLEARN_DATA_DIR or cache)")
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-  p.add_argument("--no-progress", action="store_true")
-  return p.parse_args(argv)
+  p.add_argument(
+    "--resume", action="store_true", help="continue a killed run from its latest checkpoint"
+  )
+  p.add_argument(
+    "--data-dir",
+    help="dataset directory; unset: $JAXUNLEARN_DATA_DIR or ~/.cache/jaxunlearn/datasets",
+  )
+  p.add_argument(
+    "--set",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="override any config key of the recipe (repeatable), e.g. --set epochs=5",
+  )
+  p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+  return p
+
+
+def parse_args(argv=None):
+  return build_parser().parse_args(argv)
 
 
 @main_guard

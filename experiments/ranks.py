@@ -8,22 +8,29 @@ Reads every ``<dir>/<scenario>/results.json`` under the given directories (as wr
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 
-from experiments.cli import main_guard
+from experiments.cli import main_guard, parser
 from experiments.compare import rank_summary, write_rank_summary
 from jaxunlearn.engine.records import write_json_atomic
 from jaxunlearn.errors import ConfigError
 
 
-@main_guard
-def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser():
+  p = parser(__doc__)
   p.add_argument("dirs", nargs="+", help="workdirs of experiments.compare")
   p.add_argument("--out", required=True, help="markdown file to write (JSON beside it)")
-  args = p.parse_args(argv)
+  return p
+
+
+def parse_args(argv=None):
+  return build_parser().parse_args(argv)
+
+
+@main_guard
+def main(argv=None):
+  args = parse_args(argv)
   paths = sorted(q for d in args.dirs for q in pathlib.Path(d).glob("*/results.json"))
   if not paths:
     raise ConfigError(f"no */results.json under {', '.join(args.dirs)}; run experiments.compare")

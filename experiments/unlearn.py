@@ -74,7 +74,8 @@ def build_parser():
     "successive requests, or against this request's starting model",
   )
   p.add_argument(
-    "--data-dir", help="dataset directory (default: $JAXUNLEARN_DATA_DIR or the user cache)"
+    "--data-dir",
+    help="dataset directory; unset: $JAXUNLEARN_DATA_DIR or ~/.cache/jaxunlearn/datasets",
   )
   p.add_argument(
     "--set",
@@ -187,7 +188,9 @@ def run(args) -> dict:
       raise ConfigError("cannot resume: the saved run's config or forget set differs from this one")
     this_request["time"] = saved["requests"][-1]["time"]
   else:
-    this_request["time"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    this_request["time"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec="seconds"
+    )
   anchor = None
   if earlier and args.budget_from == "original":
     anchor = load(root).params

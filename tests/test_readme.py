@@ -49,6 +49,6 @@ def test_readme_your_model_example_is_the_file_and_runs():
   assert out.returncode == 0, out.stderr[-2000:]
   lines = re.findall(r"request (\d): UA ([\d.]+), RA ([\d.]+), TA ([\d.]+)", out.stdout)
   assert [n for n, *_ in lines] == ["1", "2"], out.stdout
-  for _, ua, ra, ta in lines:
+  for _, _ua, ra, ta in lines:
     assert float(ra) >= 95 and float(ta) >= 90  # utility kept
   assert "(90 rows forgotten)" in out.stdout
