@@ -19,6 +19,7 @@ GROUND = (
   "jaxunlearn.data",
   "jaxunlearn.objectives",
   "jaxunlearn.metrics",
+  "jaxunlearn.diffusion",
 ) + ERRORS
 ALLOWED = {
   "jaxunlearn.errors": (),
@@ -27,6 +28,7 @@ ALLOWED = {
   "jaxunlearn.data": ("jaxunlearn.data",) + ERRORS,
   "jaxunlearn.objectives": ERRORS,
   "jaxunlearn.metrics": ERRORS,
+  "jaxunlearn.diffusion": ERRORS,
   "jaxunlearn.engine": GROUND + ("jaxunlearn.engine",),
   # the package's own __init__ (the rest of the package is imported lazily, by name)
   "jaxunlearn": ("jaxunlearn.transforms",),

@@ -17,7 +17,7 @@ from typing import Any
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.transforms.implicit import DUALS, REFERENCES, SIGNALS
 
-LAYOUTS = ("mixed", "split")  # jaxunlearn.engine.layouts.LAYOUTS (tested equal)
+LAYOUTS = ("mixed", "split", "denoise")  # jaxunlearn.engine.layouts.LAYOUTS (tested equal)
 
 
 @dataclasses.dataclass(frozen=True)

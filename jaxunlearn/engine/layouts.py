@@ -23,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxunlearn import data as data_lib
+from jaxunlearn import diffusion
+from jaxunlearn.errors import ConfigError
 from jaxunlearn.objectives import per_example_cross_entropy
 
 
@@ -176,4 +178,75 @@ class Mixed:
     return t, t
 
 
-LAYOUTS = {layout.name: layout for layout in (Mixed, Split)}
+DIFFUSION_STEPS = 1000  # T of the linear schedule, as in the paper's DDPM
+
+
+class Denoise:
+  """The mixed batches of a class-conditional DDPM (the paper's generative setting).
+
+  Rows as :class:`Mixed`; each row also gets a timestep t and a noise ε drawn from (seed,
+  step), images in [0, 1] become x_0 in [−1, 1]. One forward conditioned on the true
+  labels gives ε̂(x_t, t, y) (with gradient), one on the rows' targets (random wrong
+  classes for forget rows) gives the stop-gradient ε̂(x_t, t, c'). Per-example losses:
+  ``retain_losses`` = ``forget_true_losses`` = ‖ε̂(x_t, t, y) − ε‖² (the denoising loss;
+  gradient ascent negates it on forget rows) and ``forget_losses`` = ‖ε̂(x_t, t, y) −
+  sg(ε̂(x_t, t, c'))‖² (the paper's "rl" forget loss). Every method that reads only these
+  losses runs unchanged; methods that read logits (SCRUB, NPO) do not apply.
+  """
+
+  name = "denoise"
+
+  @staticmethod
+  def batch(dataset, forget_set, step, cfg, n_retain, n_forget) -> dict:
+    b = Mixed.batch(dataset, forget_set, step, cfg, n_retain, n_forget)
+    rng = np.random.default_rng([cfg.seed, step, 13])
+    n = len(b["label"])
+    b["t"] = rng.integers(0, DIFFUSION_STEPS, size=n).astype(np.int32)
+    b["noise"] = rng.standard_normal(b["image"].shape).astype(np.float32)
+    return b
+
+  @staticmethod
+  def shapes(dataset, n_retain, n_forget) -> dict:
+    out = Mixed.shapes(dataset, n_retain, n_forget)
+    n = n_retain + n_forget
+    out["t"] = jax.ShapeDtypeStruct((n,), jnp.int32)
+    out["noise"] = jax.ShapeDtypeStruct(out["image"].shape, jnp.float32)
+    return out
+
+  rows = Mixed.rows
+
+  @staticmethod
+  def forward(fm, params, model_state, batch):
+    schedule = diffusion.linear_schedule(DIFFUSION_STEPS)
+    x_t = diffusion.add_noise(schedule, 2.0 * batch["image"] - 1.0, batch["t"], batch["noise"])
+    eps, new_state = fm.apply(
+      params, model_state, (x_t, batch["t"], batch["true_label"]), train=True
+    )
+    target = jax.lax.stop_gradient(
+      fm.apply(params, model_state, (x_t, batch["t"], batch["label"]), train=False)[0]
+    )
+    denoise = diffusion.per_example_mse(eps, batch["noise"])
+    share = jnp.float32(1.0 / eps.shape[0])
+    is_forget = batch["is_forget"].astype(jnp.float32)
+    parts = {
+      "retain_label": batch["true_label"],
+      "retain_weight": (1.0 - is_forget) * share,
+      "retain_losses": denoise,
+      "forget_label": batch["label"],
+      "forget_true_label": batch["true_label"],
+      "forget_weight": is_forget * share,
+      "forget_losses": diffusion.per_example_mse(eps, target),
+      "forget_true_losses": denoise,
+    }
+    return parts, new_state
+
+  retain_part = forward
+  forget_part = forward
+
+  @staticmethod
+  def teacher_logits(fm, teacher, batch):
+    del fm, teacher, batch
+    raise ConfigError("methods that read a teacher's logits (scrub, npo) do not apply to DDPMs")
+
+
+LAYOUTS = {layout.name: layout for layout in (Mixed, Split, Denoise)}

@@ -1,5 +1,6 @@
 """The two batch layouts: the paper's mixed batches and split ones, against hand sums."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -93,3 +94,80 @@ def test_augmentation_is_deterministic_and_changes_only_images(layout, setup):
       assert not np.array_equal(a[k], p[k])
     else:
       np.testing.assert_array_equal(a[k], p[k])
+
+
+# --- the DDPM layout (issue 12) ---------------------------------------------------------
+
+
+def _ddpm(ds):
+  from flax import nnx
+
+  from jaxunlearn.nn import models
+  from jaxunlearn.nn.denoiser import MLPDenoiser
+
+  return models.functional(MLPDenoiser((8, 8, 1), 10, rngs=nnx.Rngs(0), hidden=32, embed=16))
+
+
+def test_denoise_losses_against_a_hand_computation(setup):
+  from jaxunlearn import diffusion
+
+  ds, *_ = setup
+  fs = data.make_forget_set(ds, "class:7")
+  fm, params, state = _ddpm(ds)
+  cfg = make_config("igs", layout="denoise", n_retain=24, n_forget=8)
+  layout = layouts.LAYOUTS["denoise"]
+  batch = {k: jnp.asarray(v) for k, v in layout.batch(ds, fs, 3, cfg, 24, 8).items()}
+  parts, _ = layout.forward(fm, params, state, batch)
+  s = diffusion.linear_schedule(layouts.DIFFUSION_STEPS)
+  a = np.asarray(s.alphas_cumprod)[np.asarray(batch["t"])][:, None, None, None]
+  x_t = np.sqrt(a) * (2 * np.asarray(batch["image"]) - 1) + np.sqrt(1 - a) * np.asarray(
+    batch["noise"]
+  )
+  eps = lambda y: np.asarray(
+    fm.apply(params, state, (jnp.asarray(x_t), batch["t"], y), train=True)[0]
+  )
+  e_true, e_target = eps(batch["true_label"]), eps(batch["label"])
+  denoise = ((e_true - np.asarray(batch["noise"])) ** 2).reshape(32, -1).mean(-1)
+  relabel = ((e_true - e_target) ** 2).reshape(32, -1).mean(-1)
+  np.testing.assert_allclose(np.asarray(parts["retain_losses"]), denoise, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(parts["forget_losses"]), relabel, rtol=1e-4, atol=1e-6)
+  is_forget = np.asarray(batch["is_forget"])
+  assert is_forget.any() and (np.asarray(batch["true_label"])[is_forget] == 7).all()
+  assert (relabel[~is_forget] < 1e-10).all()  # retain rows: target label is the true one
+
+
+@pytest.mark.parametrize("method", ["igs", "explicit", "famo", "ft", "ga", "rl", "l1sparse"])
+def test_every_loss_only_method_steps_on_a_ddpm(setup, method):
+  ds, *_ = setup
+  fs = data.make_forget_set(ds, "class:7")
+  fm, params, state = _ddpm(ds)
+  cfg = make_config(method, layout="denoise", n_retain=24, n_forget=8, steps=2)
+  tx = build_transformation(cfg, optimizer=optax.adam(1e-4))
+  step = make_unlearn_step(fm, get_method(method), cfg, tx)
+  layout = layouts.LAYOUTS["denoise"]
+  batch = {k: jnp.asarray(v) for k, v in layout.batch(ds, fs, 0, cfg, 24, 8).items()}
+  new_params, _, _, logs = step(
+    params, state, tx.init(params), batch, (params, state), jnp.int32(0)
+  )
+  assert not bool(logs.skipped)
+  assert np.isfinite(float(logs.retain_loss)) and np.isfinite(float(logs.forget_loss))
+  changed = any(
+    not np.array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(jax.tree.leaves(new_params), jax.tree.leaves(params))
+  )
+  assert changed
+
+
+def test_teacher_methods_refuse_a_ddpm(setup):
+  from jaxunlearn.errors import ConfigError
+
+  ds, *_ = setup
+  fs = data.make_forget_set(ds, "class:7")
+  fm, params, state = _ddpm(ds)
+  cfg = make_config("scrub", layout="denoise", n_retain=24, n_forget=8, steps=2)
+  tx = build_transformation(cfg)
+  step = make_unlearn_step(fm, get_method("scrub"), cfg, tx)
+  layout = layouts.LAYOUTS["denoise"]
+  batch = {k: jnp.asarray(v) for k, v in layout.batch(ds, fs, 0, cfg, 24, 8).items()}
+  with pytest.raises(ConfigError, match="do not apply to DDPMs"):
+    step(params, state, tx.init(params), batch, (params, state), jnp.int32(0))

@@ -1,0 +1,25 @@
+"""experiments.ddpm end to end on a tiny budget: files, table, metrics in range."""
+
+import json
+
+from experiments import ddpm
+
+
+def test_quick_run_writes_table_json_and_grid(tmp_path, capsys):
+  ddpm.main(["--workdir", str(tmp_path / "w"), "--quick", "--seeds", "1", "--methods", "igs,ft"])
+  out = json.loads((tmp_path / "w" / "results.json").read_text())
+  assert [r["method"] for r in out["runs"]] == ["igs", "ft"]
+  for row in [out["original"], out["retrain"], *out["runs"]]:
+    assert 0 <= row["UA"] <= 100 and 0 <= row["RA"] <= 100 and row["FID"] >= 0
+    assert set(map(int, row["per_class"])) == set(range(10))
+  table = (tmp_path / "w" / "table.md").read_text()
+  assert table.count("\n") == 2 + 2 + 2  # header, original, retrain, two methods
+  assert (tmp_path / "w" / "samples.png").stat().st_size > 0
+  # a resumed call reuses the pretrained DDPMs (the checkpoints are read, not retrained)
+  again = ddpm.pretrain_ddpm(
+    ddpm.data_lib.load_dataset("digits"),
+    tmp_path / "w" / "original",
+    steps=ddpm.QUICK["pretrain_steps"],
+  )
+  assert again[2] == 0.0
+  capsys.readouterr()
