@@ -12,6 +12,7 @@ writes ``results.md``, ``results.csv``, ``results.json`` and plots into
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import pathlib
 import time
@@ -21,7 +22,7 @@ import numpy as np
 from experiments import plots, tuning
 from experiments.cli import main_guard, parser
 from experiments.jobs import Job, is_main_run, prepare_scenario, run_jobs
-from experiments.scenarios import DEFAULT_SCENARIOS, SCENARIOS
+from experiments.scenarios import DEFAULT_SCENARIOS, SCENARIOS, get_scenario
 from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.engine.methods import METHODS, get_method
 from jaxunlearn.engine.records import check_workdir, write_json_atomic
@@ -42,11 +43,17 @@ def run_scenario(
   progress: bool = True,
   sweeps: bool | int = True,
   tuned: bool = False,
+  forget: str | None = None,
 ) -> dict:
   """Runs every method × seed (and the scenario's sweeps) and writes tables and plots.
 
   ``sweeps``: True for every sweep value, an int n for the first n of each, False for none.
+  ``forget``: a forget-set spec that replaces the scenario's; the results then go to
+  ``<workdir>/<scenario>@<spec>/`` (the original model is retrained there too: one
+  folder holds one forget set's runs and retrained model).
   """
+  scenario = with_forget(get_scenario(name), forget) if forget else get_scenario(name)
+  name = scenario.name
   methods = list(methods or METHODS)
   for m in methods:
     get_method(m)
@@ -54,7 +61,7 @@ def run_scenario(
     raise ConfigError(f"--seeds must be ≥ 1, got {seeds}")
   start = time.perf_counter()
   ctx = prepare_scenario(
-    name, workdir, pretrain_overrides=pretrain_overrides, data_dir=data_dir, progress=progress
+    scenario, workdir, pretrain_overrides=pretrain_overrides, data_dir=data_dir, progress=progress
   )
   chosen, candidates = {}, {}
   if tuned:  # retrain-blind: seed 0, validation split (experiments.tuning)
@@ -242,6 +249,23 @@ def write_rank_summary(summary: dict, path: pathlib.Path) -> None:
   path.write_text("\n".join(lines) + "\n")
 
 
+def with_forget(scenario, spec: str):
+  """``scenario`` with the forget set ``spec``, named ``<scenario>@<spec>`` (path-safe).
+
+  Example:
+    >>> from experiments.scenarios import get_scenario
+    >>> with_forget(get_scenario("digits-class"), "class:3").name
+    'digits-class@class-3'
+  """
+  slug = "".join(c if c.isalnum() or c in ".-" else "-" for c in spec)
+  return dataclasses.replace(
+    scenario,
+    name=f"{scenario.name}@{slug}",
+    forget=spec,
+    description=f"{scenario.description} — forget set replaced by {spec}",
+  )
+
+
 def build_parser():
   p = parser(__doc__)
   p.add_argument(
@@ -271,6 +295,11 @@ def build_parser():
     default=[],
     metavar="KEY=VALUE",
     help="override any config key of the original/retrain recipe (repeatable), e.g. epochs=5",
+  )
+  p.add_argument(
+    "--forget",
+    help="a forget-set spec (class:K, random:F, ids:PATH, rows:PATH) replacing each "
+    "scenario's; results go to <workdir>/<scenario>@<spec>/",
   )
   p.add_argument("--no-sweeps", action="store_true", help="skip the tolerance curves")
   p.add_argument(
@@ -310,9 +339,11 @@ def main(argv=None):
       progress=not args.no_progress,
       sweeps=not args.no_sweeps,
       tuned=args.tuned,
+      forget=args.forget,
     )
-    print((workdir / name / "results.md").read_text())
-    print(f"[{name}: {results['wall_seconds']:.0f} s; files in {workdir / name}]")
+    folder = workdir / results["scenario"]
+    print((folder / "results.md").read_text())
+    print(f"[{results['scenario']}: {results['wall_seconds']:.0f} s; files in {folder}]")
     all_results.append(results)
   if len(all_results) > 1:
     summary = rank_summary(all_results)

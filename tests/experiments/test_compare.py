@@ -241,3 +241,23 @@ def test_a_stored_run_stays_valid_when_a_config_key_is_added_at_its_default():
   assert same_config(stored, cfg)
   assert not same_config(stored, make_config("igs", seed=1, augment=True))
   assert not same_config(cfg.to_dict(), make_config("igs", seed=2))
+
+
+def test_forget_override_runs_any_scenario_on_another_forget_set(tmp_path, capsys):
+  data_dir = tmp_path / "data"
+  data.prepare("digits", data_dir)
+  compare.main(
+    [
+      "--scenario", "digits-class", "--forget", "class:3", "--workdir", str(tmp_path / "w"),
+      "--seeds", "1", "--methods", "igs,ft", "--set", "steps=3", "--pretrain-set", "epochs=1",
+      "--data-dir", str(data_dir), "--no-progress", "--no-sweeps",
+    ]
+  )  # fmt: skip
+  out = tmp_path / "w" / "digits-class@class-3"
+  results = json.loads((out / "results.json").read_text())
+  assert results["scenario"] == "digits-class@class-3"
+  retrain = json.loads((out / "retrain" / "metrics.json").read_text())
+  assert retrain["forget_spec"] == "class:3"
+  assert retrain["forget_accuracy"] == 0.0  # the retrained model never saw a 3
+  assert not (tmp_path / "w" / "digits-class").exists()
+  capsys.readouterr()
