@@ -79,9 +79,12 @@ import optax
 
 import jaxunlearn
 from benchmarks import synthetic
+from jaxunlearn import diffusion
+from jaxunlearn.engine.layouts import DIFFUSION_STEPS
 from jaxunlearn.engine.methods import ObservedLosses, build_transformation, get_method, make_config
 from jaxunlearn.engine.records import machine_info
 from jaxunlearn.nn import models as models_lib
+from jaxunlearn.nn.denoiser import MLPDenoiser
 
 METHODS = (
   "plain",
@@ -97,7 +100,7 @@ METHODS = (
   "pdu",
 )
 LAYOUTS = ("split", "shared")
-MODELS = ("mlp", "cnn", "resnet18")
+MODELS = ("mlp", "cnn", "resnet18", "ddpm")
 # Benchmark variant -> (registry method, config overrides).
 VARIANTS = {
   "igs-paper": ("igs_paper", {}),  # the paper's update (re-evaluated, per step)
@@ -136,9 +139,16 @@ def cross_entropy(logits, labels):
 
 
 def make_batch(
-  seed: int, layout: str, batch_size: int, forget_size: int, input_shape, num_classes: int
+  seed: int,
+  layout: str,
+  batch_size: int,
+  forget_size: int,
+  input_shape,
+  num_classes: int,
+  forget_true: bool = False,
 ) -> dict:
-  """Synthetic batch; forget labels are random *wrong* labels (never the true class)."""
+  """Synthetic batch; forget labels are random *wrong* labels (never the true class);
+  ``forget_true``: also the split forget rows' true labels (``y_ft``, the DDPM's condition)."""
   rng = np.random.default_rng(seed)
 
   def part(n):
@@ -146,8 +156,9 @@ def make_batch(
 
   if layout == "split":
     x_r, y_r, _ = part(batch_size)
-    x_f, _, y_f = part(forget_size)
-    return {"x_r": x_r, "y_r": y_r, "x_f": x_f, "y_f": y_f}
+    x_f, y_ft, y_f = part(forget_size)
+    out = {"x_r": x_r, "y_r": y_r, "x_f": x_f, "y_f": y_f}
+    return {**out, "y_ft": y_ft} if forget_true else out
   if layout == "shared":
     x, y, y_f = part(batch_size)
     return {"x": x, "y": y, "y_f": y_f}
@@ -187,6 +198,62 @@ class Losses:
       return l_r, l_f, new_ms
     logits, new_ms = self._forward(p, ms, batch["x"])
     return cross_entropy(logits, batch["y"]), cross_entropy(logits, batch["y_f"]), new_ms
+
+
+class DenoiseLosses(Losses):
+  """The DDPM's losses (:mod:`jaxunlearn.diffusion`): retain = ‖ε̂(x_t, t, y) − ε‖², forget
+  = ‖ε̂(x_t, t, y) − sg(ε̂(x_t, t, y_f))‖² (the paper's "rl"), inputs taken as x_0.
+
+  Each loss is two forwards of the denoiser (one of them without gradient) over its rows,
+  so a two-gradient method pays a second backward over the same network.
+  """
+
+  schedule = diffusion.linear_schedule(DIFFUSION_STEPS)
+
+  def _losses(self, p, ms, x, t, noise, y, y_f):
+    x_t = diffusion.add_noise(self.schedule, x, t, noise)
+    eps, new_ms = self.fm.apply(p, ms, (x_t, t, y), train=True)
+    retain = diffusion.per_example_mse(eps, noise).mean()
+    target = jax.lax.stop_gradient(self.fm.apply(p, ms, (x_t, t, y_f), train=False)[0])
+    return retain, diffusion.per_example_mse(eps, target).mean(), new_ms
+
+  def _part(self, batch, part):
+    """(x_0, t, ε, condition, target condition) of the retain (``r``) or forget part."""
+    if self.layout == "split" and part == "r":
+      return batch["x_r"], batch["t_r"], batch["noise_r"], batch["y_r"], batch["y_r"]
+    if self.layout == "split":
+      return batch["x_f"], batch["t_f"], batch["noise_f"], batch["y_ft"], batch["y_f"]
+    return batch["x"], batch["t"], batch["noise"], batch["y"], batch["y_f"]
+
+  def retain(self, p, ms, batch):
+    x, t, noise, y, _ = self._part(batch, "r")
+    eps, new_ms = self.fm.apply(
+      p, ms, (diffusion.add_noise(self.schedule, x, t, noise), t, y), train=True
+    )
+    return diffusion.per_example_mse(eps, noise).mean(), new_ms
+
+  def forget(self, p, ms, batch):
+    _, l_f, new_ms = self._losses(p, ms, *self._part(batch, "f"))
+    return l_f, new_ms
+
+  def both(self, p, ms, batch):
+    if self.layout == "split":
+      l_r, new_ms = self.retain(p, ms, batch)
+      l_f, _ = self.forget(p, ms, batch)
+      return l_r, l_f, new_ms
+    return self._losses(p, ms, *self._part(batch, "r"))
+
+
+def with_noise(batch: dict, seed: int) -> dict:
+  """A DDPM batch: a timestep and a noise for every example of each part."""
+  rng = np.random.default_rng([seed, 5])
+  out = dict(batch)
+  for key, suffix in (("x", ""), ("x_r", "_r"), ("x_f", "_f")):
+    if key in batch:
+      n = batch[key].shape[0]
+      out["t" + suffix] = jnp.asarray(rng.integers(0, DIFFUSION_STEPS, n), jnp.int32)
+      out["noise" + suffix] = jnp.asarray(rng.standard_normal(batch[key].shape), jnp.float32)
+  return out
 
 
 # ------------------------------------------------------------------ steps
@@ -448,6 +515,13 @@ def add_ratios(methods: dict) -> None:
 
 
 def build_model(name: str, input_shape, num_classes: int, seed: int, resnet_width: int):
+  if name == "ddpm":  # the digits denoiser of experiments.ddpm (docs/design.md §9)
+    from flax import nnx  # noqa: PLC0415
+
+    fm, params, model_state = models_lib.functional(
+      MLPDenoiser(tuple(input_shape), num_classes, rngs=nnx.Rngs(seed))
+    )
+    return fm, params, model_state, {}
   kwargs = {"width": resnet_width} if name == "resnet18" else {}
   model = models_lib.create_model(
     name, num_classes=num_classes, input_shape=input_shape, seed=seed, **kwargs
@@ -498,8 +572,12 @@ def run(config: dict, progress: bool = True) -> dict:
           forget_size,
           config["input_shape"],
           config["num_classes"],
+          forget_true=model_name == "ddpm",
         )
-        losses = Losses(fm, layout)
+        if model_name == "ddpm":
+          batch, losses = with_noise(batch, config["seed"]), DenoiseLosses(fm, layout)
+        else:
+          losses = Losses(fm, layout)
         setting = {
           "model": model_name,
           "model_kwargs": model_kwargs,

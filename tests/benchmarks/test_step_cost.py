@@ -126,3 +126,34 @@ def test_quick_defaults_and_plain_always_measured():
   assert config["input_shape"] == (32, 32, 3) and config["num_classes"] == 10
   with pytest.raises(SystemExit):
     step_cost.parse_config(["--methods", "nope"])
+
+
+def test_ddpm_losses_match_the_engine_layout_and_every_method_steps(tmp_path):
+  """The benchmark's DDPM losses are the denoising losses of jaxunlearn.diffusion."""
+  import jax.numpy as jnp
+  import numpy as np
+
+  from jaxunlearn import diffusion
+
+  fm, params, ms, _ = step_cost.build_model("ddpm", (8, 8, 1), 10, 0, 8)
+  batch = step_cost.with_noise(
+    step_cost.make_batch(0, "shared", 16, 4, (8, 8, 1), 10, forget_true=True), 0
+  )
+  losses = step_cost.DenoiseLosses(fm, "shared")
+  l_r, l_f, _ = losses.both(params, ms, batch)
+  s = diffusion.linear_schedule(1000)
+  x_t = diffusion.add_noise(s, batch["x"], batch["t"], batch["noise"])
+  eps = lambda y: fm.apply(params, ms, (x_t, batch["t"], y), train=False)[0]
+  e = eps(batch["y"])
+  assert float(l_r) == pytest.approx(float(jnp.mean((e - batch["noise"]) ** 2)), rel=1e-5)
+  assert float(l_f) == pytest.approx(float(jnp.mean((e - eps(batch["y_f"])) ** 2)), rel=1e-5)
+  out = tmp_path / "sc.json"
+  step_cost.main(
+    ["--models", "ddpm", "--input-shape", "8,8,1", "--batch-sizes", "16", "--steps", "1",
+     "--warmup", "0", "--layouts", "shared", "--out", str(out), "--no-progress"]
+  )  # fmt: skip
+  data = json.loads(out.read_text())
+  for setting in data["settings"]:
+    assert list(setting["methods"]) == list(step_cost.METHODS)
+    for m in setting["methods"].values():
+      assert m["finite"] and np.isfinite(m["median_ms"]) and m["flops"] > 0
