@@ -36,12 +36,46 @@ def quiet_libraries() -> None:
   logging.getLogger("absl").setLevel(logging.ERROR)
 
 
+COMPILE_CACHE_ENV = "JAXUNLEARN_COMPILE_CACHE"
+
+
+def enable_compile_cache() -> str | None:
+  """JAX's persistent compilation cache for the commands, on by default.
+
+  ``$JAXUNLEARN_COMPILE_CACHE`` names the folder (default
+  ``~/.cache/jaxunlearn/jax-compile``); ``off`` (or ``0``) disables it. Executables
+  that took at least 0.1 s to compile are kept (JAX's default, 1 s, would skip every
+  unlearning step on CPU: they compile in 0.3–0.7 s), so a rerun, a resumed run or
+  another seed of the same shapes loads the step instead of compiling it again. The
+  cache is keyed by JAX's own hash of the program, backend and versions; a stale entry
+  is never used. Returns the folder, or ``None`` when off.
+  """
+  import os  # noqa: PLC0415
+  import pathlib  # noqa: PLC0415
+
+  import jax  # noqa: PLC0415
+
+  value = os.environ.get(COMPILE_CACHE_ENV, "")
+  if value.lower() in ("off", "0", "false", "no"):
+    return None
+  folder = pathlib.Path(value or "~/.cache/jaxunlearn/jax-compile").expanduser()
+  try:
+    folder.mkdir(parents=True, exist_ok=True)
+  except OSError:
+    return None  # a read-only home: run without the cache rather than fail
+  jax.config.update("jax_compilation_cache_dir", str(folder))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return str(folder)
+
+
 def main_guard(fn):
   """Runs ``fn``; a user error prints ``error: ...`` on stderr and exits with status 2."""
 
   @functools.wraps(fn)
   def wrapper(argv=None):
     quiet_libraries()
+    enable_compile_cache()
     try:
       return fn(argv)
     except USER_ERRORS as e:

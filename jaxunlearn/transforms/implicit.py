@@ -88,11 +88,23 @@ class ImplicitGradientSurgeryState(NamedTuple):
     return self.weights[0], self.weights[1]
 
   def scalarize(self, retain_loss, forget_loss):
-    retain_loss = check_loss(retain_loss, "retain_loss", self.log_losses)
-    forget_loss = check_loss(forget_loss, "forget_loss", self.log_losses)
+    # The negative-loss check is a host callback, which JAX's persistent compilation
+    # cache cannot store: only the log-weighted state (its own type, so the choice is
+    # static under jit) carries it.
+    checked = isinstance(self, LogWeightedState)
+    retain_loss = check_loss(retain_loss, "retain_loss", checked)
+    forget_loss = check_loss(forget_loss, "forget_loss", checked)
     w = jax.lax.stop_gradient(self.weights)
     phi = lambda x: jnp.where(self.log_losses, log_floor(x, self.loss_floor), x)
     return w[0] * phi(retain_loss) + w[1] * phi(forget_loss)
+
+
+@state_lookup.register_state(weights=True, multiplier=True, sees_applied_step=True)
+class LogWeightedState(ImplicitGradientSurgeryState):
+  """The IGS state when ``log_losses=True``: the same fields; its type tells
+  :meth:`scalarize` (statically, under jit) to check that the losses are not negative."""
+
+  __slots__ = ()
 
 
 def _negative_loss(name: str, value) -> None:
@@ -107,7 +119,7 @@ def check_loss(loss, name: str, log_losses=False):
   """``loss`` as a float scalar, or a ValueError that names the fix.
 
   Checked at trace time: a tuple ``(loss, aux)``, a per-example (non-scalar) loss, an
-  integer dtype. With ``log_losses`` (a bool or a traced bool), a negative value raises
+  integer dtype. With ``log_losses`` (a Python bool), a negative value raises
   when the step runs (a host callback taken only on that branch, so a healthy step pays
   one comparison): under ``jax.jit`` the error surfaces as a ``JaxRuntimeError`` that
   carries this message.
@@ -131,7 +143,7 @@ def check_loss(loss, name: str, log_losses=False):
     )
   if not jnp.issubdtype(loss.dtype, jnp.floating):
     raise ValueError(f"{name} has dtype {loss.dtype}; pass the floating-point loss value")
-  if log_losses is not False:
+  if log_losses:
     jax.lax.cond(
       jnp.logical_and(log_losses, loss < 0),
       lambda: jax.debug.callback(_negative_loss, name, loss),
@@ -325,6 +337,7 @@ def implicit_gradient_surgery(
   inner = optax.with_extra_args_support(inner)
   dual = dual_optimizer if dual_optimizer is not None else preset.dual_optimizer()
   anchored = reference == "start"
+  state_type = LogWeightedState if log_losses else ImplicitGradientSurgeryState
 
   def phi(loss):
     loss = jnp.asarray(loss, jnp.float32)
@@ -342,7 +355,7 @@ def implicit_gradient_surgery(
         "optax.MultiSteps(implicit_gradient_surgery(inner), every_k_schedule=k)"
       )
     lam = jnp.maximum(jnp.asarray(init_multiplier, jnp.float32), 0.0)
-    return ImplicitGradientSurgeryState(
+    return state_type(
       count=jnp.zeros((), jnp.int32),
       multiplier=lam,
       weights=_weights(lam, normalize_weights),
@@ -400,7 +413,7 @@ def implicit_gradient_surgery(
     lam = jnp.where(apply, new_lam, state.multiplier)
     dual_state = optax.tree.where(apply, new_dual_state, state.dual_state)
 
-    new_state = ImplicitGradientSurgeryState(
+    new_state = state_type(
       count=optax.safe_increment(state.count),
       multiplier=lam,
       weights=_weights(lam, normalize_weights),
