@@ -44,10 +44,13 @@ def run_scenario(
   sweeps: bool | int = True,
   tuned: bool = False,
   forget: str | None = None,
+  batched: bool = True,
 ) -> dict:
   """Runs every method × seed (and the scenario's sweeps) and writes tables and plots.
 
   ``sweeps``: True for every sweep value, an int n for the first n of each, False for none.
+  ``batched``: run a configuration's seeds as one vmapped program (the default; equal to
+  one-at-a-time runs to float tolerance) or one at a time.
   ``forget``: a forget-set spec that replaces the scenario's; the results then go to
   ``<workdir>/<scenario>@<spec>/`` (the original model is retrained there too: one
   folder holds one forget set's runs and retrained model).
@@ -94,7 +97,7 @@ def run_scenario(
       if m in methods:
         values = values if sweeps is True else values[: int(sweeps)]
         jobs += [Job(m, 0, ((key, v),)) for v in values]
-  runs = run_jobs(ctx, jobs, overrides=overrides, progress=progress)
+  runs = run_jobs(ctx, jobs, overrides=overrides, progress=progress, batched=batched)
 
   summary = summarize([r for r in runs if is_main_run(r)])
   results = {
@@ -303,6 +306,12 @@ def build_parser():
   )
   p.add_argument("--no-sweeps", action="store_true", help="skip the tolerance curves")
   p.add_argument(
+    "--sequential",
+    action="store_true",
+    help="run seeds one at a time instead of as one vmapped program (results equal to "
+    "float tolerance; see benchmarks/throughput.py for the speed difference)",
+  )
+  p.add_argument(
     "--tuned",
     action="store_true",
     help="tune every method first (the same budget each, retrain-blind, on the validation "
@@ -340,6 +349,7 @@ def main(argv=None):
       sweeps=not args.no_sweeps,
       tuned=args.tuned,
       forget=args.forget,
+      batched=not args.sequential,
     )
     folder = workdir / results["scenario"]
     print((folder / "results.md").read_text())

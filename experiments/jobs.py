@@ -24,7 +24,7 @@ from jaxunlearn.engine.evaluation import evaluate
 from jaxunlearn.engine.methods import get_method, make_config
 from jaxunlearn.engine.records import write_json_atomic
 from jaxunlearn.engine.training import TrainedModel, load_trained, train
-from jaxunlearn.engine.unlearning import unlearn
+from jaxunlearn.engine.unlearning import unlearn, unlearn_seeds
 from jaxunlearn.errors import ConfigError
 
 # Histories kept in a run's record (the full history stays in memory only).
@@ -125,6 +125,12 @@ def run_job(ctx: ScenarioContext, job: Job, cfg) -> dict:
   """Runs one job and returns its record (metrics, Avg. Gap, time, histories)."""
   m = ctx.original
   res = unlearn(cfg, m.fm, m.params, m.model_state, ctx.dataset, ctx.forget_set, progress=False)
+  return job_record(ctx, job, cfg, res)
+
+
+def job_record(ctx: ScenarioContext, job: Job, cfg, res, batched_with: int = 1) -> dict:
+  """The stored record of a finished run ``res`` (an ``UnlearnResult``)."""
+  m = ctx.original
   ev = evaluate(m.fm, res.params, res.model_state, ctx.dataset, ctx.forget_set)
   return {
     "method": job.method,
@@ -141,6 +147,8 @@ def run_job(ctx: ScenarioContext, job: Job, cfg) -> dict:
     "config": cfg.to_dict(),
     "skipped_steps": int(res.history["skipped"].sum()),
     "history": {k: v.tolist() for k, v in res.history.items() if k in RECORDED_HISTORY},
+    # >1: run with that many seeds in one vmapped program; seconds is its share of the wall time
+    "batched_with": batched_with,
   }
 
 
@@ -151,18 +159,29 @@ def same_config(stored: dict, cfg) -> bool:
   return all(stored.get(k, defaults[k]) == v for k, v in cfg.to_dict().items())
 
 
-def run_jobs(
-  ctx: ScenarioContext, jobs, *, overrides=(), progress: bool = True, desc: str = ""
-) -> list[dict]:
-  """Runs ``jobs`` in order, reusing every finished record; returns all records.
+MAX_BATCHED_RUNS = 8  # seeds vmapped together at most (memory grows with the number)
 
-  Every config is built (and so checked) before the first run starts.
+
+def run_jobs(
+  ctx: ScenarioContext,
+  jobs,
+  *,
+  overrides=(),
+  progress: bool = True,
+  desc: str = "",
+  batched: bool = True,
+) -> list[dict]:
+  """Runs ``jobs``, reusing every finished record; returns all records in job order.
+
+  Every config is built (and so checked) before the first run starts. With ``batched``
+  the unfinished seeds of one configuration run together as one vmapped program
+  (:func:`~jaxunlearn.engine.unlearning.unlearn_seeds`, at most :data:`MAX_BATCHED_RUNS`
+  at a time); their results equal one-at-a-time runs to float tolerance.
   """
   configs_ = [job_config(ctx, job, overrides) for job in jobs]
-  records = []
-  for job, cfg in tqdm(
-    list(zip(jobs, configs_)), desc=desc or ctx.scenario.name, unit="run", disable=not progress
-  ):
+  records: list = [None] * len(jobs)
+  groups: dict = {}
+  for i, (job, cfg) in enumerate(zip(jobs, configs_)):
     path = ctx.out_dir / "runs" / job.filename
     if path.exists():
       record = json.loads(path.read_text())
@@ -171,10 +190,36 @@ def run_jobs(
           f"{path} was run with a different config than this command's; "
           "use the same --set values or a new --workdir"
         )
+      records[i] = record
     else:
-      record = run_job(ctx, job, cfg)
-      write_json_atomic(path, record)
-    records.append(record)
+      key = (job.method, job.sweep, job.label, dataclasses.replace(cfg, seed=0))
+      groups.setdefault(key if batched else i, []).append(i)
+  todo = sum(len(v) for v in groups.values())
+  bar = tqdm(total=todo, desc=desc or ctx.scenario.name, unit="run", disable=not progress)
+  m = ctx.original
+  for idxs in groups.values():
+    for start in range(0, len(idxs), MAX_BATCHED_RUNS):
+      chunk = idxs[start : start + MAX_BATCHED_RUNS]
+      if len(chunk) == 1:
+        new = [run_job(ctx, jobs[chunk[0]], configs_[chunk[0]])]
+      else:
+        results = unlearn_seeds(
+          configs_[chunk[0]],
+          m.fm,
+          m.params,
+          m.model_state,
+          ctx.dataset,
+          ctx.forget_set,
+          [jobs[i].seed for i in chunk],
+        )
+        new = [
+          job_record(ctx, jobs[i], configs_[i], res, len(chunk)) for i, res in zip(chunk, results)
+        ]
+      for i, record in zip(chunk, new):
+        write_json_atomic(ctx.out_dir / "runs" / jobs[i].filename, record)
+        records[i] = record
+      bar.update(len(chunk))
+  bar.close()
   return records
 
 

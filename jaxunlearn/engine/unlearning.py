@@ -226,3 +226,99 @@ def unlearn(
     save(cfg.steps)
     checkpointer.wait_until_finished()
   return UnlearnResult(params, model_state, history, seconds, compile_seconds, opt_state)
+
+
+def unlearn_seeds(
+  cfg: UnlearnConfig,
+  fm,
+  params,
+  model_state,
+  dataset: data_lib.Dataset,
+  forget_set: data_lib.ForgetSet,
+  seeds,
+  *,
+  optimizer=None,
+) -> list[UnlearnResult]:
+  """``cfg`` run for every seed in ``seeds`` at once: one ``jax.vmap`` of the step over
+  the seeds' stacked batches, one compile, one dispatch a step for all of them.
+
+  Each seed's batches are exactly those of :func:`unlearn` with ``cfg.seed`` = that seed,
+  and its result equals the one-at-a-time run to float tolerance (the batched matrix
+  products may sum in another order; ``tests/engine/test_unlearning.py`` checks). No
+  checkpointing or mesh: a comparison's runs are short and stored whole. ``seconds`` of
+  each result is its share (1/len(seeds)) of the batch's wall time; ``compile_seconds``
+  the first batched step's.
+
+  Example:
+    >>> from jaxunlearn import data
+    >>> from jaxunlearn.engine import training
+    >>> from jaxunlearn.engine.config import TrainConfig
+    >>> from jaxunlearn.engine.methods import make_config
+    >>> ds = data.load_dataset("digits")
+    >>> fm, params, state = training.build_model(TrainConfig(), ds)
+    >>> forget = data.make_forget_set(ds, "class:0")
+    >>> results = unlearn_seeds(make_config("igs", steps=3), fm, params, state, ds, forget, [0, 1])
+    >>> [r.history["multiplier"].shape for r in results]
+    [(3,), (3,)]
+  """
+  seeds = [int(s) for s in seeds]
+  if not seeds:
+    raise ValueError("unlearn_seeds needs at least one seed")
+  method = methods_lib.get_method(cfg.method)
+  cfg = dataclasses.replace(cfg, seed=0).validate()
+  n_forget = min(cfg.n_forget, len(forget_set.forget_idx))
+  n_retain = min(cfg.n_retain, len(forget_set.retain_idx))
+  layout = LAYOUTS[cfg.layout]
+  if method.prepare is None:
+    tx, step_fn = _cached_step(fm, cfg, optimizer)
+  else:
+    prepared = method.prepare(
+      methods_lib.PrepareContext(fm, params, model_state, dataset, forget_set), cfg
+    )
+    tx = methods_lib.build_transformation(cfg, prepared, optimizer)
+    step_fn = make_unlearn_step(fm, method, cfg, tx)
+  vstep = _batched(step_fn)
+  device = jax.devices()[0]
+  teacher = jax.device_put((params, model_state), device)
+  stack = lambda tree: jax.device_put(
+    jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (len(seeds),) + np.shape(x)), tree),
+    device,
+  )
+  opt_state = tx.init(params)
+  p, ms, os_ = stack(params), stack(model_state), stack(opt_state)
+  configs = [dataclasses.replace(cfg, seed=s) for s in seeds]
+  pending = []
+  start = time.perf_counter()
+  compile_seconds = 0.0
+  for t in range(cfg.steps):
+    parts = [layout.batch(dataset, forget_set, t, c, n_retain, n_forget) for c in configs]
+    batch = {k: jnp.asarray(np.stack([b[k] for b in parts])) for k in parts[0]}
+    p, ms, os_, logs = vstep(p, ms, os_, batch, teacher, jnp.asarray(t, jnp.int32))
+    pending.append(logs)
+    if t == 0:
+      jax.block_until_ready(p)
+      compile_seconds = time.perf_counter() - start
+  jax.block_until_ready(p)
+  seconds = (time.perf_counter() - start) / len(seeds)
+  history = {
+    k: np.stack([np.asarray(v) for v in values], axis=1)  # (seeds, steps, ...)
+    for k, values in zip(pending[0].as_dict(), zip(*[lg.as_dict().values() for lg in pending]))
+  }
+  pick = lambda tree, i: jax.tree.map(lambda x: x[i], tree)
+  return [
+    UnlearnResult(
+      pick(p, i),
+      pick(ms, i),
+      {k: v[i] for k, v in history.items()},
+      seconds,
+      compile_seconds,
+      pick(os_, i),
+    )
+    for i in range(len(seeds))
+  ]
+
+
+@functools.lru_cache(maxsize=64)
+def _batched(step_fn):
+  """The step vmapped over runs (params, states, batch); teacher and step index shared."""
+  return jax.jit(jax.vmap(step_fn, in_axes=(0, 0, 0, 0, None, None)))

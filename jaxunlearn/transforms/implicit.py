@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxunlearn.transforms import state_lookup
@@ -108,8 +109,12 @@ class LogWeightedState(ImplicitGradientSurgeryState):
 
 
 def _negative_loss(name: str, value) -> None:
+  value = np.asarray(value)
+  # Under jax.vmap the cond becomes a select and this runs for every step: check again.
+  if not np.any(value < 0):
+    return
   raise ValueError(
-    f"{name} = {float(value):.4g} < 0 with log_losses=True: the log weighting floors it and "
+    f"{name} = {float(value.min()):.4g} < 0 with log_losses=True: the log weighting floors it and "
     "its gradient is zero; pass log_losses=False (e.g. for gradient ascent) or use a "
     "positive forget loss (random labels)"
   )

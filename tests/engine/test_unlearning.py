@@ -1,5 +1,6 @@
 """Every unlearning method end to end on digits, the CLI, and the non-finite skip."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -269,3 +270,33 @@ def test_unlearn_killed_and_resumed_equals_uninterrupted(setup, tmp_path):
   assert b["resumed"] and not a["resumed"]
   for key in ("UA", "RA", "TA", "MIA", "history"):
     assert a[key] == b[key], key
+
+
+# --- runs batched over seeds (issue 13) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  "method", ["igs", "igs_paper", "explicit", "famo", "pdu", "salun", "scrub", "ga", "l1sparse"]
+)
+def test_seeds_batched_equal_one_at_a_time(method, tmp_path_factory):
+  import jax
+
+  from jaxunlearn.engine.config import TrainConfig
+  from jaxunlearn.engine.methods import make_config
+  from jaxunlearn.engine.training import build_model
+  from jaxunlearn.engine.unlearning import unlearn, unlearn_seeds
+
+  data_dir = tmp_path_factory.mktemp("batched")
+  data.prepare("digits", data_dir)
+  ds = data.load_dataset("digits", data_dir)
+  fs = data.make_forget_set(ds, "class:2")
+  fm, params, state = build_model(TrainConfig(model_kwargs={"hidden": (32,)}), ds)
+  cfg = make_config(method, steps=12)
+  batched = unlearn_seeds(cfg, fm, params, state, ds, fs, [0, 3, 7])
+  for seed, got in zip([0, 3, 7], batched):
+    want = unlearn(dataclasses.replace(cfg, seed=seed), fm, params, state, ds, fs, progress=False)
+    for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(want.params)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
+    assert set(got.history) == set(want.history)
+    for k in want.history:
+      np.testing.assert_allclose(got.history[k], want.history[k], rtol=2e-5, atol=2e-6, err_msg=k)
