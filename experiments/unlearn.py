@@ -37,6 +37,7 @@ from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine.config import override
 from jaxunlearn.engine.evaluation import evaluate
 from jaxunlearn.engine.loading import load
+from jaxunlearn.engine.locking import WorkdirLock
 from jaxunlearn.engine.methods import METHODS, make_config
 from jaxunlearn.engine.records import check_workdir, write_json_atomic
 from jaxunlearn.engine.training import model_description
@@ -113,6 +114,16 @@ def _earlier_requests(start) -> tuple[list, str]:
 
 def run(args) -> dict:
   workdir = check_workdir(args.workdir)
+  lock = WorkdirLock(workdir)
+  if workdir.exists():  # refuse at once if another process writes here
+    lock.acquire()
+  try:
+    return _run(args, workdir, lock)
+  finally:
+    lock.release()
+
+
+def _run(args, workdir, lock) -> dict:
   if (workdir / "metrics.json").exists():
     raise ConfigError(
       f"{workdir} already holds an unlearning result (this request was applied); "
@@ -194,7 +205,7 @@ def run(args) -> dict:
   anchor = None
   if earlier and args.budget_from == "original":
     anchor = load(root).params
-  workdir.mkdir(parents=True, exist_ok=True)
+  lock.ensure()  # before the first write (creates the workdir)
   result = unlearn(
     cfg,
     start.fm,

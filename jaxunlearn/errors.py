@@ -28,3 +28,7 @@ class DatasetNotPreparedError(JaxUnlearnError, RuntimeError):
 
 class CheckpointError(JaxUnlearnError, RuntimeError):
   """A checkpoint that is missing, corrupt, or does not match what is restored."""
+
+
+class WorkdirBusyError(JaxUnlearnError, RuntimeError):
+  """A workdir that another live process is writing (it holds the workdir's lock)."""

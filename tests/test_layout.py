@@ -44,6 +44,7 @@ ENGINE_RANK = {
   "parallel": 0,
   "records": 1,
   "progress": 1,
+  "locking": 0,
   "methods": 1,
   "layouts": 1,
   "steps": 2,

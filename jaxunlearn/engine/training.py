@@ -29,6 +29,7 @@ from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine import parallel, steps
 from jaxunlearn.engine.config import TrainConfig
 from jaxunlearn.engine.evaluation import evaluate
+from jaxunlearn.engine.locking import WorkdirLock
 from jaxunlearn.engine.progress import CompileApartBar
 from jaxunlearn.engine.records import check_workdir, write_json_atomic
 from jaxunlearn.errors import ConfigError
@@ -109,6 +110,19 @@ def train(
   if retrain and not forget_spec:
     raise ConfigError("--retrain needs --forget SPEC (the data to leave out)")
   workdir = check_workdir(workdir)
+  lock = WorkdirLock(workdir)
+  if workdir.exists():  # refuse at once if another process writes here
+    lock.acquire()
+  try:
+    return _train(config, workdir, lock, forget_spec, retrain, resume, data_dir, forget_seed,
+                  progress, mesh)  # fmt: skip
+  finally:
+    lock.release()
+
+
+def _train(
+  config, workdir, lock, forget_spec, retrain, resume, data_dir, forget_seed, progress, mesh
+):
   dataset = data_lib.load_dataset(config.dataset, data_dir)
   forget_set = (
     data_lib.make_forget_set(dataset, forget_spec, seed=forget_seed) if forget_spec else None
@@ -154,7 +168,7 @@ def train(
       restored["opt_state"],
     )
     start_epoch = int(restored["epoch"])
-  workdir.mkdir(parents=True, exist_ok=True)
+  lock.ensure()  # before the first write (creates the workdir)
   if manager is None:
     manager = ckpt.Checkpointer(checkpoints)
 
