@@ -47,9 +47,9 @@ def measure(ctx, jobs, batched: bool) -> dict:
   records = run_jobs(local, jobs, progress=False, batched=batched)
   wall = time.perf_counter() - start
   shutil.rmtree(runs_dir, ignore_errors=True)
-  # A batched record's seconds is its share of the group's loop; the group compiled once.
+  # A batched record's seconds and compile_seconds are its shares of the group's.
   loop = sum(r["seconds"] for r in records)
-  compile_ = sum(r["compile_seconds"] / r.get("batched_with", 1) for r in records)
+  compile_ = sum(r["compile_seconds"] for r in records)
   return {
     "runs": len(records),
     "wall_seconds": wall,

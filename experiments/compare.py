@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from experiments import plots, tuning
+from experiments import ddpm, plots, tuning
 from experiments.cli import main_guard, parser
 from experiments.jobs import Job, is_main_run, prepare_scenario, run_jobs
 from experiments.scenarios import DEFAULT_SCENARIOS, SCENARIOS, get_scenario
@@ -274,7 +274,8 @@ def build_parser():
   p.add_argument(
     "--scenario",
     action="append",
-    help=f"one of {', '.join(SCENARIOS)} (repeatable); unset: {' and '.join(DEFAULT_SCENARIOS)}",
+    help=f"one of {', '.join([*SCENARIOS, *ddpm.SCENARIOS])} (repeatable); "
+    f"unset: {' and '.join(DEFAULT_SCENARIOS)}",
   )
   p.add_argument(
     "--workdir",
@@ -337,6 +338,16 @@ def main(argv=None):
   start = time.perf_counter()
   all_results = []
   for name in args.scenario or DEFAULT_SCENARIOS:
+    if name in ddpm.SCENARIOS:  # generative: samples judged by a classifier (experiments.ddpm)
+      ddpm.run_experiment(
+        workdir / name,
+        args.forget or ddpm.SCENARIOS[name],
+        args.seeds,
+        methods,
+        data_dir=args.data_dir,
+      )
+      print((workdir / name / "results.md").read_text())
+      continue
     results = run_scenario(
       name,
       workdir,

@@ -159,22 +159,35 @@ def generation_metrics(judge, dataset, images, labels, forget_classes) -> dict:
   }
 
 
+# Generative scenarios of experiments.compare: name -> the default forget set.
+SCENARIOS = {"digits-ddpm-class": "class:7"}
+
+
 def run(args) -> dict:
-  workdir = check_workdir(args.workdir)
-  budget = QUICK if args.quick else FULL
-  methods = tuple(args.methods.split(",")) if args.methods else DEFAULT_METHODS
+  methods = tuple(args.methods.split(",")) if args.methods else None
+  return run_experiment(args.workdir, args.forget, args.seeds, methods, args.quick, args.data_dir)
+
+
+def run_experiment(workdir, forget, seeds=3, methods=None, quick=False, data_dir=None) -> dict:
+  """Pretrains (or reuses) the DDPMs and the judge, unlearns with every method and seed,
+  writes ``results.json``, ``table.md`` (also as ``results.md``) and ``samples.png``."""
+  workdir = check_workdir(workdir)
+  budget = QUICK if quick else FULL
+  methods = tuple(methods or DEFAULT_METHODS)
+  if seeds <= 0:
+    raise ConfigError(f"--seeds must be ≥ 1, got {seeds}")
   for m in methods:
     if m not in METHODS:
       raise ConfigError(f"method {m!r} does not apply to DDPMs; choose from {', '.join(METHODS)}")
-  dataset = data_lib.load_dataset("digits", args.data_dir)
-  forget_set = data_lib.make_forget_set(dataset, args.forget)
+  dataset = data_lib.load_dataset("digits", data_dir)
+  forget_set = data_lib.make_forget_set(dataset, forget)
   if not forget_set.forget_classes:
     raise ConfigError("generative unlearning forgets classes: pass --forget class:K")
   classes = forget_set.forget_classes
   workdir.mkdir(parents=True, exist_ok=True)
   judge_dir = workdir / "judge"
   if not (judge_dir / "metrics.json").exists():
-    train(TrainConfig(), judge_dir, data_dir=args.data_dir, progress=False)
+    train(TrainConfig(), judge_dir, data_dir=data_dir, progress=False)
   judge = load_trained(judge_dir)
   steps = budget["pretrain_steps"]
   fm, original, t_orig = pretrain_ddpm(dataset, workdir / "original", steps=steps)
@@ -192,7 +205,7 @@ def run(args) -> dict:
   rows["retrain"], grids["retrain"] = evaluate(retrained)
   runs = []
   for method in methods:
-    for seed in range(args.seeds):
+    for seed in range(seeds):
       cfg = make_config(
         method,
         layout="denoise",
@@ -220,9 +233,9 @@ def run(args) -> dict:
       if seed == 0:
         grids[method] = images
   out = {
-    "forget": args.forget,
+    "forget": forget,
     "budget": budget,
-    "seeds": args.seeds,
+    "seeds": seeds,
     "pretrain_seconds": {"original": t_orig, "retrain": t_re},
     "original": rows["original"],
     "retrain": rows["retrain"],
@@ -231,6 +244,7 @@ def run(args) -> dict:
   }
   write_json_atomic(workdir / "results.json", out, indent=2)
   (workdir / "table.md").write_text(table(out))
+  (workdir / "results.md").write_text(table(out))
   sample_grid(grids, workdir / "samples.png", per_class=min(4, n))
   return out
 

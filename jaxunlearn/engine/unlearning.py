@@ -245,9 +245,10 @@ def unlearn_seeds(
   Each seed's batches are exactly those of :func:`unlearn` with ``cfg.seed`` = that seed,
   and its result equals the one-at-a-time run to float tolerance (the batched matrix
   products may sum in another order; ``tests/engine/test_unlearning.py`` checks). No
-  checkpointing or mesh: a comparison's runs are short and stored whole. ``seconds`` of
-  each result is its share (1/len(seeds)) of the batch's wall time; ``compile_seconds``
-  the first batched step's.
+  checkpointing or mesh: a comparison's runs are short and stored whole. ``seconds`` and
+  ``compile_seconds`` of each result are its share (1/len(seeds)) of the batch's wall
+  time and of its first (compiling) step's, so ``seconds − compile_seconds`` is each run's
+  share of the step time, as for a single run.
 
   Example:
     >>> from jaxunlearn import data
@@ -311,7 +312,7 @@ def unlearn_seeds(
       pick(ms, i),
       {k: v[i] for k, v in history.items()},
       seconds,
-      compile_seconds,
+      compile_seconds / len(seeds),
       pick(os_, i),
     )
     for i in range(len(seeds))

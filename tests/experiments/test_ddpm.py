@@ -23,3 +23,19 @@ def test_quick_run_writes_table_json_and_grid(tmp_path, capsys):
   )
   assert again[2] == 0.0
   capsys.readouterr()
+
+
+def test_compare_runs_the_generative_scenario_with_its_forget_override(
+  tmp_path, monkeypatch, capsys
+):
+  from experiments import compare
+
+  monkeypatch.setattr(ddpm, "FULL", ddpm.QUICK)  # the scenario's budget, shrunk for CI
+  compare.main(
+    ["--scenario", "digits-ddpm-class", "--forget", "class:2", "--workdir", str(tmp_path),
+     "--seeds", "1", "--methods", "igs", "--no-progress"]
+  )  # fmt: skip
+  out = json.loads((tmp_path / "digits-ddpm-class" / "results.json").read_text())
+  assert out["forget"] == "class:2" and [r["method"] for r in out["runs"]] == ["igs"]
+  assert (tmp_path / "digits-ddpm-class" / "retrain-2").is_dir()
+  assert "| igs |" in capsys.readouterr().out
