@@ -39,6 +39,7 @@ from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine.config import TrainConfig
 from jaxunlearn.engine.layouts import DIFFUSION_STEPS
+from jaxunlearn.engine.locking import WorkdirLock
 from jaxunlearn.engine.methods import make_config
 from jaxunlearn.engine.records import check_workdir, machine_info, write_json_atomic
 from jaxunlearn.engine.training import load_trained, train
@@ -48,10 +49,10 @@ from jaxunlearn.nn import models
 from jaxunlearn.nn.denoiser import MLPDenoiser
 
 # Methods whose objectives are the losses alone (scrub and npo read classifier logits;
-# salun's saliency is a cross-entropy gradient).
+# salun's saliency is the gradient of the forget rows' denoising loss here).
 METHODS = ("igs", "igs_paper", "explicit", "famo", "pdu", "mgda", "pcgrad", "cagrad",
-           "linear", "ft", "ga", "rl", "l1sparse")  # fmt: skip
-DEFAULT_METHODS = ("igs", "igs_paper", "explicit", "pcgrad", "famo", "ft", "ga", "rl")
+           "linear", "ft", "ga", "rl", "salun", "l1sparse")  # fmt: skip
+DEFAULT_METHODS = ("igs", "igs_paper", "explicit", "pcgrad", "famo", "ft", "ga", "rl", "salun")
 FULL = {"pretrain_steps": 8000, "unlearn_steps": 1000, "samples": 100}
 QUICK = {"pretrain_steps": 300, "unlearn_steps": 20, "samples": 10}
 NULL = 10  # the null label of classifier-free guidance (digits has 10 classes)
@@ -159,6 +160,35 @@ def generation_metrics(judge, dataset, images, labels, forget_classes) -> dict:
   }
 
 
+# Recipes of experiments.pretrain: --config digits-ddpm [--retrain --forget class:K].
+PRETRAIN_RECIPES = ("digits-ddpm",)
+
+
+def pretrain_command(args) -> dict:
+  """``experiments.pretrain --config digits-ddpm``: the same DDPM, checkpoint (params, EMA,
+  optimiser state) and workdir lock as the comparison uses; ``--set steps=N`` for the
+  budget, ``--retrain --forget class:K`` to leave classes out."""
+  overrides = dict(item.split("=", 1) for item in args.set)
+  unknown = set(overrides) - {"steps"}
+  if unknown:
+    raise ConfigError(f"the DDPM recipe takes --set steps=N only, not {', '.join(unknown)}")
+  exclude = ()
+  if args.retrain:
+    if not args.forget:
+      raise ConfigError("--retrain needs --forget class:K (the classes to leave out)")
+    dataset = data_lib.load_dataset("digits", args.data_dir)
+    exclude = data_lib.make_forget_set(dataset, args.forget).forget_classes
+    if not exclude:
+      raise ConfigError("a DDPM retrain leaves classes out: pass --forget class:K")
+  dataset = data_lib.load_dataset("digits", args.data_dir)
+  steps = int(overrides.get("steps", FULL["pretrain_steps"]))
+  with WorkdirLock(args.workdir):
+    _, _, seconds = pretrain_ddpm(
+      dataset, args.workdir, exclude=exclude, steps=steps, seed=args.seed or 0
+    )
+  return {"kind": "ddpm", "exclude": list(exclude), "steps": steps, "seconds": seconds}
+
+
 # Generative scenarios of experiments.compare: name -> the default forget set.
 SCENARIOS = {"digits-ddpm-class": "class:7"}
 
@@ -172,6 +202,11 @@ def run_experiment(workdir, forget, seeds=3, methods=None, quick=False, data_dir
   """Pretrains (or reuses) the DDPMs and the judge, unlearns with every method and seed,
   writes ``results.json``, ``table.md`` (also as ``results.md``) and ``samples.png``."""
   workdir = check_workdir(workdir)
+  with WorkdirLock(workdir):
+    return _run_experiment(workdir, forget, seeds, methods, quick, data_dir)
+
+
+def _run_experiment(workdir, forget, seeds, methods, quick, data_dir) -> dict:
   budget = QUICK if quick else FULL
   methods = tuple(methods or DEFAULT_METHODS)
   if seeds <= 0:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from experiments import configs
+from experiments import configs, ddpm
 from experiments.cli import main_guard, parser
 from jaxunlearn.engine.config import override
 from jaxunlearn.engine.training import train
@@ -22,7 +22,10 @@ from jaxunlearn.nn.models import MODELS
 
 def build_parser():
   p = parser(__doc__)
-  p.add_argument("--config", help=f"named recipe: {', '.join(configs.PRETRAIN_CONFIGS)}")
+  p.add_argument(
+    "--config",
+    help=f"named recipe: {', '.join([*configs.PRETRAIN_CONFIGS, *ddpm.PRETRAIN_RECIPES])}",
+  )
   p.add_argument(
     "--dataset", help="dataset name; unset: the --config recipe's, or digits without --config"
   )
@@ -63,6 +66,9 @@ def parse_args(argv=None):
 @main_guard
 def main(argv=None):
   args = parse_args(argv)
+  if args.config in ddpm.PRETRAIN_RECIPES:  # a class-conditional DDPM (experiments.ddpm)
+    print(json.dumps(ddpm.pretrain_command(args), indent=2))
+    return
   name = args.config or configs.DEFAULT_FOR_DATASET.get(args.dataset or "digits")
   if name is None:
     raise ConfigError(

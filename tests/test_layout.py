@@ -46,7 +46,7 @@ ENGINE_RANK = {
   "progress": 1,
   "locking": 0,
   "methods": 1,
-  "layouts": 1,
+  "layouts": 0,
   "steps": 2,
   "evaluation": 3,
   "training": 4,

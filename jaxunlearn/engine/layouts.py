@@ -21,11 +21,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxunlearn import data as data_lib
 from jaxunlearn import diffusion
 from jaxunlearn.errors import ConfigError
-from jaxunlearn.objectives import per_example_cross_entropy
+from jaxunlearn.objectives import cross_entropy, per_example_cross_entropy
 
 
 def example_loss(fm):
@@ -35,6 +36,28 @@ def example_loss(fm):
   given to :func:`jaxunlearn.unlearn` travels with the model adapter it wraps).
   """
   return getattr(fm, "example_loss", None) or per_example_cross_entropy
+
+
+def cross_entropy_saliency(fm, params, model_state, dataset, forget_set, cfg, batch_size=256):
+  """Σ over the forget set of ∇ CE(true labels), eval mode: SalUn's saliency gradient."""
+  del cfg
+  images = dataset.train.images[forget_set.forget_idx]
+  labels = dataset.train.labels[forget_set.forget_idx]
+
+  @jax.jit
+  def grad_sum(p, x, y):
+    return jax.grad(
+      # mean × count (not a sum): the exact arithmetic of the committed SalUn results
+      lambda p: cross_entropy(fm.apply(p, model_state, x, train=False)[0], y) * len(y)
+    )(p)
+
+  total = optax.tree.zeros_like(params)
+  for i in range(0, len(labels), batch_size):
+    g = grad_sum(
+      params, jnp.asarray(images[i : i + batch_size]), jnp.asarray(labels[i : i + batch_size])
+    )
+    total = optax.tree.add(total, g)
+  return total
 
 
 def _with_losses(fm, parts: dict) -> dict:
@@ -59,6 +82,7 @@ class Split:
   """Separate retain and forget forwards, a fixed number of each a step."""
 
   name = "split"
+  saliency_gradient = staticmethod(cross_entropy_saliency)
 
   @staticmethod
   def batch(dataset, forget_set, step, cfg, n_retain, n_forget) -> dict:
@@ -124,6 +148,7 @@ class Mixed:
   """One shuffled batch over forget ∪ retain, one forward, part losses weighted 1/B."""
 
   name = "mixed"
+  saliency_gradient = staticmethod(cross_entropy_saliency)
 
   @staticmethod
   def batch(dataset, forget_set, step, cfg, n_retain, n_forget) -> dict:
@@ -195,6 +220,25 @@ class Denoise:
   """
 
   name = "denoise"
+
+  @staticmethod
+  def saliency_gradient(fm, params, model_state, dataset, forget_set, cfg):
+    """Σ over one epoch of batches of ∇ (the forget rows' denoising loss): every forget
+    row once, at the noise and timestep its batch draws."""
+    n = len(forget_set.forget_idx) + len(forget_set.retain_idx)
+    rows = cfg.n_retain + cfg.n_forget
+    grad = jax.jit(
+      jax.grad(
+        lambda p, b: jnp.sum(
+          Denoise.forward(fm, p, model_state, b)[0]["forget_true_losses"] * b["is_forget"]
+        )
+      )
+    )
+    total = jax.tree.map(jnp.zeros_like, params)
+    for step in range(data_lib.steps_per_epoch(n, rows)):
+      b = Denoise.batch(dataset, forget_set, step, cfg, cfg.n_retain, cfg.n_forget)
+      total = jax.tree.map(jnp.add, total, grad(params, {k: jnp.asarray(v) for k, v in b.items()}))
+    return total
 
   @staticmethod
   def batch(dataset, forget_set, step, cfg, n_retain, n_forget) -> dict:

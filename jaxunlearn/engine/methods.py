@@ -36,6 +36,7 @@ import optax
 
 from jaxunlearn import objectives, transforms
 from jaxunlearn.engine.config import UnlearnConfig, check_keys
+from jaxunlearn.engine.layouts import LAYOUTS
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.transforms import aggregators, implicit
 
@@ -252,25 +253,14 @@ def _masked(cfg, inner, mask):
   return optax.chain(transforms.masked_updates(mask), inner)
 
 
-def salun_mask(ctx: PrepareContext, cfg: UnlearnConfig, batch_size: int = 256):
+def salun_mask(ctx: PrepareContext, cfg: UnlearnConfig):
   """SalUn's weight saliency: 1 for the ``cfg.salun_sparsity`` share of weights with the
-  largest |∇ CE(forget set, true labels)|, globally over the model; 0 elsewhere."""
-  fm, params, model_state = ctx.fm, ctx.params, ctx.model_state
-  images = ctx.dataset.train.images[ctx.forget_set.forget_idx]
-  labels = ctx.dataset.train.labels[ctx.forget_set.forget_idx]
-
-  @jax.jit
-  def grad_sum(p, x, y):
-    return jax.grad(
-      lambda p: objectives.cross_entropy(fm.apply(p, model_state, x, train=False)[0], y) * len(y)
-    )(p)
-
-  total = optax.tree.zeros_like(params)
-  for i in range(0, len(labels), batch_size):
-    g = grad_sum(
-      params, jnp.asarray(images[i : i + batch_size]), jnp.asarray(labels[i : i + batch_size])
-    )
-    total = optax.tree.add(total, g)
+  largest |∇ forget loss|, globally over the model; 0 elsewhere. The gradient is the
+  layout's (:meth:`saliency_gradient`: cross-entropy on the forget set's true labels for
+  classifiers, as SalUn defines it; the forget rows' denoising loss for DDPMs)."""
+  total = LAYOUTS[cfg.layout].saliency_gradient(
+    ctx.fm, ctx.params, ctx.model_state, ctx.dataset, ctx.forget_set, cfg
+  )
   magnitudes = np.concatenate([np.abs(np.asarray(x)).ravel() for x in jax.tree.leaves(total)])
   threshold = np.quantile(magnitudes, 1.0 - cfg.salun_sparsity)
   return jax.tree.map(lambda g: (jnp.abs(g) >= threshold).astype(g.dtype), total)

@@ -136,13 +136,23 @@ def test_denoise_losses_against_a_hand_computation(setup):
   assert (relabel[~is_forget] < 1e-10).all()  # retain rows: target label is the true one
 
 
-@pytest.mark.parametrize("method", ["igs", "explicit", "famo", "ft", "ga", "rl", "l1sparse"])
+@pytest.mark.parametrize(
+  "method", ["igs", "explicit", "famo", "ft", "ga", "rl", "l1sparse", "salun"]
+)
 def test_every_loss_only_method_steps_on_a_ddpm(setup, method):
   ds, *_ = setup
   fs = data.make_forget_set(ds, "class:7")
   fm, params, state = _ddpm(ds)
   cfg = make_config(method, layout="denoise", n_retain=24, n_forget=8, steps=2)
-  tx = build_transformation(cfg, optimizer=optax.adam(1e-4))
+  entry = get_method(method)
+  prepared = None
+  if entry.prepare is not None:  # SalUn's mask, from the denoising loss's saliency
+    from jaxunlearn.engine.methods import PrepareContext
+
+    prepared = entry.prepare(PrepareContext(fm, params, state, ds, fs), cfg)
+    share = np.mean(np.concatenate([np.ravel(m) for m in jax.tree.leaves(prepared)]))
+    assert abs(share - cfg.salun_sparsity) < 0.01
+  tx = build_transformation(cfg, prepared, optimizer=optax.adam(1e-4))
   step = make_unlearn_step(fm, get_method(method), cfg, tx)
   layout = layouts.LAYOUTS["denoise"]
   batch = {k: jnp.asarray(v) for k, v in layout.batch(ds, fs, 0, cfg, 24, 8).items()}

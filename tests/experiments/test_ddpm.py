@@ -39,3 +39,18 @@ def test_compare_runs_the_generative_scenario_with_its_forget_override(
   assert out["forget"] == "class:2" and [r["method"] for r in out["runs"]] == ["igs"]
   assert (tmp_path / "digits-ddpm-class" / "retrain-2").is_dir()
   assert "| igs |" in capsys.readouterr().out
+
+
+def test_pretrain_command_trains_and_retrains_the_ddpm(tmp_path, capsys):
+  from experiments import pretrain
+
+  pretrain.main(["--config", "digits-ddpm", "--workdir", str(tmp_path / "o"), "--set", "steps=5"])
+  pretrain.main(
+    ["--config", "digits-ddpm", "--workdir", str(tmp_path / "r"), "--set", "steps=5",
+     "--retrain", "--forget", "class:4"]
+  )  # fmt: skip
+  assert '"kind": "ddpm"' in capsys.readouterr().out
+  with ddpm.ckpt.Checkpointer(tmp_path / "r" / "checkpoints", keep_best=False) as m:
+    assert m.metadata()["exclude"] == [4] and m.latest_step() == 5
+  with ddpm.ckpt.Checkpointer(tmp_path / "o" / "checkpoints", keep_best=False) as m:
+    assert m.metadata()["exclude"] == []
