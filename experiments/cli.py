@@ -7,6 +7,7 @@ import functools
 import logging
 import sys
 
+from jaxunlearn.engine import stopping
 from jaxunlearn.errors import JaxUnlearnError
 
 # The project's own errors name the fix; OSError covers a workdir that cannot be created
@@ -77,7 +78,11 @@ def main_guard(fn):
     quiet_libraries()
     enable_compile_cache()
     try:
-      return fn(argv)
+      with stopping.handle_signals():
+        return fn(argv)
+    except stopping.Stopped as e:
+      print(f"stopped: {e}", file=sys.stderr)
+      raise SystemExit(130) from e
     except USER_ERRORS as e:
       message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
       print(f"error: {message}", file=sys.stderr)

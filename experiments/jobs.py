@@ -19,6 +19,7 @@ from experiments import configs
 from experiments.scenarios import Scenario, get_scenario
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
+from jaxunlearn.engine import stopping
 from jaxunlearn.engine.config import TrainConfig, UnlearnConfig, override
 from jaxunlearn.engine.evaluation import evaluate
 from jaxunlearn.engine.methods import get_method, make_config
@@ -219,6 +220,12 @@ def run_jobs(
         write_json_atomic(ctx.out_dir / "runs" / jobs[i].filename, record)
         records[i] = record
       bar.update(len(chunk))
+      if stopping.requested():
+        bar.close()
+        done = sum(r is not None for r in records)
+        raise stopping.Stopped(
+          f"stopped with {done} of {len(jobs)} runs stored; rerun the same command to finish"
+        )
   bar.close()
   return records
 

@@ -45,6 +45,7 @@ ENGINE_RANK = {
   "records": 1,
   "progress": 1,
   "locking": 0,
+  "stopping": 0,
   "methods": 1,
   "layouts": 0,
   "steps": 2,

@@ -26,7 +26,7 @@ import optax
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.engine import checkpoint as ckpt
-from jaxunlearn.engine import parallel, steps
+from jaxunlearn.engine import parallel, steps, stopping
 from jaxunlearn.engine.config import TrainConfig
 from jaxunlearn.engine.evaluation import evaluate
 from jaxunlearn.engine.locking import WorkdirLock
@@ -234,6 +234,13 @@ def _train(
       metadata=metadata,
       metrics={"val_accuracy": val_acc},
     )
+    if stopping.requested() and epoch + 1 < config.epochs:
+      bar.close()
+      manager.close()
+      raise stopping.Stopped(
+        f"stopped after epoch {epoch + 1} of {config.epochs}, checkpoint saved; "
+        "continue with --resume"
+      )
   bar.close()
   manager.wait_until_finished()
   final = evaluate(fm, params, model_state, dataset, forget_set, unlearning=False)

@@ -17,7 +17,7 @@ import numpy as np
 from jaxunlearn import data as data_lib
 from jaxunlearn import transforms
 from jaxunlearn.engine import methods as methods_lib
-from jaxunlearn.engine import parallel
+from jaxunlearn.engine import parallel, stopping
 from jaxunlearn.engine.config import UnlearnConfig
 from jaxunlearn.engine.layouts import LAYOUTS
 from jaxunlearn.engine.progress import CompileApartBar
@@ -218,6 +218,16 @@ def unlearn(
       and t + 1 < cfg.steps
     ):
       save(t + 1)
+    if stopping.requested() and t + 1 < cfg.steps:
+      jax.block_until_ready(params)
+      bar.close()
+      if checkpointer is None:
+        raise stopping.Stopped(f"stopped at step {t + 1} of {cfg.steps}; nothing was saved")
+      save(t + 1)
+      checkpointer.wait_until_finished()
+      raise stopping.Stopped(
+        f"stopped at step {t + 1} of {cfg.steps}, checkpoint saved; continue with --resume"
+      )
   jax.block_until_ready(params)
   bar.close()
   seconds = time.perf_counter() - start
