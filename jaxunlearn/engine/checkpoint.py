@@ -397,8 +397,12 @@ class Checkpointer:
     except CheckpointError:
       raise
     except Exception as e:  # noqa: BLE001
+      # Its own temporary directory goes; the previous steps were never touched.
+      self._clean_leftovers()
+      free = shutil.disk_usage(self.directory).free / 2**20
       raise CheckpointError(
-        f"saving step {step} to {self.directory} failed: {_first_line(e)}"
+        f"saving step {step} to {self.directory} failed ({free:.0f} MiB free there): "
+        f"{_first_line(e)}; the previous checkpoint is intact"
       ) from e
     shutil.rmtree(os.path.join(self.directory, _TRASH), ignore_errors=True)
 

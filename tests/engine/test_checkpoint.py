@@ -336,3 +336,35 @@ def test_sigkill_during_saves_leaves_restorable_checkpoints(tmp_path):
     assert np.all(out["w"] == step)
     assert ckpt.metadata(which) == {"step": step}
   ckpt.save(ckpt.latest_step() + 1, template, metadata={})  # writer can resume
+
+
+def test_a_full_disk_leaves_the_previous_checkpoint_loadable_and_no_temp_dir(tmp_path, monkeypatch):
+  """ENOSPC in the middle of a save (simulated inside Orbax's write): one line, nothing left."""
+  import errno
+
+  import jax.numpy as jnp
+  import orbax.checkpoint as ocp
+
+  from jaxunlearn.engine.checkpoint import Checkpointer
+  from jaxunlearn.errors import CheckpointError
+
+  state = {"w": jnp.arange(4.0)}
+  ckpt = Checkpointer(tmp_path / "c", keep_best=False)
+  ckpt.save(1, state, metadata={"k": 1})
+  real_save = ocp.CheckpointManager.save
+
+  def full_disk(self, step, *args, **kwargs):
+    (tmp_path / "c" / f"{step}.orbax-checkpoint-tmp-123").mkdir()  # what a partial write leaves
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+  with pytest.raises(CheckpointError) as err:
+    ckpt.save(2, {"w": jnp.arange(4.0) + 1}, metadata={"k": 1})
+  message = str(err.value)
+  assert "No space left on device" in message and "MiB free" in message
+  assert "previous checkpoint is intact" in message and "\n" not in message
+  assert not [p for p in (tmp_path / "c").iterdir() if "tmp" in p.name]
+  monkeypatch.setattr(ocp.CheckpointManager, "save", real_save)
+  assert ckpt.latest_step() == 1
+  assert ckpt.restore(state)["w"].tolist() == [0.0, 1.0, 2.0, 3.0]
+  ckpt.close()
