@@ -190,6 +190,7 @@ def unlearn(
 
   start = time.perf_counter()
   compile_seconds = 0.0
+  saved_at = first
   bar = CompileApartBar(
     total=cfg.steps, initial=first, disable=not progress, desc=cfg.method, unit="step", leave=False
   )
@@ -218,12 +219,14 @@ def unlearn(
       and t + 1 < cfg.steps
     ):
       save(t + 1)
+      saved_at = t + 1
     if stopping.requested() and t + 1 < cfg.steps:
       jax.block_until_ready(params)
       bar.close()
       if checkpointer is None:
         raise stopping.Stopped(f"stopped at step {t + 1} of {cfg.steps}; nothing was saved")
-      save(t + 1)
+      if saved_at != t + 1:  # not saved by the periodic checkpoint a moment ago
+        save(t + 1)
       checkpointer.wait_until_finished()
       raise stopping.Stopped(
         f"stopped at step {t + 1} of {cfg.steps}, checkpoint saved; continue with --resume"
