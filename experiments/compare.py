@@ -15,11 +15,13 @@ import csv
 import dataclasses
 import math
 import pathlib
+import shlex
+import sys
 import time
 
 import numpy as np
 
-from experiments import ddpm, plots, tuning
+from experiments import ddpm, plots, report, tuning
 from experiments.cli import main_guard, parser
 from experiments.jobs import Job, is_main_run, prepare_scenario, run_jobs
 from experiments.scenarios import DEFAULT_SCENARIOS, SCENARIOS, get_scenario
@@ -45,6 +47,7 @@ def run_scenario(
   tuned: bool = False,
   forget: str | None = None,
   batched: bool = True,
+  command: str | None = None,
 ) -> dict:
   """Runs every method × seed (and the scenario's sweeps) and writes tables and plots.
 
@@ -54,6 +57,7 @@ def run_scenario(
   ``forget``: a forget-set spec that replaces the scenario's; the results then go to
   ``<workdir>/<scenario>@<spec>/`` (the original model is retrained there too: one
   folder holds one forget set's runs and retrained model).
+  ``command``: the command line that ran it, for ``report.md`` (None: called from Python).
   """
   scenario = with_forget(get_scenario(name), forget) if forget else get_scenario(name)
   name = scenario.name
@@ -119,6 +123,7 @@ def run_scenario(
   write_json_atomic(ctx.out_dir / "results.json", results)
   write_tables(results, ctx.out_dir)
   plots.write_all(results, ctx.out_dir)
+  report.write_report(results, ctx.out_dir, command=command, wall_seconds=results["wall_seconds"])
   return results
 
 
@@ -333,6 +338,7 @@ def parse_args(argv=None):
 @main_guard
 def main(argv=None):
   args = parse_args(argv)
+  command = "python -m experiments.compare " + shlex.join(sys.argv[1:] if argv is None else argv)
   workdir = check_workdir(args.workdir)
   methods = args.methods.split(",") if args.methods else None
   start = time.perf_counter()
@@ -361,6 +367,7 @@ def main(argv=None):
       tuned=args.tuned,
       forget=args.forget,
       batched=not args.sequential,
+      command=command,
     )
     folder = workdir / results["scenario"]
     print((folder / "results.md").read_text())
@@ -370,6 +377,10 @@ def main(argv=None):
     summary = rank_summary(all_results)
     write_json_atomic(workdir / "ranks.json", summary)
     write_rank_summary(summary, workdir / "ranks.md")
+    plots.rank_heatmap(summary, workdir / "ranks.png")
+    report.write_overview(
+      all_results, workdir, command=command, wall_seconds=time.perf_counter() - start
+    )
     print((workdir / "ranks.md").read_text())
   print(f"total {time.perf_counter() - start:.0f} s")
 

@@ -3,7 +3,8 @@
     python -m experiments.ranks runs/tuned [runs/compare ...] --out runs/ranks.md
 
 Reads every ``<dir>/<scenario>/results.json`` under the given directories (as written by
-``experiments.compare``) and writes the table (and ``.json`` beside it).
+``experiments.compare``) and writes the table (and ``.json`` and a heat map, ``.png``,
+beside it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+from experiments import plots
 from experiments.cli import main_guard, parser
 from experiments.compare import rank_summary, write_rank_summary
 from jaxunlearn.engine.records import write_json_atomic
@@ -20,7 +22,7 @@ from jaxunlearn.errors import ConfigError
 def build_parser():
   p = parser(__doc__)
   p.add_argument("dirs", nargs="+", help="workdirs of experiments.compare")
-  p.add_argument("--out", required=True, help="markdown file to write (JSON beside it)")
+  p.add_argument("--out", required=True, help="markdown file to write (JSON and PNG beside it)")
   return p
 
 
@@ -39,6 +41,7 @@ def main(argv=None):
   out.parent.mkdir(parents=True, exist_ok=True)
   write_rank_summary(summary, out)
   write_json_atomic(out.with_suffix(".json"), summary)
+  plots.rank_heatmap(summary, out.with_suffix(".png"))
   print(out.read_text())
 
 
