@@ -37,7 +37,8 @@ FIGURES = (
     "multiplier.png",
     "Multiplier trajectories",
     "The multiplier λ over the unlearning steps of seed 0 for the methods that keep one "
-    "(symlog scale): how hard each method pushes on the forget objective as it goes.",
+    "(symlog scale): how strongly each method weights the retain loss — IGS's λ grows "
+    "while the retain loss stands above its bound and decays when it is back under it.",
   ),
   (
     "retain_loss.png",
