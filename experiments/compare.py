@@ -312,6 +312,13 @@ def build_parser():
   )
   p.add_argument("--no-sweeps", action="store_true", help="skip the tolerance curves")
   p.add_argument(
+    "--workers",
+    type=int,
+    default=1,
+    help="run the jobs in N processes, each pinned to its share of the CPUs; they claim "
+    "jobs atomically (commands started by hand on one workdir cooperate the same way)",
+  )
+  p.add_argument(
     "--sequential",
     action="store_true",
     help="run seeds one at a time instead of as one vmapped program (results equal to "
@@ -335,9 +342,73 @@ def parse_args(argv=None):
   return build_parser().parse_args(argv)
 
 
+WORKER_CPUS_ENV = "JAXUNLEARN_WORKER_CPUS"
+
+
+def pin_worker() -> None:
+  """A worker pins itself to its CPUs before XLA starts its threads (they inherit it)."""
+  import os  # noqa: PLC0415
+
+  cpus = os.environ.get(WORKER_CPUS_ENV)
+  if cpus and hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+
+
+def run_workers(n: int, argv: list[str], workdir: pathlib.Path) -> float:
+  """Runs ``n`` worker processes of this same command on ``workdir`` and waits for them.
+
+  Each worker is pinned to its share of this process's CPUs (its XLA thread budget) and
+  takes the jobs no other process holds (``experiments.jobs.Claims``); their logs go to
+  ``<workdir>/workers/``. Returns the wall time. A failed worker raises, naming its log.
+  """
+  import os  # noqa: PLC0415
+  import subprocess  # noqa: PLC0415
+
+  cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+  logs = workdir / "workers"
+  logs.mkdir(parents=True, exist_ok=True)
+  child_argv, skip = [], False
+  for a in argv:
+    if skip:
+      skip = False
+      continue
+    if a == "--workers":
+      skip = True
+      continue
+    if a.startswith("--workers="):
+      continue
+    child_argv.append(a)
+  procs = []
+  start = time.perf_counter()
+  for k in range(n):
+    share = cpus[k * len(cpus) // n : (k + 1) * len(cpus) // n] or cpus
+    env = {**os.environ, WORKER_CPUS_ENV: ",".join(map(str, share))}
+    with open(logs / f"worker-{k}.log", "w") as log:
+      procs.append(
+        subprocess.Popen(
+          [sys.executable, "-m", "experiments.compare", *child_argv, "--no-progress"],
+          stdout=log,
+          stderr=subprocess.STDOUT,
+          env=env,
+        )
+      )
+  codes = [p.wait() for p in procs]
+  failed = [k for k, c in enumerate(codes) if c != 0]
+  if failed:
+    raise ConfigError(
+      f"worker {failed[0]} exited with status {codes[failed[0]]}; see {logs}/worker-{failed[0]}.log"
+    )
+  return time.perf_counter() - start
+
+
 @main_guard
 def main(argv=None):
+  pin_worker()
   args = parse_args(argv)
+  if args.workers > 1:
+    seconds = run_workers(args.workers, list(sys.argv[1:] if argv is None else argv),
+                          check_workdir(args.workdir))  # fmt: skip
+    print(f"[{args.workers} workers: {seconds:.0f} s; writing the tables]", file=sys.stderr)
   command = "python -m experiments.compare " + shlex.join(sys.argv[1:] if argv is None else argv)
   workdir = check_workdir(args.workdir)
   methods = args.methods.split(",") if args.methods else None

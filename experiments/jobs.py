@@ -9,8 +9,11 @@ with a different config is refused rather than silently reused.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
+import os
 import pathlib
+import time
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -26,7 +29,7 @@ from jaxunlearn.engine.methods import get_method, make_config
 from jaxunlearn.engine.records import write_json_atomic
 from jaxunlearn.engine.training import TrainedModel, load_trained, train
 from jaxunlearn.engine.unlearning import unlearn, unlearn_seeds
-from jaxunlearn.errors import ConfigError
+from jaxunlearn.errors import ConfigError, WorkdirBusyError
 
 # Histories kept in a run's record (the full history stays in memory only).
 RECORDED_HISTORY = ("retain_loss", "forget_loss", "multiplier", "retain_decrease")
@@ -69,18 +72,24 @@ def trained(
   data_dir=None,
   progress=True,
 ) -> TrainedModel:
-  """Trains once; afterwards (or after a kill) reuses or resumes the run in ``workdir``."""
-  if not (workdir / "metrics.json").exists():
+  """Trains once; afterwards (or after a kill) reuses or resumes the run in ``workdir``.
+
+  Another process training it right now (a parallel worker) is waited for, not fought.
+  """
+  while not (workdir / "metrics.json").exists():
     resume = (workdir / "checkpoints").exists()
-    train(
-      config,
-      workdir,
-      forget_spec=forget,
-      retrain=retrain,
-      resume=resume,
-      data_dir=data_dir,
-      progress=progress,
-    )
+    try:
+      train(
+        config,
+        workdir,
+        forget_spec=forget,
+        retrain=retrain,
+        resume=resume,
+        data_dir=data_dir,
+        progress=progress,
+      )
+    except WorkdirBusyError:
+      time.sleep(0.5)
   return load_trained(workdir)
 
 
@@ -181,53 +190,121 @@ def run_jobs(
   """
   configs_ = [job_config(ctx, job, overrides) for job in jobs]
   records: list = [None] * len(jobs)
-  groups: dict = {}
-  for i, (job, cfg) in enumerate(zip(jobs, configs_)):
-    path = ctx.out_dir / "runs" / job.filename
-    if path.exists():
-      record = json.loads(path.read_text())
-      if not same_config(record["config"], cfg):
-        raise ConfigError(
-          f"{path} was run with a different config than this command's; "
-          "use the same --set values or a new --workdir"
-        )
-      records[i] = record
-    else:
-      key = (job.method, job.sweep, job.label, dataclasses.replace(cfg, seed=0))
-      groups.setdefault(key if batched else i, []).append(i)
-  todo = sum(len(v) for v in groups.values())
-  bar = tqdm(total=todo, desc=desc or ctx.scenario.name, unit="run", disable=not progress)
-  m = ctx.original
-  for idxs in groups.values():
-    for start in range(0, len(idxs), MAX_BATCHED_RUNS):
-      chunk = idxs[start : start + MAX_BATCHED_RUNS]
-      if len(chunk) == 1:
-        new = [run_job(ctx, jobs[chunk[0]], configs_[chunk[0]])]
-      else:
-        results = unlearn_seeds(
-          configs_[chunk[0]],
-          m.fm,
-          m.params,
-          m.model_state,
-          ctx.dataset,
-          ctx.forget_set,
-          [jobs[i].seed for i in chunk],
-        )
-        new = [
-          job_record(ctx, jobs[i], configs_[i], res, len(chunk)) for i, res in zip(chunk, results)
-        ]
-      for i, record in zip(chunk, new):
-        write_json_atomic(ctx.out_dir / "runs" / jobs[i].filename, record)
-        records[i] = record
-      bar.update(len(chunk))
-      if stopping.requested():
-        bar.close()
-        done = sum(r is not None for r in records)
-        raise stopping.Stopped(
-          f"stopped with {done} of {len(jobs)} runs stored; rerun the same command to finish"
-        )
-  bar.close()
+  bar = tqdm(total=len(jobs), desc=desc or ctx.scenario.name, unit="run", disable=not progress)
+  claims = Claims(ctx.out_dir / "runs")
+  try:
+    while True:
+      pending = _load_finished(ctx, jobs, configs_, records, bar)
+      if not pending:
+        break
+      groups: dict = {}
+      for i in pending:  # claimed jobs only: another process may be running the rest
+        if claims.take(jobs[i].filename):
+          key = (
+            jobs[i].method,
+            jobs[i].sweep,
+            jobs[i].label,
+            dataclasses.replace(configs_[i], seed=0),
+          )
+          groups.setdefault(key if batched else i, []).append(i)
+      if not groups:  # every pending job is another live process's: wait for its record
+        time.sleep(0.5)
+        continue
+      for idxs in groups.values():
+        for start in range(0, len(idxs), MAX_BATCHED_RUNS):
+          _run_chunk(ctx, jobs, configs_, idxs[start : start + MAX_BATCHED_RUNS], records)
+          for i in idxs[start : start + MAX_BATCHED_RUNS]:
+            claims.release(jobs[i].filename)
+          bar.update(min(MAX_BATCHED_RUNS, len(idxs) - start))
+          if stopping.requested():
+            done = sum(r is not None for r in records)
+            raise stopping.Stopped(
+              f"stopped with {done} of {len(jobs)} runs stored; rerun the same command to finish"
+            )
+  finally:
+    claims.release_all()
+    bar.close()
   return records
+
+
+def _load_finished(ctx, jobs, configs_, records, bar) -> list[int]:
+  """Reads the records that exist (checking their configs); returns the pending jobs."""
+  pending = []
+  for i, (job, cfg) in enumerate(zip(jobs, configs_)):
+    if records[i] is not None:
+      continue
+    path = ctx.out_dir / "runs" / job.filename
+    if not path.exists():
+      pending.append(i)
+      continue
+    record = json.loads(path.read_text())
+    if not same_config(record["config"], cfg):
+      raise ConfigError(
+        f"{path} was run with a different config than this command's; "
+        "use the same --set values or a new --workdir"
+      )
+    records[i] = record
+  bar.n = sum(r is not None for r in records)
+  bar.refresh()
+  return pending
+
+
+def _run_chunk(ctx, jobs, configs_, chunk, records) -> None:
+  m = ctx.original
+  if len(chunk) == 1:
+    new = [run_job(ctx, jobs[chunk[0]], configs_[chunk[0]])]
+  else:
+    results = unlearn_seeds(
+      configs_[chunk[0]],
+      m.fm,
+      m.params,
+      m.model_state,
+      ctx.dataset,
+      ctx.forget_set,
+      [jobs[i].seed for i in chunk],
+    )
+    new = [job_record(ctx, jobs[i], configs_[i], res, len(chunk)) for i, res in zip(chunk, results)]
+  for i, record in zip(chunk, new):
+    write_json_atomic(ctx.out_dir / "runs" / jobs[i].filename, record)
+    records[i] = record
+
+
+class Claims:
+  """Which jobs this process runs: an ``flock`` per job on ``<runs>/.claims/<job>``.
+
+  Several processes on one comparison (``compare --workers N``, or commands started by
+  hand) each take the jobs nobody holds; the kernel drops a dead process's claims, so a
+  killed worker's jobs are taken by whoever looks next. A job whose record exists is
+  never claimed, so each runs once.
+  """
+
+  def __init__(self, runs_dir: pathlib.Path):
+    self.dir = pathlib.Path(runs_dir) / ".claims"
+    self.held: dict[str, int] = {}
+
+  def take(self, name: str) -> bool:
+    self.dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(self.dir / name, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      os.close(fd)
+      return False
+    if (self.dir.parent / name).exists():  # finished while we looked
+      os.close(fd)
+      return False
+    self.held[name] = fd
+    return True
+
+  def release(self, name: str) -> None:
+    fd = self.held.pop(name, None)
+    if fd is not None:
+      fcntl.flock(fd, fcntl.LOCK_UN)
+      os.close(fd)
+
+  def release_all(self) -> None:
+    for name in list(self.held):
+      self.release(name)
 
 
 def is_main_run(record: dict) -> bool:

@@ -1,0 +1,68 @@
+"""Parallel workers on one comparison: jobs claimed once, a killed worker's jobs redone."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+from experiments import compare
+from jaxunlearn import data
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ARGS = ["--scenario", "digits-class", "--seeds", "3", "--methods", "igs,ft,rl,explicit",
+        "--set", "steps=400", "--pretrain-set", "epochs=1", "--no-sweeps",
+        "--sequential"]  # fmt: skip
+
+
+def _records(folder):
+  runs = pathlib.Path(folder) / "digits-class" / "runs"
+  out = {}
+  for p in sorted(runs.glob("*.json")):
+    r = json.loads(p.read_text())
+    out[p.name] = (r["metrics"], r["history"])
+  return out
+
+
+def test_killed_worker_then_rerun_gives_every_job_once_and_identical_results(tmp_path, capsys):
+  data_dir = tmp_path / "data"
+  data.prepare("digits", data_dir)
+  # The reference: one process.
+  compare.main([*ARGS, "--workdir", str(tmp_path / "one"), "--data-dir", str(data_dir),
+                "--no-progress"])  # fmt: skip
+  reference = _records(tmp_path / "one")
+  assert len(reference) == 12
+  # Two processes by hand on one workdir; one is killed once it has stored a run.
+  env = {**os.environ, "JAXUNLEARN_DATA_DIR": str(data_dir), "JAX_PLATFORMS": "cpu"}
+  cmd = [sys.executable, "-m", "experiments.compare", *ARGS, "--workdir", str(tmp_path / "two"),
+         "--no-progress"]  # fmt: skip
+  a = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  b = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  runs = tmp_path / "two" / "digits-class" / "runs"
+  deadline = time.time() + 240
+  while time.time() < deadline and len(list(runs.glob("*.json"))) < 2:
+    time.sleep(0.02)
+  b.send_signal(signal.SIGKILL)
+  b.wait()
+  assert a.wait(timeout=300) == 0, a.stderr.read().decode()[-2000:]
+  # The survivor took over the killed worker's claimed jobs; a rerun recomputes nothing.
+  stored = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
+  assert len(stored) == 12
+  compare.main([*ARGS, "--workdir", str(tmp_path / "two"), "--data-dir", str(data_dir),
+                "--no-progress"])  # fmt: skip
+  assert {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")} == stored
+  assert _records(tmp_path / "two") == reference
+  capsys.readouterr()
+
+
+def test_workers_flag_runs_the_comparison_in_processes(tmp_path, capsys):
+  data_dir = tmp_path / "data"
+  data.prepare("digits", data_dir)
+  compare.main([*ARGS, "--workdir", str(tmp_path / "w"), "--data-dir", str(data_dir),
+                "--no-progress", "--workers", "2"])  # fmt: skip
+  logs = sorted((tmp_path / "w" / "workers").glob("worker-*.log"))
+  assert len(logs) == 2
+  assert len(list((tmp_path / "w" / "digits-class" / "runs").glob("*.json"))) == 12
+  assert "[2 workers:" in capsys.readouterr().err
