@@ -392,6 +392,7 @@ def run_workers(n: int, argv: list[str], workdir: pathlib.Path) -> float:
           env=env,
         )
       )
+    (logs / f"worker-{k}.pid").write_text(str(procs[-1].pid))
   codes = [p.wait() for p in procs]
   failed = [k for k, c in enumerate(codes) if c != 0]
   if failed:

@@ -66,3 +66,29 @@ def test_workers_flag_runs_the_comparison_in_processes(tmp_path, capsys):
   assert len(logs) == 2
   assert len(list((tmp_path / "w" / "digits-class" / "runs").glob("*.json"))) == 12
   assert "[2 workers:" in capsys.readouterr().err
+
+
+def test_a_sigkilled_worker_of_workers_2_then_a_rerun_finishes_every_job_once(tmp_path):
+  data_dir = tmp_path / "data"
+  data.prepare("digits", data_dir)
+  env = {**os.environ, "JAXUNLEARN_DATA_DIR": str(data_dir), "JAX_PLATFORMS": "cpu"}
+  cmd = [sys.executable, "-m", "experiments.compare", *ARGS, "--workdir", str(tmp_path / "w"),
+         "--no-progress"]  # fmt: skip
+  parent = subprocess.Popen([*cmd, "--workers", "2"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+  runs = tmp_path / "w" / "digits-class" / "runs"
+  pid_file = tmp_path / "w" / "workers" / "worker-1.pid"
+  deadline = time.time() + 240
+  while time.time() < deadline and not (pid_file.exists() and len(list(runs.glob("*.json"))) >= 2):
+    time.sleep(0.02)
+  os.kill(int(pid_file.read_text()), signal.SIGKILL)
+  _, err = parent.communicate(timeout=300)
+  assert parent.returncode == 2 and "worker 1 exited with status -9" in err.decode()
+  rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=300)
+  assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
+  names = sorted(p.name for p in runs.glob("*.json"))
+  assert len(names) == 12 == len(set(names))
+  one = tmp_path / "one"
+  subprocess.run([*cmd[:-3], "--workdir", str(one), "--no-progress"], cwd=ROOT, env=env,
+                 check=True, capture_output=True, timeout=300)  # fmt: skip
+  assert _records(tmp_path / "w") == _records(one)
