@@ -173,14 +173,13 @@ def pretrain_command(args) -> dict:
   if unknown:
     raise ConfigError(f"the DDPM recipe takes --set steps=N only, not {', '.join(unknown)}")
   exclude = ()
+  dataset = data_lib.load_dataset("digits", args.data_dir)
   if args.retrain:
     if not args.forget:
       raise ConfigError("--retrain needs --forget class:K (the classes to leave out)")
-    dataset = data_lib.load_dataset("digits", args.data_dir)
     exclude = data_lib.make_forget_set(dataset, args.forget).forget_classes
     if not exclude:
       raise ConfigError("a DDPM retrain leaves classes out: pass --forget class:K")
-  dataset = data_lib.load_dataset("digits", args.data_dir)
   steps = int(overrides.get("steps", FULL["pretrain_steps"]))
   with WorkdirLock(args.workdir):
     _, _, seconds = pretrain_ddpm(

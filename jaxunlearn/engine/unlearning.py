@@ -42,6 +42,19 @@ def _cached_step(fm, cfg: UnlearnConfig, optimizer=None):
   return tx, make_unlearn_step(fm, methods_lib.get_method(cfg.method), cfg, tx)
 
 
+def _step(cfg, fm, params, model_state, dataset, forget_set, optimizer):
+  """The method's transformation and jitted step; cached unless the method prepares
+  something from the model (SalUn's mask)."""
+  method = methods_lib.get_method(cfg.method)
+  if method.prepare is None:
+    return _cached_step(fm, dataclasses.replace(cfg, seed=0), optimizer)
+  prepared = method.prepare(
+    methods_lib.PrepareContext(fm, params, model_state, dataset, forget_set), cfg
+  )
+  tx = methods_lib.build_transformation(cfg, prepared, optimizer)
+  return tx, make_unlearn_step(fm, method, cfg, tx)
+
+
 def unlearn(
   cfg: UnlearnConfig,
   fm,
@@ -92,7 +105,7 @@ def unlearn(
     >>> sorted(result.history)
     ['forget_loss', 'multiplier', 'retain_decrease', 'retain_loss', 'skipped', 'weights']
   """
-  method = methods_lib.get_method(cfg.method)
+  methods_lib.get_method(cfg.method)  # an unknown method fails before any work
   cfg = cfg.validate()
   n_forget = min(cfg.n_forget, len(forget_set.forget_idx))
   n_retain = min(cfg.n_retain, len(forget_set.retain_idx))
@@ -101,14 +114,7 @@ def unlearn(
     names = ("n_retain", "n_forget") if cfg.layout == "split" else ("n_retain + n_forget",)
     for rows, name in zip(layout.rows(n_retain, n_forget), names):
       parallel.check_divisible(rows, mesh, name)
-  if method.prepare is None:
-    tx, step_fn = _cached_step(fm, dataclasses.replace(cfg, seed=0), optimizer)
-  else:  # what it prepares depends on the model: no cache
-    prepared = method.prepare(
-      methods_lib.PrepareContext(fm, params, model_state, dataset, forget_set), cfg
-    )
-    tx = methods_lib.build_transformation(cfg, prepared, optimizer)
-    step_fn = make_unlearn_step(fm, method, cfg, tx)
+  tx, step_fn = _step(cfg, fm, params, model_state, dataset, forget_set, optimizer)
   opt_state = tx.init(params)
   if anchor is not None:
     opt_state = transforms.with_anchor(opt_state, anchor)
@@ -278,19 +284,12 @@ def unlearn_seeds(
   seeds = [int(s) for s in seeds]
   if not seeds:
     raise ValueError("unlearn_seeds needs at least one seed")
-  method = methods_lib.get_method(cfg.method)
+  methods_lib.get_method(cfg.method)  # an unknown method fails before any work
   cfg = dataclasses.replace(cfg, seed=0).validate()
   n_forget = min(cfg.n_forget, len(forget_set.forget_idx))
   n_retain = min(cfg.n_retain, len(forget_set.retain_idx))
   layout = LAYOUTS[cfg.layout]
-  if method.prepare is None:
-    tx, step_fn = _cached_step(fm, cfg, optimizer)
-  else:
-    prepared = method.prepare(
-      methods_lib.PrepareContext(fm, params, model_state, dataset, forget_set), cfg
-    )
-    tx = methods_lib.build_transformation(cfg, prepared, optimizer)
-    step_fn = make_unlearn_step(fm, method, cfg, tx)
+  tx, step_fn = _step(cfg, fm, params, model_state, dataset, forget_set, optimizer)
   vstep = _batched(step_fn)
   device = jax.devices()[0]
   teacher = jax.device_put((params, model_state), device)

@@ -20,10 +20,7 @@ COMMANDS = [
 
 
 def _parser(name: str) -> argparse.ArgumentParser:
-  build = getattr(importlib.import_module(name), "build_parser", None)
-  if build is None:
-    pytest.skip(f"{name} has no build_parser() yet")
-  parser = build()
+  parser = importlib.import_module(name).build_parser()
   assert isinstance(parser, argparse.ArgumentParser)
   return parser
 
