@@ -6,7 +6,7 @@
 Both modes run the same jobs of one comparison scenario in this process, from the same
 original model (trained once, before the clock starts): ``sequential`` runs every
 (method, seed) alone; ``batched`` runs a method's seeds as one vmapped program
-(:func:`jaxunlearn.engine.unlearning.unlearn_seeds`, what ``experiments.compare`` does by
+(:func:`jaxunlearn.engine.unlearning.unlearn_batch`, what ``experiments.compare`` does by
 default). Each mode's wall time covers everything a comparison does per run — compiling,
 the steps, evaluating (MIA included), writing the record. Reported per mode:
 

@@ -28,7 +28,7 @@ from jaxunlearn.engine.evaluation import evaluate
 from jaxunlearn.engine.methods import get_method, make_config
 from jaxunlearn.engine.records import write_json_atomic
 from jaxunlearn.engine.training import TrainedModel, load_trained, train
-from jaxunlearn.engine.unlearning import unlearn, unlearn_seeds
+from jaxunlearn.engine.unlearning import program_config, unlearn, unlearn_batch
 from jaxunlearn.errors import ConfigError, WorkdirBusyError
 
 # Histories kept in a run's record (the full history stays in memory only).
@@ -157,7 +157,7 @@ def job_record(ctx: ScenarioContext, job: Job, cfg, res, batched_with: int = 1) 
     "config": cfg.to_dict(),
     "skipped_steps": int(res.history["skipped"].sum()),
     "history": {k: v.tolist() for k, v in res.history.items() if k in RECORDED_HISTORY},
-    # >1: run with that many seeds in one vmapped program; seconds is its share of the wall time
+    # >1: run with that many runs in one vmapped program; seconds is its share of the wall time
     "batched_with": batched_with,
   }
 
@@ -167,9 +167,6 @@ def same_config(stored: dict, cfg) -> bool:
   was stored counts as equal when ``cfg`` has its default (the old behaviour)."""
   defaults = UnlearnConfig().to_dict()
   return all(stored.get(k, defaults[k]) == v for k, v in cfg.to_dict().items())
-
-
-MAX_BATCHED_RUNS = 8  # seeds vmapped together at most (memory grows with the number)
 
 
 def run_jobs(
@@ -184,9 +181,11 @@ def run_jobs(
   """Runs ``jobs``, reusing every finished record; returns all records in job order.
 
   Every config is built (and so checked) before the first run starts. With ``batched``
-  the unfinished seeds of one configuration run together as one vmapped program
-  (:func:`~jaxunlearn.engine.unlearning.unlearn_seeds`, at most :data:`MAX_BATCHED_RUNS`
-  at a time); their results equal one-at-a-time runs to float tolerance.
+  the unfinished runs of one method that share a compiled program — its seeds, and the
+  points of a tuning grid or sweep that differ only in numeric hyperparameters — run
+  together as one vmapped program (:func:`~jaxunlearn.engine.unlearning.unlearn_batch`,
+  chunked to the memory budget); their results equal one-at-a-time runs to float
+  tolerance.
   """
   configs_ = [job_config(ctx, job, overrides) for job in jobs]
   records: list = [None] * len(jobs)
@@ -200,27 +199,20 @@ def run_jobs(
       groups: dict = {}
       for i in pending:  # claimed jobs only: another process may be running the rest
         if claims.take(jobs[i].filename):
-          key = (
-            jobs[i].method,
-            jobs[i].sweep,
-            jobs[i].label,
-            dataclasses.replace(configs_[i], seed=0),
-          )
-          groups.setdefault(key if batched else i, []).append(i)
+          groups.setdefault(program_config(configs_[i]) if batched else i, []).append(i)
       if not groups:  # every pending job is another live process's: wait for its record
         time.sleep(0.5)
         continue
       for idxs in groups.values():
-        for start in range(0, len(idxs), MAX_BATCHED_RUNS):
-          _run_chunk(ctx, jobs, configs_, idxs[start : start + MAX_BATCHED_RUNS], records)
-          for i in idxs[start : start + MAX_BATCHED_RUNS]:
-            claims.release(jobs[i].filename)
-          bar.update(min(MAX_BATCHED_RUNS, len(idxs) - start))
-          if stopping.requested():
-            done = sum(r is not None for r in records)
-            raise stopping.Stopped(
-              f"stopped with {done} of {len(jobs)} runs stored; rerun the same command to finish"
-            )
+        _run_group(ctx, jobs, configs_, idxs, records, say=bar.write)
+        for i in idxs:
+          claims.release(jobs[i].filename)
+        bar.update(len(idxs))
+        if stopping.requested():
+          done = sum(r is not None for r in records)
+          raise stopping.Stopped(
+            f"stopped with {done} of {len(jobs)} runs stored; rerun the same command to finish"
+          )
   finally:
     claims.release_all()
     bar.close()
@@ -249,22 +241,24 @@ def _load_finished(ctx, jobs, configs_, records, bar) -> list[int]:
   return pending
 
 
-def _run_chunk(ctx, jobs, configs_, chunk, records) -> None:
+def _run_group(ctx, jobs, configs_, group, records, say=None) -> None:
   m = ctx.original
-  if len(chunk) == 1:
-    new = [run_job(ctx, jobs[chunk[0]], configs_[chunk[0]])]
+  if len(group) == 1:
+    new = [run_job(ctx, jobs[group[0]], configs_[group[0]])]
   else:
-    results = unlearn_seeds(
-      configs_[chunk[0]],
+    results = unlearn_batch(
+      [configs_[i] for i in group],
       m.fm,
       m.params,
       m.model_state,
       ctx.dataset,
       ctx.forget_set,
-      [jobs[i].seed for i in chunk],
+      say=say,
     )
-    new = [job_record(ctx, jobs[i], configs_[i], res, len(chunk)) for i, res in zip(chunk, results)]
-  for i, record in zip(chunk, new):
+    new = [
+      job_record(ctx, jobs[i], configs_[i], res, res.batched_with) for i, res in zip(group, results)
+    ]
+  for i, record in zip(group, new):
     write_json_atomic(ctx.out_dir / "runs" / jobs[i].filename, record)
     records[i] = record
 

@@ -159,6 +159,34 @@ class UnlearnConfig:
     return self
 
 
+# The numeric fields that every method reads by arithmetic only (never in a Python ``if``,
+# a shape, or what ``Method.prepare`` computes), so a batch of runs may pass them as
+# traced arrays: one compiled program for every value of them
+# (:func:`jaxunlearn.engine.unlearning.unlearn_batch`; tests/engine/test_batching.py runs
+# every method with them traced). Not here: ``momentum`` and ``weight_decay`` (a zero
+# leaves a transformation out), ``aggregate_scale``, ``clip_norm`` (same), and
+# ``salun_sparsity`` (it sizes SalUn's mask before the loop).
+TRACEABLE = (
+  "learning_rate",
+  "tolerance",
+  "dual_lr",
+  "dual_weight_decay",
+  "init_multiplier",
+  "retain_weight",
+  "retain_loss_weight",
+  "graddiff_alpha",
+  "famo_lr",
+  "pdu_threshold",
+  "pdu_dual_lr",
+  "cagrad_c",
+  "l1_gamma",
+  "scrub_alpha",
+  "scrub_gamma",
+  "scrub_max_fraction",
+  "npo_beta",
+)
+
+
 def check_finite(config) -> None:
   """Refuses NaN and infinite float fields, naming the first."""
   for f in dataclasses.fields(config):

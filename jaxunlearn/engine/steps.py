@@ -199,6 +199,15 @@ def make_unlearn_step(
   of the original model. A non-finite loss or update skips the step: params, model
   state and optimiser state (λ included) stay as they were, and ``skipped`` is set.
   """
+  return jax.jit(unlearn_step(fm, method, cfg, tx))
+
+
+def unlearn_step(
+  fm: FunctionalModel, method: Method, cfg: UnlearnConfig, tx: optax.GradientTransformation
+):
+  """:func:`make_unlearn_step` before ``jax.jit``: a pure function to trace inside another
+  program (``cfg``'s numbers may then be tracers: a batch of runs with traced
+  hyperparameters, :func:`jaxunlearn.engine.unlearning.unlearn_batch`)."""
   shape_step = _SHAPES[method.shape]
 
   def step(params, model_state, opt_state, batch, teacher, step_index):
@@ -218,4 +227,4 @@ def make_unlearn_step(
       logs,
     )
 
-  return jax.jit(step)
+  return step

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import time
 from typing import Any
 
@@ -16,12 +17,13 @@ import numpy as np
 
 from jaxunlearn import data as data_lib
 from jaxunlearn import transforms
+from jaxunlearn.engine import memory as memory_lib
 from jaxunlearn.engine import methods as methods_lib
 from jaxunlearn.engine import parallel, stopping
-from jaxunlearn.engine.config import UnlearnConfig
+from jaxunlearn.engine.config import TRACEABLE, UnlearnConfig
 from jaxunlearn.engine.layouts import LAYOUTS
 from jaxunlearn.engine.progress import CompileApartBar
-from jaxunlearn.engine.steps import make_unlearn_step
+from jaxunlearn.engine.steps import make_unlearn_step, unlearn_step
 
 
 @dataclasses.dataclass
@@ -32,6 +34,7 @@ class UnlearnResult:
   seconds: float  # wall time of the loop, compile included
   compile_seconds: float  # time of the first step (compile + one step)
   opt_state: Any = None  # the method's optimiser state at the end (λ for IGS)
+  batched_with: int = 1  # runs in the vmapped program that ran it (unlearn_batch)
 
 
 @functools.lru_cache(maxsize=64)
@@ -258,16 +261,7 @@ def unlearn_seeds(
   *,
   optimizer=None,
 ) -> list[UnlearnResult]:
-  """``cfg`` run for every seed in ``seeds`` at once: one ``jax.vmap`` of the step over
-  the seeds' stacked batches, one compile, one dispatch a step for all of them.
-
-  Each seed's batches are exactly those of :func:`unlearn` with ``cfg.seed`` = that seed,
-  and its result equals the one-at-a-time run to float tolerance (the batched matrix
-  products may sum in another order; ``tests/engine/test_unlearning.py`` checks). No
-  checkpointing or mesh: a comparison's runs are short and stored whole. ``seconds`` and
-  ``compile_seconds`` of each result are its share (1/len(seeds)) of the batch's wall
-  time and of its first (compiling) step's, so ``seconds − compile_seconds`` is each run's
-  share of the step time, as for a single run.
+  """``cfg`` run for every seed in ``seeds`` at once (:func:`unlearn_batch`).
 
   Example:
     >>> from jaxunlearn import data
@@ -284,54 +278,191 @@ def unlearn_seeds(
   seeds = [int(s) for s in seeds]
   if not seeds:
     raise ValueError("unlearn_seeds needs at least one seed")
-  methods_lib.get_method(cfg.method)  # an unknown method fails before any work
-  cfg = dataclasses.replace(cfg, seed=0).validate()
-  n_forget = min(cfg.n_forget, len(forget_set.forget_idx))
-  n_retain = min(cfg.n_retain, len(forget_set.retain_idx))
-  layout = LAYOUTS[cfg.layout]
-  tx, step_fn = _step(cfg, fm, params, model_state, dataset, forget_set, optimizer)
-  vstep = _batched(step_fn)
+  configs = [dataclasses.replace(cfg, seed=s) for s in seeds]
+  return unlearn_batch(configs, fm, params, model_state, dataset, forget_set, optimizer=optimizer)
+
+
+def program_config(cfg: UnlearnConfig) -> UnlearnConfig:
+  """What the compiled program of a batch of runs depends on: ``cfg`` without its seed and
+  its :data:`~jaxunlearn.engine.config.TRACEABLE` numbers. Runs whose program configs are
+  equal run together in :func:`unlearn_batch`.
+
+  Example:
+    >>> from jaxunlearn.engine.methods import make_config
+    >>> a = make_config("igs", learning_rate=0.03, tolerance=0.1, seed=4)
+    >>> program_config(a) == program_config(make_config("igs"))
+    True
+    >>> program_config(make_config("igs", steps=50)) == program_config(make_config("igs"))
+    False
+  """
+  blank = UnlearnConfig()
+  return dataclasses.replace(cfg, seed=0, **{k: getattr(blank, k) for k in TRACEABLE})
+
+
+def unlearn_batch(
+  configs,
+  fm,
+  params,
+  model_state,
+  dataset: data_lib.Dataset,
+  forget_set: data_lib.ForgetSet,
+  *,
+  optimizer=None,
+  memory_budget: int | None = None,
+  say=None,
+) -> list[UnlearnResult]:
+  """Many runs of one method as one compiled program: ``jax.vmap`` of the step over the
+  runs, one compile, one dispatch a step for all of them.
+
+  ``configs`` may differ in ``seed`` and in the numeric hyperparameters of
+  :data:`~jaxunlearn.engine.config.TRACEABLE` (learning rate, tolerance, dual learning
+  rate, …), which the program takes as traced arrays: a method's seeds × tuning grid run
+  together, and the program is the same for any of their values (so the persistent
+  compilation cache serves other values too). Anything else must be equal
+  (:func:`program_config`); a mismatch names the key.
+
+  Each run's batches are exactly those of :func:`unlearn` with its config, and its result
+  equals the one-at-a-time run to float tolerance (batched matrix products may sum in
+  another order; ``tests/engine/test_batching.py`` checks every method).
+
+  Memory grows with the number of runs: the program is compiled for all of them, and
+  if XLA's memory analysis says it needs more than ``memory_budget`` bytes
+  (:func:`jaxunlearn.engine.memory.budget_bytes` by default, ``JAXUNLEARN_MEMORY_BUDGET``)
+  the runs go in chunks of as many as fit (the last one padded with repeats, so one
+  program serves every chunk), and ``say`` (default: stderr) is told so.
+
+  No checkpointing or mesh: a comparison's runs are short and stored whole. ``seconds``
+  and ``compile_seconds`` of each result are its share (1/len(configs)) of the batch's wall
+  time and of its compile (and first step), so ``seconds − compile_seconds`` is each run's
+  share of the step time, as for a single run; ``batched_with`` is its chunk's size.
+  """
+  configs = [c.validate() for c in configs]
+  if not configs:
+    raise ValueError("unlearn_batch needs at least one config")
+  base = program_config(configs[0])
+  methods_lib.get_method(base.method)  # an unknown method fails before any work
+  for c in configs[1:]:
+    other = program_config(c)
+    if other != base:
+      key = next(k for k in base.to_dict() if getattr(base, k) != getattr(other, k))
+      raise ValueError(
+        f"runs batched together must differ only in seed and {', '.join(TRACEABLE)}; "
+        f"{key} differs ({getattr(base, key)!r} vs {getattr(other, key)!r}): run them apart"
+      )
+  n_forget = min(base.n_forget, len(forget_set.forget_idx))
+  n_retain = min(base.n_retain, len(forget_set.retain_idx))
+  layout = LAYOUTS[base.layout]
+  init_v, step_v = _program(base, fm, params, model_state, dataset, forget_set, optimizer)
   device = jax.devices()[0]
   teacher = jax.device_put((params, model_state), device)
-  stack = lambda tree: jax.device_put(
-    jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (len(seeds),) + np.shape(x)), tree),
-    device,
-  )
-  opt_state = tx.init(params)
-  p, ms, os_ = stack(params), stack(model_state), stack(opt_state)
-  configs = [dataclasses.replace(cfg, seed=s) for s in seeds]
-  pending = []
   start = time.perf_counter()
-  compile_seconds = 0.0
-  for t in range(cfg.steps):
-    parts = [layout.batch(dataset, forget_set, t, c, n_retain, n_forget) for c in configs]
-    batch = {k: jnp.asarray(np.stack([b[k] for b in parts])) for k in parts[0]}
-    p, ms, os_, logs = vstep(p, ms, os_, batch, teacher, jnp.asarray(t, jnp.int32))
-    pending.append(logs)
-    if t == 0:
-      jax.block_until_ready(p)
-      compile_seconds = time.perf_counter() - start
-  jax.block_until_ready(p)
-  seconds = (time.perf_counter() - start) / len(seeds)
-  history = {
-    k: np.stack([np.asarray(v) for v in values], axis=1)  # (seeds, steps, ...)
-    for k, values in zip(pending[0].as_dict(), zip(*[lg.as_dict().values() for lg in pending]))
-  }
-  pick = lambda tree, i: jax.tree.map(lambda x: x[i], tree)
-  return [
-    UnlearnResult(
-      pick(p, i),
-      pick(ms, i),
-      {k: v[i] for k, v in history.items()},
-      seconds,
-      compile_seconds / len(seeds),
-      pick(os_, i),
+
+  def inputs(chunk, t):
+    parts = [layout.batch(dataset, forget_set, t, c, n_retain, n_forget) for c in chunk]
+    return {k: jnp.asarray(np.stack([b[k] for b in parts])) for k in parts[0]}
+
+  def values(chunk):
+    return {k: jnp.asarray([getattr(c, k) for c in chunk], jnp.float32) for k in TRACEABLE}
+
+  def states(chunk):
+    stack = lambda tree: jax.tree.map(
+      lambda x: np.broadcast_to(np.asarray(x), (len(chunk),) + np.shape(x)), tree
     )
-    for i in range(len(seeds))
-  ]
+    p, ms = jax.device_put((stack(params), stack(model_state)), device)
+    return p, ms, init_v(values(chunk), p)
+
+  def program_for(chunk):
+    v = values(chunk)
+    p, ms, os_ = states(chunk)
+    args = (v, p, ms, os_, inputs(chunk, 0), teacher, jnp.asarray(0, jnp.int32))
+    return step_v.lower(*args).compile()
+
+  size = len(configs)
+  compiled = program_for(configs)
+  budget = memory_lib.budget_bytes(device) if memory_budget is None else int(memory_budget)
+  needed = memory_lib.program_bytes(compiled)
+  fits = memory_lib.runs_that_fit(needed, size, budget)
+  if fits < size:
+    (say or _stderr)(
+      f"{base.method}: {size} runs need {needed / 2**20:.0f} MiB at once, over the memory "
+      f"budget of {budget / 2**20:.0f} MiB ({memory_lib.ENV}); running them in chunks of {fits}"
+    )
+    size = fits
+    compiled = program_for(configs[:size])
+  compile_seconds = time.perf_counter() - start
+  pick = lambda tree, i: jax.tree.map(lambda x: x[i], tree)
+  results = []
+  for first in range(0, len(configs), size):
+    real = configs[first : first + size]
+    chunk = real + [real[-1]] * (size - len(real))  # padded: one program for every chunk
+    v = values(chunk)
+    p, ms, os_ = states(chunk)
+    pending = []
+    for t in range(base.steps):
+      p, ms, os_, logs = compiled(
+        v, p, ms, os_, inputs(chunk, t), teacher, jnp.asarray(t, jnp.int32)
+      )
+      pending.append(logs)
+      if first == 0 and t == 0:
+        jax.block_until_ready(p)
+        compile_seconds = time.perf_counter() - start
+    jax.block_until_ready(p)
+    history = {
+      k: np.stack([np.asarray(a) for a in xs], axis=1)  # (runs, steps, ...)
+      for k, xs in zip(pending[0].as_dict(), zip(*[lg.as_dict().values() for lg in pending]))
+    }
+    for i in range(len(real)):
+      results.append(
+        UnlearnResult(
+          pick(p, i), pick(ms, i), {k: h[i] for k, h in history.items()}, 0.0, 0.0, pick(os_, i)
+        )
+      )
+      results[-1].batched_with = len(real)
+  seconds = time.perf_counter() - start
+  for r in results:
+    r.seconds, r.compile_seconds = seconds / len(configs), compile_seconds / len(configs)
+  return results
+
+
+def _stderr(message: str) -> None:
+  print(message, file=sys.stderr)
+
+
+def _program(base, fm, params, model_state, dataset, forget_set, optimizer):
+  """The batch's init and step, vmapped over runs, jitted; cached unless the method
+  prepares something from the model (SalUn's mask)."""
+  method = methods_lib.get_method(base.method)
+  if method.prepare is None:
+    return _cached_program(fm, base, optimizer)
+  prepared = method.prepare(
+    methods_lib.PrepareContext(fm, params, model_state, dataset, forget_set), base
+  )
+  return _traced_program(fm, base, prepared, optimizer)
 
 
 @functools.lru_cache(maxsize=64)
-def _batched(step_fn):
-  """The step vmapped over runs (params, states, batch); teacher and step index shared."""
-  return jax.jit(jax.vmap(step_fn, in_axes=(0, 0, 0, 0, None, None)))
+def _cached_program(fm, base, optimizer):
+  return _traced_program(fm, base, None, optimizer)
+
+
+def _traced_program(fm, base, prepared, optimizer):
+  """``init(values, params)`` and ``step(values, params, model_state, opt_state, batch,
+  teacher, step_index)``, vmapped over runs; ``values`` holds the TRACEABLE numbers."""
+  method = methods_lib.get_method(base.method)
+
+  def transformation(values):
+    cfg = dataclasses.replace(base, **values)
+    return cfg, methods_lib.build_transformation(cfg, prepared, optimizer)
+
+  def init(values, params):
+    return transformation(values)[1].init(params)
+
+  def step(values, params, model_state, opt_state, batch, teacher, step_index):
+    cfg, tx = transformation(values)
+    fn = unlearn_step(fm, method, cfg, tx)
+    return fn(params, model_state, opt_state, batch, teacher, step_index)
+
+  return (
+    jax.jit(jax.vmap(init, in_axes=(0, 0))),
+    jax.jit(jax.vmap(step, in_axes=(0, 0, 0, 0, 0, None, None))),
+  )

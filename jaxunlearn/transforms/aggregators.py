@@ -14,6 +14,8 @@ K_ij = ⟨g_i, g_j⟩ (cheap: k² inner products leaf by leaf) and returns Σ_i 
 
 from __future__ import annotations
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -206,7 +208,7 @@ def cagrad(c: float = 0.4, *, rescale: int = 1) -> optax.GradientTransformation:
     >>> [round(v, 4) for v in d["w"].tolist()]
     [0.5, 1.5]
   """
-  if c < 0:
+  if isinstance(c, numbers.Real) and c < 0:  # a traced c (a batch of runs) is not checked
     raise ValueError(f"CAGrad's c must be ≥ 0, got {c}")
   if rescale not in (0, 1, 2):
     raise ValueError(f"rescale must be 0, 1 or 2, got {rescale}")
