@@ -42,6 +42,7 @@ ENGINE_RANK = {
   "config": 0,
   "checkpoint": 0,
   "parallel": 0,
+  "memory": 0,
   "records": 1,
   "progress": 1,
   "locking": 0,
