@@ -91,16 +91,7 @@ def run_scenario(
         | {k: r["metrics"].get(k) for k in tuning.SELECTION_KEYS}
         for i, r in enumerate(runs_m)
       ]
-  jobs = [
-    Job(m, seed, tuple(sorted(chosen[m].items())), label="tuned") if tuned else Job(m, seed)
-    for m in methods
-    for seed in range(seeds)
-  ]
-  if sweeps and not tuned:
-    for m, (key, values) in ctx.scenario.sweeps.items():
-      if m in methods:
-        values = values if sweeps is True else values[: int(sweeps)]
-        jobs += [Job(m, 0, ((key, v),)) for v in values]
+  jobs = scenario_jobs(ctx.scenario, methods, seeds, sweeps=sweeps, chosen=chosen or None)
   runs = run_jobs(ctx, jobs, overrides=overrides, progress=progress, batched=batched)
 
   summary = summarize([r for r in runs if is_main_run(r)])
@@ -125,6 +116,22 @@ def run_scenario(
   plots.write_all(results, ctx.out_dir)
   report.write_report(results, ctx.out_dir, command=command, wall_seconds=results["wall_seconds"])
   return results
+
+
+def scenario_jobs(scenario, methods, seeds: int, *, sweeps: bool | int = True, chosen=None):
+  """The runs of one comparison: every method × seed (at its tuned configuration when
+  ``chosen`` maps methods to one), then the scenario's sweeps (untuned only)."""
+  jobs = [
+    Job(m, seed, tuple(sorted(chosen[m].items())), label="tuned") if chosen else Job(m, seed)
+    for m in methods
+    for seed in range(seeds)
+  ]
+  if sweeps and not chosen:
+    for m, (key, values) in scenario.sweeps.items():
+      if m in methods:
+        values = values if sweeps is True else values[: int(sweeps)]
+        jobs += [Job(m, 0, ((key, v),)) for v in values]
+  return jobs
 
 
 def summarize(runs) -> dict:

@@ -138,7 +138,7 @@ def run_job(ctx: ScenarioContext, job: Job, cfg) -> dict:
   return job_record(ctx, job, cfg, res)
 
 
-def job_record(ctx: ScenarioContext, job: Job, cfg, res, batched_with: int = 1) -> dict:
+def job_record(ctx: ScenarioContext, job: Job, cfg, res) -> dict:
   """The stored record of a finished run ``res`` (an ``UnlearnResult``)."""
   m = ctx.original
   ev = evaluate(m.fm, res.params, res.model_state, ctx.dataset, ctx.forget_set)
@@ -158,7 +158,8 @@ def job_record(ctx: ScenarioContext, job: Job, cfg, res, batched_with: int = 1) 
     "skipped_steps": int(res.history["skipped"].sum()),
     "history": {k: v.tolist() for k, v in res.history.items() if k in RECORDED_HISTORY},
     # >1: run with that many runs in one vmapped program; seconds is its share of the wall time
-    "batched_with": batched_with,
+    "batched_with": res.batched_with,
+    "batch_mode": res.batch_mode,  # "vmap" or "map" over the runs, "single" alone
   }
 
 
@@ -255,9 +256,7 @@ def _run_group(ctx, jobs, configs_, group, records, say=None) -> None:
       ctx.forget_set,
       say=say,
     )
-    new = [
-      job_record(ctx, jobs[i], configs_[i], res, res.batched_with) for i, res in zip(group, results)
-    ]
+    new = [job_record(ctx, jobs[i], configs_[i], res) for i, res in zip(group, results)]
   for i, record in zip(group, new):
     write_json_atomic(ctx.out_dir / "runs" / jobs[i].filename, record)
     records[i] = record

@@ -1,20 +1,28 @@
-"""benchmarks.throughput: both modes measured on a tiny comparison, figures in range."""
+"""benchmarks.throughput: every mode measured on a tiny comparison, figures in range."""
 
 import json
+
+import pytest
 
 from benchmarks import throughput
 
 
 def test_quick_throughput_report(tmp_path, capsys):
   out = tmp_path / "tp.json"
-  report = throughput.main(
-    ["--methods", "igs,ft", "--seeds", "2", "--workdir", str(tmp_path / "w"), "--out", str(out)]
-  )
+  argv = ["--scenarios", "digits-class", "--methods", "igs", "--seeds", "2", "--no-sweeps"]
+  report = throughput.main([*argv, "--workdir", str(tmp_path / "w"), "--out", str(out)])
   stored = json.loads(out.read_text())
   assert stored["speedup"] == report["speedup"] > 0
-  for mode in ("sequential", "batched"):
+  for mode in throughput.MODES:
     r = stored[mode]
-    assert r["runs"] == 4 and r["runs_per_minute"] > 0
+    assert r["runs"] == 2 and r["runs_per_minute"] > 0
     assert 0 <= r["step_time_share"] <= 1 and 0 <= r["compile_share"] <= 1
+  assert stored["sequential"]["largest_batch"] == 1
+  assert stored["batched"]["largest_batch"] == stored["batched_warm"]["largest_batch"] == 2
   assert "Batched / sequential" in out.with_suffix(".md").read_text()
   capsys.readouterr()
+
+
+def test_unknown_mode_is_refused(tmp_path):
+  with pytest.raises(SystemExit, match="unknown mode 'fast'"):
+    throughput.main(["--modes", "fast", "--out", str(tmp_path / "x.json")])
