@@ -8,6 +8,7 @@ with a different config is refused rather than silently reused.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -74,23 +75,49 @@ def trained(
 ) -> TrainedModel:
   """Trains once; afterwards (or after a kill) reuses or resumes the run in ``workdir``.
 
-  Another process training it right now (a parallel worker) is waited for, not fought.
+  Another process training it right now (a parallel worker) is waited for, not fought:
+  the look at ``workdir`` and the training that follows hold one lock beside it, so no
+  process decides "fresh run" from a look taken before another one's checkpoints
+  appeared (a CI run of ``compare --workers 2`` lost a worker to exactly that:
+  "already holds a run; pass --resume").
   """
   while not (workdir / "metrics.json").exists():
-    resume = (workdir / "checkpoints").exists()
-    try:
-      train(
-        config,
-        workdir,
-        forget_spec=forget,
-        retrain=retrain,
-        resume=resume,
-        data_dir=data_dir,
-        progress=progress,
-      )
-    except WorkdirBusyError:
-      time.sleep(0.5)
+    with _exclusive(workdir.parent / f".{workdir.name}.lock"):
+      if (workdir / "metrics.json").exists():  # finished while we waited
+        break
+      try:
+        train(
+          config,
+          workdir,
+          forget_spec=forget,
+          retrain=retrain,
+          resume=(workdir / "checkpoints").exists(),
+          data_dir=data_dir,
+          progress=progress,
+        )
+      except WorkdirBusyError:  # a process outside this lock (a pretrain started by hand)
+        time.sleep(0.5)
   return load_trained(workdir)
+
+
+@contextlib.contextmanager
+def _exclusive(path: pathlib.Path):
+  """Holds an ``flock`` on ``path`` for the block; waits while another process holds it
+  (the kernel drops a dead holder's lock, so a killed worker blocks nobody)."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    while True:
+      try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        break
+      except BlockingIOError:
+        if stopping.requested():
+          raise stopping.Stopped(f"stopped waiting for {path.name[1:-5]} to be trained") from None
+        time.sleep(0.5)
+    yield
+  finally:
+    os.close(fd)
 
 
 def prepare_scenario(
