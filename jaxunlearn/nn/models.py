@@ -1,11 +1,14 @@
 """Models (Flax NNX) and a pure functional view of them.
 
-Three classifiers for NHWC image batches:
+Four classifiers for NHWC image batches:
 
 * :class:`MLP` -- flattens the input; the CPU default (a step is a few ms).
 * :class:`StridedCNN` -- stride-2 3x3 convolutions, no pooling, then dense
   layers. Fast on CPU because XLA's CPU weight gradient of *stride-1* 3x3
   convolutions is very slow (see docs/design.md §3).
+* :class:`PooledCNN` -- the classic small CNN: stride-1 3x3 convolutions, each
+  followed by 2x2 max-pooling, then dense layers. Exactly the slow case above;
+  kept to measure it (benchmarks.vs_pytorch), not as a CPU default.
 * :class:`ResNet18` -- the CIFAR variant (3x3 stride-1 stem, no max-pool,
   BasicBlocks [2, 2, 2, 2], BatchNorm). Meant for accelerators; on 2 CPU cores a
   full-size step takes seconds, so tests shrink it with ``width``.
@@ -30,7 +33,7 @@ arrays** (``nnx.to_pure_dict``), not ``nnx.State`` of ``nnx.Variable``s. Why:
 ``nnx.merge`` accepts pure dicts directly (it recreates the Variables from the
 graphdef's metadata), so :meth:`FunctionalModel.apply` costs nothing extra once
 jitted. ``state`` holds everything that is not an ``nnx.Param`` (BatchNorm
-running statistics; empty ``{}`` for the MLP and CNN).
+running statistics; empty ``{}`` for the MLP and the CNNs).
 
 Build models with :func:`create_model`: it initialises under one ``jit``.
 Constructing a class directly (``ResNet18(rngs=nnx.Rngs(0))``) runs each
@@ -57,6 +60,7 @@ from jaxunlearn.nn import conv as _conv_lib
 __all__ = [
   "MLP",
   "StridedCNN",
+  "PooledCNN",
   "BasicBlock",
   "ResNet18",
   "MODELS",
@@ -174,6 +178,68 @@ class StridedCNN(nnx.Module):
     return self.head(x)
 
 
+class PooledCNN(nnx.Module):
+  """3x3 stride-1 convolutions, each followed by 2x2 max-pooling, then a dense head.
+
+  The classic small CNN (conv-ReLU-pool blocks, as in the PyTorch tutorials).
+  Its stride-1 convolutions are the case whose kernel gradient is slow on XLA
+  CPU (docs/design.md §3); they are :class:`jaxunlearn.nn.conv.Conv`, as in
+  the other convolutional models, so they get the same CPU kernel gradient.
+  Exists to measure that case (benchmarks.vs_pytorch); on CPU prefer
+  :class:`StridedCNN`. Each pool halves H and W, rounding down (PyTorch's
+  ``MaxPool2d(2)``): 8x8 -> 4x4 -> 2x2, 28x28 -> 14x14 -> 7x7, 32x32 -> 16x16
+  -> 8x8 with the default two blocks.
+
+  Args:
+    input_shape: ``(H, W, C)`` of one example.
+    num_classes: number of output logits.
+    channels: output channels of each conv (each block halves H and W).
+    hidden: width of the dense hidden layer; ``None`` for a linear head.
+    rngs: ``nnx.Rngs`` used for initialisation.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> m = create_model("pooled-cnn", num_classes=10, input_shape=(28, 28, 1), seed=0)
+    >>> m(jnp.zeros((2, 28, 28, 1))).shape
+    (2, 10)
+  """
+
+  def __init__(
+    self,
+    input_shape: Sequence[int],
+    num_classes: int = 10,
+    *,
+    channels: Sequence[int] = (32, 64),
+    hidden: int | None = 128,
+    rngs: nnx.Rngs,
+  ):
+    h, w, c = _check_input_shape(input_shape)
+    self._conv_names = tuple(f"conv{i}" for i in range(len(channels)))
+    for name, cout in zip(self._conv_names, channels):
+      if min(h, w) < 2:
+        raise ValueError(f"input_shape {tuple(input_shape)!r} too small for {len(channels)} pools")
+      setattr(
+        self,
+        name,
+        _conv_lib.Conv(
+          c, int(cout), kernel_size=(3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), rngs=rngs
+        ),
+      )
+      h, w, c = h // 2, w // 2, int(cout)
+    flat = h * w * c
+    self.hidden = None if hidden is None else nnx.Linear(flat, int(hidden), rngs=rngs)
+    self.head = nnx.Linear(flat if hidden is None else int(hidden), int(num_classes), rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for name in self._conv_names:
+      x = nnx.relu(getattr(self, name)(x))
+      x = nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
+    x = _flatten(x)
+    if self.hidden is not None:
+      x = nnx.relu(self.hidden(x))
+    return self.head(x)
+
+
 def _batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
   # momentum 0.9 == PyTorch's BatchNorm momentum 0.1 (the paper's setting);
   # flax's default 0.99 would make running stats lag far behind in 5-epoch
@@ -283,7 +349,7 @@ class ResNet18(nnx.Module):
 
 # ----------------------------------------------------------------- factory
 
-MODELS = ("mlp", "cnn", "resnet18")
+MODELS = ("mlp", "cnn", "pooled-cnn", "resnet18")
 
 
 def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -301,6 +367,7 @@ def _builders() -> dict[str, tuple[Callable[..., nnx.Module], Callable[..., dict
   return {
     "mlp": (MLP, lambda k, s: dict(in_features=math.prod(s), num_classes=k)),
     "cnn": (StridedCNN, lambda k, s: dict(input_shape=s, num_classes=k)),
+    "pooled-cnn": (PooledCNN, lambda k, s: dict(input_shape=s, num_classes=k)),
     "resnet18": (ResNet18, lambda k, s: dict(num_classes=k, in_channels=s[-1])),
   }
 
@@ -316,13 +383,14 @@ def create_model(
   """Builds a model by name; same ``seed`` gives bit-identical parameters.
 
   Args:
-    name: one of :data:`MODELS` (``"mlp"``, ``"cnn"``, ``"resnet18"``).
+    name: one of :data:`MODELS` (``"mlp"``, ``"cnn"``, ``"pooled-cnn"``,
+      ``"resnet18"``).
     num_classes: number of output logits.
     input_shape: ``(H, W, C)`` of one example (NHWC batches).
     seed: integer seed of the initialisation (``nnx.Rngs(seed)``).
     **kwargs: options of the model class, e.g. ``hidden=(512,)`` for
-      ``"mlp"``, ``channels=(16, 32)`` for ``"cnn"``, ``width=8`` for
-      ``"resnet18"``.
+      ``"mlp"``, ``channels=(16, 32)`` for ``"cnn"`` and ``"pooled-cnn"``,
+      ``width=8`` for ``"resnet18"``.
 
   An abstract model (``ShapeDtypeStruct`` leaves, no compute), e.g. for
   parameter counts or checkpoint restore templates:

@@ -27,6 +27,7 @@ INPUT_SHAPES = [(8, 8, 1), (28, 28, 1), (32, 32, 3)]
 SMALL = {
   "mlp": dict(hidden=(16,)),
   "cnn": dict(channels=(4, 8), hidden=16),
+  "pooled-cnn": dict(channels=(4, 8), hidden=16),
   "resnet18": dict(width=2, stage_sizes=(1, 1)),
 }
 
@@ -72,8 +73,8 @@ def test_params_are_pure_string_keyed_dicts(small_resnet):
   assert "stem_bn" in params and "kernel" in params["stem_conv"]
 
 
-def test_mlp_and_cnn_have_empty_state():
-  for name in ("mlp", "cnn"):
+def test_mlp_and_cnns_have_empty_state():
+  for name in ("mlp", "cnn", "pooled-cnn"):
     _, _, state = functional(
       nnx.eval_shape(lambda: create_model(name, num_classes=10, input_shape=(8, 8, 1), seed=0))
     )
@@ -160,7 +161,7 @@ def test_deterministic_init():
       create_model(name, num_classes=10, input_shape=(8, 8, 1), seed=seed, **SMALL[name])
     )[1]
 
-  for name in ("mlp", "cnn"):
+  for name in ("mlp", "cnn", "pooled-cnn"):
     a, b, c = params_of(name, 0), params_of(name, 0), params_of(name, 1)
     assert _tree_equal(a, b)
     assert not any(
@@ -184,11 +185,56 @@ def test_resnet18_cifar_param_count():
   assert count_params(functional(small)[1]) < 11_173_962 / 3.5
 
 
+@pytest.mark.parametrize(
+  "input_shape, channels, hidden",
+  [((32, 32, 3), (32, 64), 128), ((28, 28, 1), (32, 64), 128), ((9, 7, 2), (3, 5), None)],
+)
+def test_pooled_cnn_param_count(input_shape, channels, hidden):
+  h, w, c = input_shape
+  want = 0
+  for cout in channels:  # 3x3 kernel + bias, then a 2x2 pool (floor)
+    want += 9 * c * cout + cout
+    h, w, c = h // 2, w // 2, cout
+  flat = h * w * c
+  want += flat * hidden + hidden + hidden * 10 + 10 if hidden else flat * 10 + 10
+  model = nnx.eval_shape(
+    lambda: create_model(
+      "pooled-cnn", num_classes=10, input_shape=input_shape, seed=0, channels=channels,
+      hidden=hidden,
+    )
+  )  # fmt: skip
+  assert count_params(functional(model)[1]) == want
+  if input_shape == (32, 32, 3):
+    assert want == 545_098  # 896 + 18,496 + 4096*128+128 + 1,290
+
+
+def test_pooled_cnn_forward_is_conv_relu_pool():
+  # Stride-1 SAME conv + ReLU + floor 2x2 max-pool (odd sizes drop the last row/column).
+  fm, params, state = functional(
+    create_model("pooled-cnn", num_classes=3, input_shape=(7, 6, 2), seed=0, channels=(4,),
+                 hidden=None)
+  )  # fmt: skip
+  assert isinstance(to_module(fm, params, state), models.PooledCNN)
+  x = jax.random.normal(jax.random.key(0), (2, 7, 6, 2))
+  y = jax.lax.conv_general_dilated(
+    x, params["conv0"]["kernel"], (1, 1), ((1, 1), (1, 1)),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  ) + params["conv0"]["bias"]  # fmt: skip
+  y = jnp.maximum(y, 0.0)[:, :6, :6].reshape(2, 3, 2, 3, 2, 4).max(axis=(2, 4))
+  want = y.reshape(2, -1) @ params["head"]["kernel"] + params["head"]["bias"]
+  got, _ = fm.apply(params, state, x, train=True)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_create_model_errors():
-  with pytest.raises(ValueError, match="valid names: mlp, cnn, resnet18"):
+  with pytest.raises(ValueError, match="valid names: mlp, cnn, pooled-cnn, resnet18"):
     create_model("vgg", num_classes=10, input_shape=(8, 8, 1), seed=0)
   with pytest.raises(TypeError, match="widht.*valid options: width, stage_sizes"):
     create_model("resnet18", num_classes=10, input_shape=(8, 8, 1), seed=0, widht=4)
+  with pytest.raises(TypeError, match="width.*valid options: channels, hidden"):
+    create_model("pooled-cnn", num_classes=10, input_shape=(8, 8, 1), seed=0, width=4)
+  with pytest.raises(ValueError, match="too small"):
+    create_model("pooled-cnn", num_classes=10, input_shape=(2, 2, 1), seed=0)
   with pytest.raises(TypeError, match="valid options: hidden"):
     create_model("mlp", num_classes=10, input_shape=(8, 8, 1), seed=0, channels=(2,))
   with pytest.raises(ValueError, match="input_shape"):
