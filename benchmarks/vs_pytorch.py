@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import pathlib
 import statistics
 import time
@@ -52,6 +53,17 @@ MODELS = ("mlp", "cnn", "pooled-cnn", "resnet18")
 LAYOUTS = ("shared", "split")
 INPUT = (32, 32, 3)
 DEFAULT_RESNET_WIDTH = 16  # 2 CPU cores; 64 is the standard ResNet-18
+
+
+def omp_wait_policy() -> str:
+  """``OMP_WAIT_POLICY`` as PyTorch's OpenMP threads saw it when torch was imported.
+
+  It moves these ratios more than anything else we measured: by default (unset) libgomp's
+  idle threads spin for a while after each PyTorch call, taking the cores from the JAX
+  call that follows in an interleaved benchmark; ``PASSIVE`` makes them sleep (PyTorch's
+  own calls then pay a wake-up). Both tables are committed (docs/results/).
+  """
+  return os.environ.get("OMP_WAIT_POLICY", "unset")
 
 
 def _torch():
@@ -339,6 +351,7 @@ def run(
     "resnet_width": resnet_width,
     "torch": torch.__version__,
     "torch_threads": torch.get_num_threads(),
+    "omp_wait_policy": omp_wait_policy(),
     "rows": rows,
     "machine": machine_info(),
   }
@@ -346,7 +359,8 @@ def run(
 
 def markdown(report: dict) -> str:
   lines = [
-    f"JAX vs PyTorch {report['torch']} ({report['torch_threads']} threads), batch "
+    f"JAX vs PyTorch {report['torch']} ({report['torch_threads']} threads, OpenMP wait policy "
+    f"{report.get('omp_wait_policy', 'unset')}), batch "
     f"{report['batch_size']}, median of {report['steps']} interleaved steps, ResNet-18 width "
     f"{report.get('resnet_width', '-')}; ratio = JAX / PyTorch time (below 1: JAX faster).",
     "",
