@@ -51,6 +51,14 @@ LAYERS = (
   ("cnn 28x28x1->32 s2", 28, 28, 1, 32, 3, 2),
   ("cnn 14x14x32->64 s2", 14, 14, 32, 64, 3, 2),
 )
+# --sweep: stride-1 3x3 layers over map sizes and channel counts (where ours wins or loses).
+SWEEP_LAYERS = tuple(
+  (f"{hw}x{hw}x{cin}->{cout}", hw, hw, cin, cout, 3, 1)
+  for hw in (32, 16, 8, 4)
+  for cin in (16, 32, 64, 128)
+  for cout in (cin, 2 * cin)
+  if hw * hw * cin * cout <= 32 * 32 * 64 * 128
+)
 QUICK_LAYERS = (("quick 8x8x4 s1", 8, 8, 4, 8, 3, 1), ("quick 8x8x4 s2", 8, 8, 4, 8, 3, 2))
 
 
@@ -193,7 +201,7 @@ def to_markdown(report: dict) -> str:
     lines += [
       "",
       "Whole model, value_and_grad of the cross-entropy w.r.t. the parameters "
-      "(`jaxunlearn.conv` switch: xla vs im2col):",
+      "(`jaxunlearn.nn.conv` switch: xla vs im2col):",
       "",
       "| model (batch) | xla ms | im2col ms | im2col/xla | max err |",
       "|---|---:|---:|---:|---:|",
@@ -224,6 +232,9 @@ def build_parser():
   )
   p.add_argument("--no-models", action="store_true", help="layer shapes only")
   p.add_argument(
+    "--sweep", action="store_true", help="a grid of stride-1 layers instead of the named ones"
+  )
+  p.add_argument(
     "--resnet-batch",
     type=int,
     default=16,
@@ -249,9 +260,12 @@ def main(argv=None) -> dict:
       ("resnet18", 4, (8, 8, 3), dict(width=2, stage_sizes=(1, 1))),
     ]
   else:
-    layers, batch, rounds, warmup = LAYERS, args.batch, args.rounds, args.warmup
+    layers = SWEEP_LAYERS if args.sweep else LAYERS
+    batch, rounds, warmup = args.batch, args.rounds, args.warmup
     model_specs = [
       ("cnn", args.batch, (32, 32, 3), {}),
+      ("pooled-cnn", args.batch, (32, 32, 3), {}),
+      ("resnet18", args.batch, (32, 32, 3), {"width": 16}),
       ("resnet18", args.resnet_batch, (32, 32, 3), {}),
     ]
   if args.no_models:
