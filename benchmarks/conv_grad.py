@@ -27,15 +27,14 @@ Writes ``--out`` (default ``results/conv_grad.json``) and a markdown table besid
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks import harness
 from jaxunlearn.engine.records import machine_info
 from jaxunlearn.nn import conv
 from jaxunlearn.nn import models as models_lib
@@ -60,25 +59,6 @@ SWEEP_LAYERS = tuple(
   if hw * hw * cin * cout <= 32 * 32 * 64 * 128
 )
 QUICK_LAYERS = (("quick 8x8x4 s1", 8, 8, 4, 8, 3, 1), ("quick 8x8x4 s2", 8, 8, 4, 8, 3, 2))
-
-
-def _interleaved(fns: dict, args: tuple, rounds: int, warmup: int) -> dict:
-  """Median/min ms of each fn(*args), interleaved with rotating order."""
-  for _ in range(warmup):
-    for f in fns.values():
-      jax.block_until_ready(f(*args))
-  names = list(fns)
-  times = {k: [] for k in names}
-  for r in range(rounds):
-    order = names[r % len(names) :] + names[: r % len(names)]
-    for k in order:
-      t0 = time.perf_counter()
-      jax.block_until_ready(fns[k](*args))
-      times[k].append(1000 * (time.perf_counter() - t0))
-  return {
-    k: {"median_ms": float(np.median(v)), "min_ms": float(np.min(v)), "n": len(v)}
-    for k, v in times.items()
-  }
 
 
 def _rel_err(a, b) -> float:
@@ -128,7 +108,7 @@ def bench_layer(spec, batch: int, rounds: int, warmup: int) -> dict:
   }
   ref = fns["xla"](x, wt)
   errors = {k: _rel_err(f(x, wt)[1], ref[1]) for k, f in fns.items()}
-  timing = _interleaved(fns, (x, wt), rounds, warmup)
+  timing = harness.interleaved(fns, (x, wt), rounds, warmup)
   return {
     "name": name,
     "kind": "layer",
@@ -160,7 +140,7 @@ def bench_model(name: str, batch: int, rounds: int, warmup: int, input_shape, **
   fns = {impl: make(impl) for impl in ("xla", "im2col")}
   ref = fns["xla"](params)
   errors = {k: _rel_err(f(params)[1], ref[1]) for k, f in fns.items()}
-  timing = _interleaved(fns, (params,), rounds, warmup)
+  timing = harness.interleaved(fns, (params,), rounds, warmup)
   label = f"{name} {'x'.join(map(str, input_shape))}" + "".join(
     f" {k}={v}" for k, v in kwargs.items()
   )
@@ -297,10 +277,7 @@ def main(argv=None) -> dict:
     "rows": rows,
     "total_seconds": time.perf_counter() - t0,
   }
-  out = Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(report, indent=1))
-  out.with_suffix(".md").write_text(to_markdown(report))
+  harness.write_report(args.out, report, to_markdown)
   return report
 
 

@@ -39,11 +39,12 @@ import sys
 import tempfile
 import time
 
+from benchmarks import harness
 from experiments.compare import scenario_jobs
 from experiments.jobs import prepare_scenario, run_jobs
 from experiments.scenarios import DEFAULT_SCENARIOS
 from jaxunlearn.engine.methods import METHODS
-from jaxunlearn.engine.records import machine_info, write_json_atomic
+from jaxunlearn.engine.records import machine_info
 
 QUICK = {"scenarios": ("digits-class",), "methods": ("igs", "explicit", "ft", "rl"), "seeds": 3}
 MODES = ("sequential", "batched", "batched_warm")
@@ -177,11 +178,7 @@ def main(argv=None) -> dict:
   seeds = args.seeds or (QUICK["seeds"] if args.quick else 5)
   workdir = args.workdir or tempfile.mkdtemp(prefix="throughput-models-")
   report = run(scenarios, methods, seeds, workdir, args.modes, sweeps=not args.no_sweeps)
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  write_json_atomic(out, report, indent=2)
-  out.with_suffix(".md").write_text(markdown(report))
-  print(markdown(report))
+  print(harness.write_report(args.out, report, markdown))
   return report
 
 

@@ -38,15 +38,14 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import pathlib
 import statistics
 import time
 
 import jax
 import numpy as np
 
-from benchmarks import step_cost
-from jaxunlearn.engine.records import machine_info, write_json_atomic
+from benchmarks import harness, step_cost
+from jaxunlearn.engine.records import machine_info
 
 METHODS = ("plain", "igs-paper", "explicit")
 MODELS = ("mlp", "cnn", "pooled-cnn", "resnet18")
@@ -66,11 +65,11 @@ def omp_wait_policy() -> str:
   return os.environ.get("OMP_WAIT_POLICY", "unset")
 
 
-def _torch():
+def require_torch():
   try:
     import torch  # noqa: PLC0415
   except ImportError as e:  # one line naming the fix
-    raise SystemExit("benchmarks.vs_pytorch needs torch: pip install -e '.[vs-pytorch]'") from e
+    raise SystemExit("this benchmark needs torch: pip install -e '.[vs-pytorch]'") from e
   return torch
 
 
@@ -91,7 +90,7 @@ def torch_model(name: str, params, model_state=None):
   train mode (ResNet-18: batch statistics), as the JAX steps apply the model
   (``train=True``).
   """
-  torch = _torch()
+  torch = require_torch()
   nn = torch.nn
   t = lambda a: torch.tensor(np.array(a, dtype=np.float32))
   layers = {}
@@ -168,7 +167,7 @@ def torch_model(name: str, params, model_state=None):
 
 def jax_params(model) -> dict:
   """The weights of a :func:`torch_model` twin in the JAX ``params`` layout (numpy)."""
-  torch = _torch()
+  torch = require_torch()
   out = {}
   for path, w in model.named_parameters():
     *mods, kind = path.split(".")
@@ -194,7 +193,7 @@ def jax_params(model) -> dict:
 
 
 def _make_global_mean():
-  torch = _torch()
+  torch = require_torch()
 
   class GlobalMean(torch.nn.Module):
     def forward(self, x):
@@ -204,7 +203,7 @@ def _make_global_mean():
 
 
 def _make_basic_block():
-  torch = _torch()
+  torch = require_torch()
   relu = torch.nn.functional.relu
 
   class BasicBlock(torch.nn.Module):
@@ -223,7 +222,7 @@ def _make_basic_block():
 
 
 def _make_flatten():
-  torch = _torch()
+  torch = require_torch()
 
   class NHWCFlatten(torch.nn.Module):
     def forward(self, x):
@@ -234,7 +233,7 @@ def _make_flatten():
 
 def torch_step(method: str, model, layout: str, batch: dict):
   """A PyTorch step closure for ``method`` (see the module docstring)."""
-  torch = _torch()
+  torch = require_torch()
   f = torch.nn.functional
   params = list(model.parameters())
   wd = 0.0 if method == "plain" else 5e-4
@@ -309,7 +308,7 @@ def run(
   seed: int = 0,
   resnet_width: int = DEFAULT_RESNET_WIDTH,
 ) -> dict:
-  torch = _torch()
+  torch = require_torch()
   torch.manual_seed(seed)
   rows = []
   for name in models:
@@ -407,11 +406,7 @@ def main(argv=None) -> dict:
   else:
     report = run(models, tuple(args.layouts.split(",")), args.steps, args.warmup,
                  args.batch_size, resnet_width=args.resnet_width)  # fmt: skip
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  write_json_atomic(out, report, indent=2)
-  out.with_suffix(".md").write_text(markdown(report))
-  print(markdown(report))
+  print(harness.write_report(args.out, report, markdown))
   return report
 
 

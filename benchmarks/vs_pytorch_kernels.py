@@ -20,16 +20,14 @@ GFLOP/s = 2·(multiply-adds) / time. Ratio = JAX time / PyTorch time (below 1: J
 from __future__ import annotations
 
 import argparse
-import pathlib
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.vs_pytorch import omp_wait_policy
-from jaxunlearn.engine.records import machine_info, write_json_atomic
+from benchmarks import harness
+from benchmarks.vs_pytorch import omp_wait_policy, require_torch
+from jaxunlearn.engine.records import machine_info
 from jaxunlearn.nn import conv as conv_lib
 
 BATCH = 256
@@ -43,16 +41,6 @@ CONVS = (
   ("pooled-cnn conv0", 32, 32, 3, 32, 1),
   ("pooled-cnn conv1", 16, 16, 32, 64, 1),
 )
-
-
-def _torch():
-  try:
-    import torch  # noqa: PLC0415
-  except ImportError as e:
-    raise SystemExit(
-      "benchmarks.vs_pytorch_kernels needs torch: pip install -e '.[vs-pytorch]'"
-    ) from e
-  return torch
 
 
 def cases(batch: int = BATCH, seed: int = 0) -> list[dict]:
@@ -75,7 +63,7 @@ def _normal(rng, *shape):
 
 
 def _dense_cases(name, fin, fout, batch, rng) -> list[dict]:
-  torch = _torch()
+  torch = require_torch()
   x, w, dy = _normal(rng, batch, fin), _normal(rng, fin, fout), _normal(rng, batch, fout)
   jx, jw, jdy = map(jnp.asarray, (x, w, dy))
   tx, tw, tdy = map(torch.from_numpy, (x, w, dy))
@@ -92,7 +80,7 @@ def _dense_cases(name, fin, fout, batch, rng) -> list[dict]:
 
 
 def _conv_cases(name, h, w, cin, cout, stride, batch, rng) -> list[dict]:
-  torch = _torch()
+  torch = require_torch()
   ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
   x, k, g = (
     _normal(rng, batch, h, w, cin),
@@ -144,23 +132,12 @@ def check(case: dict, atol: float = 2e-2) -> None:
 
 
 def run(rounds: int = 30, warmup: int = 3, batch: int = BATCH, seed: int = 0) -> dict:
-  torch = _torch()
+  torch = require_torch()
   rows = []
   for case in cases(batch, seed):
     check(case)
-    fns = {f"jax {k}": (lambda f=f: jax.block_until_ready(f())) for k, f in case["jax"].items()}
-    fns["torch"] = case["torch"]
-    for _ in range(warmup):
-      for f in fns.values():
-        f()
-    times = {k: [] for k in fns}
-    names = list(fns)
-    for r in range(rounds):
-      for k in names[r % len(names) :] + names[: r % len(names)]:
-        t = time.perf_counter()
-        fns[k]()
-        times[k].append(time.perf_counter() - t)
-    ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    fns = {f"jax {k}": f for k, f in case["jax"].items()} | {"torch": case["torch"]}
+    ms = {k: t["median_ms"] for k, t in harness.interleaved(fns, (), rounds, warmup).items()}
     row = {"name": case["name"], "op": case["op"], "gflop": case["flops"] / 1e9,
            "torch_ms": ms["torch"]}  # fmt: skip
     for label in case["jax"]:
@@ -222,11 +199,7 @@ def main(argv=None) -> dict:
     report = run(rounds=3, warmup=1, batch=32)
   else:
     report = run(args.rounds, args.warmup, args.batch_size)
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  write_json_atomic(out, report, indent=2)
-  out.with_suffix(".md").write_text(markdown(report))
-  print(markdown(report))
+  print(harness.write_report(args.out, report, markdown))
   return report
 
 

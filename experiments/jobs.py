@@ -26,6 +26,7 @@ from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.engine import stopping
 from jaxunlearn.engine.config import TrainConfig, UnlearnConfig, override
 from jaxunlearn.engine.evaluation import evaluate
+from jaxunlearn.engine.locking import WorkdirLock
 from jaxunlearn.engine.methods import get_method, make_config
 from jaxunlearn.engine.records import write_json_atomic
 from jaxunlearn.engine.training import TrainedModel, load_trained, train
@@ -82,7 +83,7 @@ def trained(
   "already holds a run; pass --resume").
   """
   while not (workdir / "metrics.json").exists():
-    with _exclusive(workdir.parent / f".{workdir.name}.lock"):
+    with _exclusive(workdir.parent / f".{workdir.name}"):
       if (workdir / "metrics.json").exists():  # finished while we waited
         break
       try:
@@ -101,23 +102,23 @@ def trained(
 
 
 @contextlib.contextmanager
-def _exclusive(path: pathlib.Path):
-  """Holds an ``flock`` on ``path`` for the block; waits while another process holds it
-  (the kernel drops a dead holder's lock, so a killed worker blocks nobody)."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _exclusive(folder: pathlib.Path):
+  """Holds the :class:`~jaxunlearn.engine.locking.WorkdirLock` of ``folder`` for the
+  block, waiting while another process holds it (the kernel drops a dead holder's lock,
+  so a killed worker blocks nobody)."""
+  lock = WorkdirLock(folder)
+  while True:
+    try:
+      lock.acquire()
+      break
+    except WorkdirBusyError:
+      if stopping.requested():
+        raise stopping.Stopped(f"stopped waiting for {folder.name[1:]} to be trained") from None
+      time.sleep(0.5)
   try:
-    while True:
-      try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        break
-      except BlockingIOError:
-        if stopping.requested():
-          raise stopping.Stopped(f"stopped waiting for {path.name[1:-5]} to be trained") from None
-        time.sleep(0.5)
     yield
   finally:
-    os.close(fd)
+    lock.release()
 
 
 def prepare_scenario(

@@ -123,7 +123,54 @@ def _conv_out(size: int, stride: int) -> int:
   return (size - 1) // stride + 1
 
 
-class StridedCNN(nnx.Module):
+class _ConvStack(nnx.Module):
+  """3x3 convolutions, each followed by ReLU and a downsampling, then a dense head.
+
+  The two CNNs differ only in how a block halves H and W: :class:`StridedCNN` by a
+  stride-2 convolution, :class:`PooledCNN` by a 2x2 max-pool after a stride-1 one.
+  Parameters are named ``conv0, conv1, ..., hidden, head`` in both.
+  """
+
+  _stride: int  # the convolutions' stride
+
+  def __init__(
+    self,
+    input_shape: Sequence[int],
+    num_classes: int = 10,
+    *,
+    channels: Sequence[int] = (32, 64),
+    hidden: int | None = 128,
+    rngs: nnx.Rngs,
+  ):
+    h, w, c = _check_input_shape(input_shape)
+    self._conv_names = tuple(f"conv{i}" for i in range(len(channels)))
+    s = self._stride
+    for name, cout in zip(self._conv_names, channels):
+      conv = _conv_lib.Conv(
+        c, int(cout), kernel_size=(3, 3), strides=(s, s), padding=((1, 1), (1, 1)), rngs=rngs
+      )
+      setattr(self, name, conv)
+      h, w, c = self._halved(h, w, input_shape, len(channels)) + (int(cout),)
+    flat = h * w * c
+    self.hidden = None if hidden is None else nnx.Linear(flat, int(hidden), rngs=rngs)
+    self.head = nnx.Linear(flat if hidden is None else int(hidden), int(num_classes), rngs=rngs)
+
+  def _halved(self, h: int, w: int, input_shape, blocks: int) -> tuple[int, int]:
+    raise NotImplementedError
+
+  def _downsample(self, x: jax.Array) -> jax.Array:
+    return x
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for name in self._conv_names:
+      x = self._downsample(nnx.relu(getattr(self, name)(x)))
+    x = _flatten(x)
+    if self.hidden is not None:
+      x = nnx.relu(self.hidden(x))
+    return self.head(x)
+
+
+class StridedCNN(_ConvStack):
   """3x3 convolutions with stride 2 (no pooling), then a dense head.
 
   Stride-2 convolutions downsample instead of pooling, which keeps the CPU
@@ -145,40 +192,13 @@ class StridedCNN(nnx.Module):
     (2, 10)
   """
 
-  def __init__(
-    self,
-    input_shape: Sequence[int],
-    num_classes: int = 10,
-    *,
-    channels: Sequence[int] = (32, 64),
-    hidden: int | None = 128,
-    rngs: nnx.Rngs,
-  ):
-    h, w, c = _check_input_shape(input_shape)
-    self._conv_names = tuple(f"conv{i}" for i in range(len(channels)))
-    for name, cout in zip(self._conv_names, channels):
-      setattr(
-        self,
-        name,
-        _conv_lib.Conv(
-          c, int(cout), kernel_size=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), rngs=rngs
-        ),
-      )
-      h, w, c = _conv_out(h, 2), _conv_out(w, 2), int(cout)
-    flat = h * w * c
-    self.hidden = None if hidden is None else nnx.Linear(flat, int(hidden), rngs=rngs)
-    self.head = nnx.Linear(flat if hidden is None else int(hidden), int(num_classes), rngs=rngs)
+  _stride = 2
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    for name in self._conv_names:
-      x = nnx.relu(getattr(self, name)(x))
-    x = _flatten(x)
-    if self.hidden is not None:
-      x = nnx.relu(self.hidden(x))
-    return self.head(x)
+  def _halved(self, h, w, input_shape, blocks):
+    return _conv_out(h, 2), _conv_out(w, 2)
 
 
-class PooledCNN(nnx.Module):
+class PooledCNN(_ConvStack):
   """3x3 stride-1 convolutions, each followed by 2x2 max-pooling, then a dense head.
 
   The classic small CNN (conv-ReLU-pool blocks, as in the PyTorch tutorials).
@@ -204,40 +224,15 @@ class PooledCNN(nnx.Module):
     (2, 10)
   """
 
-  def __init__(
-    self,
-    input_shape: Sequence[int],
-    num_classes: int = 10,
-    *,
-    channels: Sequence[int] = (32, 64),
-    hidden: int | None = 128,
-    rngs: nnx.Rngs,
-  ):
-    h, w, c = _check_input_shape(input_shape)
-    self._conv_names = tuple(f"conv{i}" for i in range(len(channels)))
-    for name, cout in zip(self._conv_names, channels):
-      if min(h, w) < 2:
-        raise ValueError(f"input_shape {tuple(input_shape)!r} too small for {len(channels)} pools")
-      setattr(
-        self,
-        name,
-        _conv_lib.Conv(
-          c, int(cout), kernel_size=(3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), rngs=rngs
-        ),
-      )
-      h, w, c = h // 2, w // 2, int(cout)
-    flat = h * w * c
-    self.hidden = None if hidden is None else nnx.Linear(flat, int(hidden), rngs=rngs)
-    self.head = nnx.Linear(flat if hidden is None else int(hidden), int(num_classes), rngs=rngs)
+  _stride = 1
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    for name in self._conv_names:
-      x = nnx.relu(getattr(self, name)(x))
-      x = nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
-    x = _flatten(x)
-    if self.hidden is not None:
-      x = nnx.relu(self.hidden(x))
-    return self.head(x)
+  def _halved(self, h, w, input_shape, blocks):
+    if min(h, w) < 2:
+      raise ValueError(f"input_shape {tuple(input_shape)!r} too small for {blocks} pools")
+    return h // 2, w // 2
+
+  def _downsample(self, x):
+    return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
 
 
 def _batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
