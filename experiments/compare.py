@@ -361,8 +361,11 @@ def pin_worker() -> None:
     os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
 
 
-def run_workers(n: int, argv: list[str], workdir: pathlib.Path) -> float:
-  """Runs ``n`` worker processes of this same command on ``workdir`` and waits for them.
+def run_workers(
+  n: int, argv: list[str], workdir: pathlib.Path, *, module: str = "experiments.compare"
+) -> float:
+  """Runs ``n`` worker processes of this same command (``python -m module``) on
+  ``workdir`` and waits for them.
 
   Each worker is pinned to its share of this process's CPUs (its XLA thread budget) and
   takes the jobs no other process holds (``experiments.jobs.Claims``); their logs go to
@@ -393,7 +396,7 @@ def run_workers(n: int, argv: list[str], workdir: pathlib.Path) -> float:
     with open(logs / f"worker-{k}.log", "w") as log:
       procs.append(
         subprocess.Popen(
-          [sys.executable, "-m", "experiments.compare", *child_argv, "--no-progress"],
+          [sys.executable, "-m", module, *child_argv, "--no-progress"],
           stdout=log,
           stderr=subprocess.STDOUT,
           env=env,

@@ -27,7 +27,7 @@ ALLOWED = {
   "jaxunlearn.nn": ("jaxunlearn.nn",) + ERRORS,
   "jaxunlearn.data": ("jaxunlearn.data",) + ERRORS,
   "jaxunlearn.objectives": ERRORS,
-  "jaxunlearn.metrics": ERRORS,
+  "jaxunlearn.metrics": ("jaxunlearn.metrics",) + ERRORS,
   "jaxunlearn.diffusion": ERRORS,
   "jaxunlearn.engine": GROUND + ("jaxunlearn.engine",),
   # the package's own __init__ (the rest of the package is imported lazily, by name)
@@ -54,6 +54,7 @@ ENGINE_RANK = {
   "training": 4,
   "unlearning": 4,
   "loading": 5,
+  "population": 5,
   "api": 5,
 }
 

@@ -1,0 +1,215 @@
+"""What ``experiments.audit`` writes beside ``results.json``: the table (``results.md``),
+the per-example ε histograms, the two confidence distributions of a few forget examples,
+and ``report.md`` that shows them with how to read them, the command and the machine."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments.plots import HIGHLIGHT, HIGHLIGHT_COLOUR, OTHER_COLOUR  # noqa: E402
+from experiments.report import _command_block, _machine_lines  # noqa: E402
+
+RETRAIN_COLOUR = "tab:gray"
+
+
+def ranked(results: dict) -> list[str]:
+  """Methods by forget score, best first (ties: the higher final score)."""
+  rows = results["methods"]
+  return sorted(rows, key=lambda m: (-rows[m]["forget_score"], -rows[m]["final_score"]))
+
+
+def table(results: dict) -> str:
+  n, half = results["models"], results["ceiling"]["models"]
+  r = results["retrained"]
+  lines = [
+    f"# {results['scenario']}: forget score over {n} unlearned runs against {n} retrained models",
+    "",
+    f"Forget set: {results['forget']} ({results['forget_rows']} rows). Forget score: the "
+    f"NeurIPS 2023 challenge's (1 = indistinguishable from retraining on every example; "
+    f"examples score 0 from ε = {_max_eps(results)} on). "
+    f"Halves: the score of two disjoint halves ({half} against {half}, a lower ceiling). "
+    "Final = forget score × RA/RA_retrain × TA/TA_retrain. LR test: balanced accuracy and "
+    "AUC (%) of a per-example Gaussian likelihood-ratio test telling an unlearned model from "
+    "a retrained one (50 = indistinguishable). UA, RA, TA: mean ± std over the population. "
+    "Cost: seconds to run the whole population (compile included).",
+    "",
+    "| method | forget score | halves | final | LR test acc. | LR AUC | UA | RA | TA | cost s |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+  ]
+
+  def acc(row, k):
+    return f"{row[k]:.2f} ± {row[k + '_std']:.2f}"
+
+  def line(name, row, cost):
+    halves = row.get("forget_score_halves")
+    h = f"{halves[0]:.3f} / {halves[1]:.3f}" if halves else "—"
+    return (
+      f"| {name} | {row['forget_score']:.3f} | {h} | {row['final_score']:.3f} | "
+      f"{row['lira_accuracy']:.1f} | {row['lira_auc']:.1f} | {acc(row, 'UA')} | "
+      f"{acc(row, 'RA')} | {acc(row, 'TA')} | {cost} |"
+    )
+
+  for m in ranked(results):
+    row = results["methods"][m]
+    name = f"**{m}**" if m == HIGHLIGHT else m
+    lines.append(line(name, row, f"{row['seconds']:.1f}"))
+  lines.append(line("original (no unlearning)", results["original"], "0"))
+  c = results["ceiling"]
+  lines += [
+    f"| *retrain vs retrain ({half} vs {half}: the ceiling of the halves)* | "
+    f"{c['forget_score']:.3f} | | | {c['lira_accuracy']:.1f} | {c['lira_auc']:.1f} | "
+    f"{acc(r, 'UA')} | {acc(r, 'RA')} | {acc(r, 'TA')} | {r['seconds']:.1f} |",
+    "",
+  ]
+  return "\n".join(lines)
+
+
+def _max_eps(results) -> str:
+  rows = list(results["methods"].values()) or [results["original"]]
+  return f"{rows[0]['max_epsilon']:g}"
+
+
+def epsilon_figure(results: dict) -> plt.Figure:
+  """Per method, the histogram of per-example ε in the score's buckets of 0.5."""
+  methods = ranked(results)
+  cols = min(5, max(1, len(methods)))
+  rows_ = math.ceil(len(methods) / cols)
+  fig, axes = plt.subplots(
+    rows_, cols, figsize=(2.6 * cols, 1.9 * rows_ + 0.6), sharex=True, sharey=True, squeeze=False
+  )
+  first = results["methods"][methods[0]] if methods else results["original"]
+  top = first["max_epsilon"]
+  edges = np.arange(0, top + 1.0, 0.5)  # the last bin: ε ≥ max (scored 0)
+  for ax, m in zip(axes.ravel(), methods):
+    row = results["methods"][m]
+    eps = np.minimum(np.asarray(row["epsilons"]), top + 0.25)
+    colour = HIGHLIGHT_COLOUR if m == HIGHLIGHT else OTHER_COLOUR
+    ax.hist(eps, bins=edges, color=colour, alpha=0.85)
+    ax.axvline(top, color="k", lw=0.8, ls="--")
+    ax.set_title(f"{m}: {row['forget_score']:.3f}", fontsize=9, color=colour)
+  for ax in axes.ravel()[len(methods) :]:
+    ax.axis("off")
+  for ax in axes[-1]:
+    ax.set_xlabel("ε per example")
+  for ax in axes[:, 0]:
+    ax.set_ylabel("examples")
+  fig.suptitle(
+    f"{results['scenario']}: per-example ε (N = {results['models']}); right of the dashed "
+    "line an example scores 0",
+    fontsize=10,
+  )
+  fig.tight_layout()
+  return fig
+
+
+def chosen_examples(retrained_confs: np.ndarray, k: int = 4) -> np.ndarray:
+  """Forget rows at spread quantiles of the retrained models' median confidence: from
+  rows retrained models find hard to rows they find easy."""
+  median = np.median(retrained_confs, axis=0)
+  order = np.argsort(median, kind="stable")
+  picks = [order[int(q * (len(order) - 1))] for q in np.linspace(0.1, 0.95, k)]
+  return np.array(sorted(set(picks)))
+
+
+def confidence_figure(results: dict, confidences: dict) -> plt.Figure:
+  """For a few forget examples (columns) and a few methods (rows: the best, IGS, the
+  worst), the unlearned population's confidences against the retrained one's."""
+  order = ranked(results)
+  shown = list(dict.fromkeys([order[0], *([HIGHLIGHT] if HIGHLIGHT in order else []), order[-1]]))
+  examples = chosen_examples(confidences["retrained"])
+  fig, axes = plt.subplots(
+    len(shown), len(examples), figsize=(3.0 * len(examples), 2.2 * len(shown) + 0.5),
+    squeeze=False,
+  )  # fmt: skip
+  for i, m in enumerate(shown):
+    eps = results["methods"][m]["epsilons"]
+    for j, e in enumerate(examples):
+      ax = axes[i, j]
+      u, r = confidences[m][:, e], confidences["retrained"][:, e]
+      lo, hi = min(u.min(), r.min()), max(u.max(), r.max())
+      bins = np.linspace(lo, hi + 1e-9 + (hi - lo) * 1e-3, 30)
+      colour = HIGHLIGHT_COLOUR if m == HIGHLIGHT else OTHER_COLOUR
+      ax.hist(r, bins=bins, color=RETRAIN_COLOUR, alpha=0.6, label="retrained")
+      ax.hist(u, bins=bins, color=colour, alpha=0.6, label=m)
+      ax.set_title(f"{m}, forget row {e}: ε = {eps[e]:.2f}", fontsize=8)
+      if i == len(shown) - 1:
+        ax.set_xlabel("logit-scaled confidence")
+      if j == 0:
+        ax.legend(fontsize=7, frameon=False)
+  fig.suptitle(
+    f"{results['scenario']}: a forget example's confidence under {results['models']} "
+    "unlearned runs and as many retrained models",
+    fontsize=10,
+  )
+  fig.tight_layout()
+  return fig
+
+
+FIGURES = (
+  (
+    "epsilons.png",
+    "Per-example ε",
+    "One panel per method (best forget score first; IGS in red): how many forget examples "
+    "fall in each ε bucket of 0.5. An example in bucket k scores 2^−k; beyond the dashed "
+    "line (ceil(ln(N − 1)), the largest ε that N models can show) it scores 0. A method "
+    "that looks retrained piles its examples on the left.",
+  ),
+  (
+    "confidences.png",
+    "What the score sees",
+    "For four forget examples (columns: from one retrained models find hard to one they "
+    "find easy) the logit-scaled confidence of the true label under every retrained model "
+    "(grey) and every unlearned run (colour), for the best method, IGS and the worst. "
+    "Where the two histograms overlap, no rule tells them apart and ε is small.",
+  ),
+)
+
+
+def write_all(results: dict, out_dir) -> list[pathlib.Path]:
+  """``results.md``, the figures and ``report.md`` in ``out_dir`` (which holds
+  ``confidences.npz``)."""
+  out_dir = pathlib.Path(out_dir)
+  md = table(results)
+  (out_dir / "results.md").write_text(md)
+  paths = [out_dir / "results.md"]
+  if results["methods"]:
+    with np.load(out_dir / "confidences.npz") as z:
+      confidences = {k: z[k] for k in z.files}
+    for name, fig in (
+      ("epsilons.png", epsilon_figure(results)),
+      ("confidences.png", confidence_figure(results, confidences)),
+    ):
+      fig.savefig(out_dir / name, dpi=110)
+      plt.close(fig)
+      paths.append(out_dir / name)
+  lines = [md.splitlines()[0], "", results.get("description", ""), ""]
+  for name, title, caption in FIGURES:
+    if (out_dir / name).exists():
+      lines += [f"## {title}", "", f"![{title}]({name})", "", caption, ""]
+  lines += [
+    "## Results",
+    "",
+    "\n".join(md.splitlines()[2:]),
+    "",
+    "Every number, and each method's per-example ε, is in [results.json](results.json).",
+    "",
+    "## How this was made",
+    "",
+    *_command_block(results.get("command")),
+    "",
+    *_machine_lines(results.get("machine") or {}),
+    f"- wall time: {results.get('wall_seconds', 0):.1f} s for the audit; the retrained "
+    f"population took {results['retrained']['seconds']:.1f} s to train (cached in the workdir "
+    f"afterwards); scoring every method took {results['score_seconds']:.1f} s",
+    "",
+  ]
+  (out_dir / "report.md").write_text("\n".join(lines))
+  paths.append(out_dir / "report.md")
+  return paths
