@@ -15,6 +15,7 @@ run's to float rounding (tested).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from typing import Any, NamedTuple
@@ -199,8 +200,7 @@ def train_population(
       else:
         bar.update(1)
       bar.set_postfix_str(f"loss {float(np.mean(np.asarray(loss)[: len(real)])):.3f}")
-    keep = len(real)
-    out.append(jax.tree.map(lambda x: np.asarray(x[:keep]), (p, s)))
+    out.append(jax.tree.map(functools.partial(_head, n=len(real)), (p, s)))
   bar.close()
   params = jax.tree.map(lambda *xs: np.concatenate(xs), *[a for a, _ in out])
   state = jax.tree.map(lambda *xs: np.concatenate(xs), *[b for _, b in out])
@@ -326,6 +326,10 @@ def score_population(
     acc(train[:, retain], labels[retain]),
     acc(test[:, keep], test_labels[keep]),
   )
+
+
+def _head(x, n):
+  return np.asarray(x[:n])
 
 
 def _stderr(message: str) -> None:
