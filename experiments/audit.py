@@ -74,8 +74,9 @@ class AuditContext:
 def prepare(
   scenario, workdir, models: int, *, pretrain_overrides=(), data_dir=None, progress=True
 ) -> AuditContext:
-  if models < 4:
-    raise ConfigError(f"--models must be at least 4 (two halves of two), got {models}")
+  if models < 8:
+    # the ceiling's likelihood-ratio test fits and scores halves of each half
+    raise ConfigError(f"--models must be at least 8 (halves of halves of two), got {models}")
   out_dir = pathlib.Path(workdir) / scenario.name
   pre = override(configs.get_pretrain_config(scenario.pretrain_config), list(pretrain_overrides))
   dataset = data_lib.load_dataset(pre.dataset, data_dir)
