@@ -151,14 +151,43 @@ def retrained_population(ctx: AuditContext, *, progress=True) -> tuple:
   return joined, seconds
 
 
-def method_config(ctx: AuditContext, method: str, overrides=()):
-  return override(make_config(method, ctx.scenario.unlearn), list(overrides))
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  """One row of the audit: a method, under its own name or a variant's label with config
+  overrides of its own (``--variant igs-tol0=igs:tolerance=0.0``)."""
+
+  label: str
+  method: str
+  overrides: tuple = ()
 
 
-def unlearned_population(ctx: AuditContext, method: str, overrides=(), say=None) -> None:
-  """Runs ``method`` once per seed from the original and stores the population's scores
-  (``<audit>/<method>.npz`` and ``.json``)."""
-  cfg = method_config(ctx, method, overrides)
+def parse_variant(text: str) -> Entry:
+  """``LABEL=METHOD[:KEY=VALUE[:KEY=VALUE...]]``.
+
+  Example:
+    >>> parse_variant("igs-warm=igs:init_multiplier=10:tolerance=0.0")
+    Entry(label='igs-warm', method='igs', overrides=('init_multiplier=10', 'tolerance=0.0'))
+  """
+  label, sep, rest = text.partition("=")
+  if not sep or not label or not rest:
+    raise ConfigError(f"--variant {text!r} is not LABEL=METHOD[:KEY=VALUE...]")
+  if not all(c.isalnum() or c in "-_." for c in label):
+    raise ConfigError(f"--variant label {label!r}: use letters, digits, '-', '_' or '.'")
+  method, *overrides = rest.split(":")
+  return Entry(label, method, tuple(overrides))
+
+
+def method_config(ctx, entry: Entry, overrides=()):
+  """Scenario < method defaults < the user's ``--set`` < the variant's own overrides
+  (``ctx``: an :class:`AuditContext` or anything with its ``scenario``)."""
+  cfg = override(make_config(entry.method, ctx.scenario.unlearn), list(overrides))
+  return override(cfg, list(entry.overrides))
+
+
+def unlearned_population(ctx: AuditContext, entry: Entry, overrides=(), say=None) -> None:
+  """Runs ``entry`` once per seed from the original and stores the population's scores
+  (``<audit>/<label>.npz`` and ``.json``)."""
+  cfg = method_config(ctx, entry, overrides)
   m = ctx.original
   pop = population.unlearn_population(
     cfg, m.fm, m.params, m.model_state, ctx.dataset, ctx.forget_set, range(ctx.models), say=say
@@ -168,47 +197,50 @@ def unlearned_population(ctx: AuditContext, method: str, overrides=(), say=None)
     pop.fm, pop.params, pop.model_state, ctx.dataset, ctx.forget_set
   )
   meta = {
-    "method": method,
+    "method": entry.method,
+    "label": entry.label,
     "config": cfg.to_dict(),
     "models": ctx.models,
     "seconds": pop.seconds,
     "compile_seconds": pop.compile_seconds,
     "eval_seconds": time.perf_counter() - t,
     "batch_mode": pop.batch_mode,
-    "forget_target": get_method(method).forget_target(cfg),
+    "forget_target": get_method(entry.method).forget_target(cfg),
   }
-  _save_scores(ctx.audit_dir / method, scores, meta)
+  _save_scores(ctx.audit_dir / entry.label, scores, meta)
 
 
-def run_methods(ctx: AuditContext, methods, overrides=(), *, progress=True) -> None:
-  """Every method's unlearned population, reusing those stored; several processes on one
-  audit each take the methods nobody holds (:class:`experiments.jobs.Claims`)."""
+def run_methods(ctx: AuditContext, entries, overrides=(), *, progress=True) -> None:
+  """Every entry's unlearned population, reusing those stored; several processes on one
+  audit each take the entries nobody holds (:class:`experiments.jobs.Claims`)."""
   claims = Claims(ctx.audit_dir)
-  for m in methods:  # a stored population made with another config is refused, not reused
-    path = ctx.audit_dir / f"{m}.json"
-    if path.exists():
-      stored = json.loads(path.read_text())["config"]
-      if stored != method_config(ctx, m, overrides).to_dict():
-        raise ConfigError(f"{path} was run with another config; use a new --workdir")
-  bar = tqdm(total=len(methods), desc=f"audit ×{ctx.models}", unit="method", disable=not progress)
+  done = lambda e: (ctx.audit_dir / f"{e.label}.json").exists()
+  for e in entries:  # a stored population made with another config is refused, not reused
+    if done(e):
+      stored = json.loads((ctx.audit_dir / f"{e.label}.json").read_text())["config"]
+      if stored != method_config(ctx, e, overrides).to_dict():
+        raise ConfigError(
+          f"{ctx.audit_dir / e.label}.json was run with another config; use a new --workdir"
+        )
+  bar = tqdm(total=len(entries), desc=f"audit ×{ctx.models}", unit="method", disable=not progress)
   try:
     while True:
-      pending = [m for m in methods if not (ctx.audit_dir / f"{m}.json").exists()]
-      bar.n = len(methods) - len(pending)
+      pending = [e for e in entries if not done(e)]
+      bar.n = len(entries) - len(pending)
       bar.refresh()
       if not pending:
         break
-      mine = next((m for m in pending if claims.take(f"{m}.json")), None)
-      if mine is None:  # every pending method is another live process's
+      mine = next((e for e in pending if claims.take(f"{e.label}.json")), None)
+      if mine is None:  # every pending entry is another live process's
         time.sleep(0.5)
         continue
-      bar.set_postfix_str(mine)
+      bar.set_postfix_str(mine.label)
       unlearned_population(ctx, mine, overrides, say=bar.write)
-      claims.release(f"{mine}.json")
+      claims.release(f"{mine.label}.json")
       if stopping.requested():
-        done = sum((ctx.audit_dir / f"{m}.json").exists() for m in methods)
+        n = sum(map(done, entries))
         raise stopping.Stopped(
-          f"stopped with {done} of {len(methods)} methods stored; rerun the same command to finish"
+          f"stopped with {n} of {len(entries)} methods stored; rerun the same command to finish"
         )
   finally:
     claims.release_all()
@@ -249,7 +281,7 @@ def audit_row(unlearned, retrained) -> dict:
   }
 
 
-def score_audit(ctx: AuditContext, methods, retrained, retrain_seconds) -> dict:
+def score_audit(ctx: AuditContext, entries, retrained, retrain_seconds) -> dict:
   """The audit's results: a row per method, the original (doing nothing: N copies of
   one model) and the ceiling (the retrained population's halves against each other)."""
   n = ctx.models
@@ -267,15 +299,16 @@ def score_audit(ctx: AuditContext, methods, retrained, retrain_seconds) -> dict:
   ceiling_lira = metrics_lib.lira_separability(r[0::2], r[1::2])
   rows = {}
   t = time.perf_counter()
-  for method in methods:
-    scores, meta = _load_scores(ctx.audit_dir / method)
+  for e in entries:
+    scores, meta = _load_scores(ctx.audit_dir / e.label)
     start = time.perf_counter()
-    rows[method] = {
+    rows[e.label] = {
       **audit_row(scores, retrained),
       "seconds": meta["seconds"],
       "compile_seconds": meta["compile_seconds"],
       "eval_seconds": meta["eval_seconds"],
       "score_seconds": time.perf_counter() - start,
+      "method": e.method,
       "config": meta["config"],
     }
   return {
@@ -304,6 +337,7 @@ def run_audit(
   *,
   models: int | None = None,
   methods=None,
+  variants=(),
   forget: str | None = None,
   overrides=(),
   pretrain_overrides=(),
@@ -312,14 +346,20 @@ def run_audit(
   command: str | None = None,
 ) -> dict:
   """Runs (or finishes) one scenario's audit and writes its results, tables, figures and
-  report; returns the results."""
+  report; returns the results. ``variants``: ``LABEL=METHOD[:KEY=VALUE...]`` rows beside
+  ``methods`` (:func:`parse_variant`)."""
   start = time.perf_counter()
   scenario = get_scenario(name)
   if forget:
     scenario = with_forget(scenario, forget)
-  methods = list(methods or METHODS)
-  for m in methods:
-    get_method(m)  # an unknown method fails before any work
+  entries = [Entry(m, m) for m in (methods or ([] if variants else METHODS))]
+  entries += [parse_variant(v) for v in variants]
+  labels = [e.label for e in entries]
+  if len(set(labels)) != len(labels):
+    raise ConfigError(f"two audit rows share a name: {labels}")
+  for e in entries:  # an unknown method or config key fails before any work
+    get_method(e.method)
+    method_config(AuditContext(scenario, *[None] * 7), e, overrides)
   models = models or default_models()
   ctx = prepare(
     scenario,
@@ -330,15 +370,15 @@ def run_audit(
     progress=progress,
   )
   retrained, retrain_seconds = retrained_population(ctx, progress=progress)
-  run_methods(ctx, methods, overrides, progress=progress)
-  results = score_audit(ctx, methods, retrained, retrain_seconds)
+  run_methods(ctx, entries, overrides, progress=progress)
+  results = score_audit(ctx, entries, retrained, retrain_seconds)
   results["machine"] = machine_info()
   results["command"] = command
   results["wall_seconds"] = time.perf_counter() - start
   np.savez(
     ctx.audit_dir / "confidences.npz",
     retrained=retrained.confidences,
-    **{m: _load_scores(ctx.audit_dir / m)[0].confidences for m in methods},
+    **{e.label: _load_scores(ctx.audit_dir / e.label)[0].confidences for e in entries},
   )
   write_json_atomic(ctx.audit_dir / "results.json", results, indent=1)
   audit_report.write_all(results, ctx.audit_dir)
@@ -355,6 +395,14 @@ def build_parser():
   )  # fmt: skip
   p.add_argument(
     "--methods", help="comma-separated subset of " + ", ".join(METHODS) + "; unset: all"
+  )
+  p.add_argument(
+    "--variant",
+    action="append",
+    default=[],
+    metavar="LABEL=METHOD[:KEY=VALUE...]",
+    help="a row of its own: METHOD with config overrides, named LABEL (repeatable), e.g. "
+    "igs-tol0=igs:tolerance=0.0; with --variant and no --methods only the variants run",
   )
   p.add_argument(
     "--models",
@@ -404,6 +452,7 @@ def main(argv=None):
     workdir,
     models=args.models,
     methods=args.methods.split(",") if args.methods else None,
+    variants=args.variant,
     forget=args.forget,
     overrides=args.set,
     pretrain_overrides=args.pretrain_set,
