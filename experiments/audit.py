@@ -261,6 +261,7 @@ def audit_row(unlearned, retrained) -> dict:
   full = metrics_lib.forget_score(u, r)
   halves = [metrics_lib.forget_score(u[k::2], r[k::2]).score for k in (0, 1)]
   lira = metrics_lib.lira_separability(u, r)
+  where = metrics_lib.location_and_spread(u, r)
   acc = _accuracies(unlearned)
   final = metrics_lib.final_score(
     full.score,
@@ -275,6 +276,8 @@ def audit_row(unlearned, retrained) -> dict:
     "final_score": final,
     "lira_accuracy": lira.accuracy,
     "lira_auc": lira.auc,
+    "shift": where.shift,
+    "spread_ratio": where.spread_ratio,
     "epsilons": full.epsilons.tolist(),
     "max_epsilon": full.max_epsilon,
     **acc,
@@ -297,6 +300,7 @@ def score_audit(ctx: AuditContext, entries, retrained, retrain_seconds) -> dict:
   r = retrained.confidences
   ceiling = metrics_lib.forget_score(r[0::2], r[1::2])
   ceiling_lira = metrics_lib.lira_separability(r[0::2], r[1::2])
+  ceiling_where = metrics_lib.location_and_spread(r[0::2], r[1::2])
   rows = {}
   t = time.perf_counter()
   for e in entries:
@@ -323,6 +327,8 @@ def score_audit(ctx: AuditContext, entries, retrained, retrain_seconds) -> dict:
       "forget_score": ceiling.score,
       "lira_accuracy": ceiling_lira.accuracy,
       "lira_auc": ceiling_lira.auc,
+      "shift": ceiling_where.shift,
+      "spread_ratio": ceiling_where.spread_ratio,
       "models": len(r[0::2]),
       "max_epsilon": ceiling.max_epsilon,
     },

@@ -37,11 +37,14 @@ def table(results: dict) -> str:
     f"Halves: the score of two disjoint halves ({half} against {half}, a lower ceiling). "
     "Final = forget score × RA/RA_retrain × TA/TA_retrain. LR test: balanced accuracy and "
     "AUC (%) of a per-example Gaussian likelihood-ratio test telling an unlearned model from "
-    "a retrained one (50 = indistinguishable). UA, RA, TA: mean ± std over the population. "
+    "a retrained one (50 = indistinguishable). Shift: median over examples of |median "
+    "confidence unlearned − retrained|; spread: median over examples of the ratio of their "
+    "standard deviations (1 = as wide as retraining). UA, RA, TA: mean ± std over the population. "
     "Cost: seconds to run the whole population (compile included).",
     "",
-    "| method | forget score | halves | final | LR test acc. | LR AUC | UA | RA | TA | cost s |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| method | forget score | halves | final | LR test acc. | LR AUC | shift | spread | UA | RA "
+    "| TA | cost s |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ]
 
   def acc(row, k):
@@ -52,7 +55,8 @@ def table(results: dict) -> str:
     h = f"{halves[0]:.3f} / {halves[1]:.3f}" if halves else "—"
     return (
       f"| {name} | {row['forget_score']:.3f} | {h} | {row['final_score']:.3f} | "
-      f"{row['lira_accuracy']:.1f} | {row['lira_auc']:.1f} | {acc(row, 'UA')} | "
+      f"{row['lira_accuracy']:.1f} | {row['lira_auc']:.1f} | {row['shift']:.2f} | "
+      f"{row['spread_ratio']:.2f} | {acc(row, 'UA')} | "
       f"{acc(row, 'RA')} | {acc(row, 'TA')} | {cost} |"
     )
 
@@ -65,6 +69,7 @@ def table(results: dict) -> str:
   lines += [
     f"| *retrain vs retrain ({half} vs {half}: the ceiling of the halves)* | "
     f"{c['forget_score']:.3f} | | | {c['lira_accuracy']:.1f} | {c['lira_auc']:.1f} | "
+    f"{c['shift']:.2f} | {c['spread_ratio']:.2f} | "
     f"{acc(r, 'UA')} | {acc(r, 'RA')} | {acc(r, 'TA')} | {r['seconds']:.1f} |",
     "",
   ]
@@ -213,3 +218,59 @@ def write_all(results: dict, out_dir) -> list[pathlib.Path]:
   (out_dir / "report.md").write_text("\n".join(lines))
   paths.append(out_dir / "report.md")
   return paths
+
+
+def summary_table(all_results: list[dict]) -> str:
+  """One table over several audits (the README's): per method and scenario, the forget
+  score with the LR test's accuracy in brackets; the ceiling and N under each scenario."""
+  methods = list(dict.fromkeys(m for r in all_results for m in ranked(r)))
+  head = " | ".join(f"{r['scenario']} (N = {r['models']})" for r in all_results)
+  lines = [f"| method | {head} |", "|---|" + "---:|" * len(all_results)]
+
+  def cell(r, m):
+    row = r["methods"].get(m)
+    if row is None:
+      return "—"
+    return f"{row['forget_score']:.3f} ({row['lira_accuracy']:.0f})"
+
+  for m in methods:
+    name = f"**{m}**" if m == HIGHLIGHT else m
+    lines.append(f"| {name} | " + " | ".join(cell(r, m) for r in all_results) + " |")
+  lines.append(
+    "| original (no unlearning) | "
+    + " | ".join(
+      f"{r['original']['forget_score']:.3f} ({r['original']['lira_accuracy']:.0f})"
+      for r in all_results
+    )
+    + " |"
+  )
+  lines.append(
+    "| *retrain vs retrain, N/2 each (ceiling)* | "
+    + " | ".join(
+      f"{r['ceiling']['forget_score']:.3f} ({r['ceiling']['lira_accuracy']:.0f})"
+      for r in all_results
+    )
+    + " |"
+  )
+  return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+  """``python -m experiments.audit_report FOLDER...``: the summary table of the audits in
+  those folders (each holding a ``results.json``), printed and written to ``--out``."""
+  import argparse  # noqa: PLC0415
+  import json  # noqa: PLC0415
+
+  p = argparse.ArgumentParser(description="the summary table of several audits")
+  p.add_argument("folders", nargs="+", help="audit folders, each with a results.json")
+  p.add_argument("--out", help="also write the table here")
+  args = p.parse_args(argv)
+  results = [json.loads((pathlib.Path(f) / "results.json").read_text()) for f in args.folders]
+  text = summary_table(results)
+  if args.out:
+    pathlib.Path(args.out).write_text(text)
+  print(text)
+
+
+if __name__ == "__main__":
+  main()

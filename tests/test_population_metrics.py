@@ -196,3 +196,15 @@ def test_lira_separability_against_closed_forms():
 def test_bad_input_is_refused(u, r, match):
   with pytest.raises(ValueError, match=match):
     metrics.forget_score(u, r)
+
+
+def test_location_and_spread_in_closed_form():
+  rng = np.random.default_rng(5)
+  r = rng.normal(size=(2000, 10))
+  u = 0.25 * rng.normal(size=(2000, 10)) - 1.5
+  ls = metrics.location_and_spread(u, r)
+  assert abs(ls.shift - 1.5) < 0.1 and abs(ls.spread_ratio - 0.25) < 0.02
+  np.testing.assert_allclose(ls.per_example_shift, -1.5, atol=0.15)
+  # a point mass against a spread: ratio 0; two point masses: 1 (equally wide)
+  assert metrics.location_and_spread(np.ones((8, 1)), r[:8, :1]).spread_ratio == 0.0
+  assert metrics.location_and_spread(np.ones((8, 1)), np.zeros((8, 1))).spread_ratio == 1.0

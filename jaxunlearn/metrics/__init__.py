@@ -73,6 +73,8 @@ __all__ = [
   "lira_separability",
   "ForgetScore",
   "LiraSeparability",
+  "location_and_spread",
+  "LocationSpread",
 ]
 
 #: The four metrics reported for every unlearning run, in table order.
@@ -548,9 +550,11 @@ def format_mean_std(mean: float, std: float, digits: int = 2) -> str:
 from jaxunlearn.metrics.population import (  # noqa: E402
   ForgetScore,
   LiraSeparability,
+  LocationSpread,
   example_epsilons,
   final_score,
   forget_score,
   lira_separability,
+  location_and_spread,
   logit_scaled_confidence,
 )

@@ -15,6 +15,8 @@ This module is written from the challenge's definitions (no code of theirs):
   (one threshold; two thresholds around the peakier population), δ = 1e-5;
 * :func:`forget_score` — the mean of ``2^−k`` over examples, k the ε bucket;
 * :func:`final_score` — the forget score × the utility ratios (retain, test);
+* :func:`location_and_spread` — why an example fails: its populations' medians apart, or
+  the unlearned one too narrow;
 * :func:`lira_separability` — Gaussians fitted to each population per example
   (U-LiRA's idea, Hayes et al. 2024), cross-fitted: how often a likelihood-ratio test
   tells an unlearned model from a retrained one (50 % = indistinguishable).
@@ -50,6 +52,8 @@ __all__ = [
   "final_score",
   "LiraSeparability",
   "lira_separability",
+  "LocationSpread",
+  "location_and_spread",
 ]
 
 #: δ of the (ε, δ) budget.
@@ -273,6 +277,39 @@ def final_score(
     0.45
   """
   return float(score * (retain_unlearned / retain_retrained) * (test_unlearned / test_retrained))
+
+
+class LocationSpread(NamedTuple):
+  """:func:`location_and_spread`'s answer: medians over forget examples, and per example."""
+
+  shift: float  # median over examples of |median_u − median_r| (confidence units)
+  spread_ratio: float  # median over examples of std_u / std_r (1 = the retrained spread)
+  per_example_shift: np.ndarray  # signed: median_u − median_r
+  per_example_spread_ratio: np.ndarray
+
+
+def location_and_spread(unlearned_confs: Any, retrained_confs: Any) -> LocationSpread:
+  """Why an example's ε is what it is, in two numbers: how far the unlearned population's
+  median lies from the retrained one's, and how wide it is against the retrained one.
+
+  A population can fail the forget score either way: far off (it moved the example too
+  much or too little) or too narrow (runs from one original agree with each other more
+  than retrained models do; the interval rule, and below a ratio of 0.01 the cap, catch
+  that).
+
+  Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> ls = location_and_spread(rng.normal(2.0, 0.5, (4000, 3)), rng.normal(0.0, 1.0, (4000, 3)))
+    >>> round(ls.shift, 1), round(ls.spread_ratio, 1)
+    (2.0, 0.5)
+  """
+  u, r = _population_pair(unlearned_confs, retrained_confs)
+  shift = np.median(u, axis=0) - np.median(r, axis=0)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    ratio = u.std(axis=0) / r.std(axis=0)
+  ratio = np.where(np.isfinite(ratio), ratio, np.where(u.std(axis=0) > 0, np.inf, 1.0))
+  return LocationSpread(float(np.median(np.abs(shift))), float(np.median(ratio)), shift, ratio)
 
 
 class LiraSeparability(NamedTuple):

@@ -12,6 +12,8 @@ COMMANDS = [
   "experiments.pareto",
   "experiments.igs_variants",
   "experiments.ranks",
+  "experiments.audit",
+  "benchmarks.forget_score",
   "benchmarks.conv_grad",
   "benchmarks.convex",
   "benchmarks.scaling",
