@@ -17,6 +17,7 @@ from typing import Any
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.transforms.implicit import DUALS, REFERENCES, SIGNALS
 
+FORGET_OBJECTIVES = ("rl", "ga", "heldout")
 LAYOUTS = ("mixed", "split", "denoise")  # jaxunlearn.engine.layouts.LAYOUTS (tested equal)
 
 
@@ -87,7 +88,11 @@ class UnlearnConfig:
   n_retain: int = 64
   n_forget: int = 16
   forget_labels: str = "random_wrong"  # random targets: "random_wrong" or "random_all"
-  forget_objective: str = "rl"  # L_f of surgery/MOO/weighting methods: "rl" | "ga"
+  forget_objective: str = "rl"  # L_f of surgery/MOO/weighting methods: "rl" | "ga" | "heldout"
+  # "heldout": gradient ascent on the forget rows' true-label loss until their mean reaches
+  # this held-out level (< 0: the original model's mean loss on the validation split,
+  # measured when the run starts; retrain-blind)
+  heldout_loss: float = -1.0
   seed: int = 0
   # implicit gradient surgery (defaults: the paper's update; the igs method's own
   # defaults in the registry are the anchored variant)
@@ -141,8 +146,11 @@ class UnlearnConfig:
       raise ConfigError(
         f"forget_labels must be 'random_wrong' or 'random_all', got {self.forget_labels!r}"
       )
-    if self.forget_objective not in ("rl", "ga"):
-      raise ConfigError(f"forget_objective must be 'rl' or 'ga', got {self.forget_objective!r}")
+    if self.forget_objective not in FORGET_OBJECTIVES:
+      raise ConfigError(
+        f"forget_objective must be one of {', '.join(FORGET_OBJECTIVES)}, "
+        f"got {self.forget_objective!r}"
+      )
     if self.signal not in SIGNALS:
       raise ConfigError(f"unknown signal {self.signal!r}; valid: {', '.join(SIGNALS)}")
     if self.reference not in REFERENCES:
@@ -184,6 +192,7 @@ TRACEABLE = (
   "scrub_gamma",
   "scrub_max_fraction",
   "npo_beta",
+  "heldout_loss",
 )
 
 

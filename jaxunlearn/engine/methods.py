@@ -144,7 +144,30 @@ def forget_objective(out, cfg: UnlearnConfig):
     return _random_labels(out)
   if cfg.forget_objective == "ga":
     return -_forget_ce(out)
-  raise ConfigError(f"unknown forget_objective {cfg.forget_objective!r}; choose 'rl' or 'ga'")
+  if cfg.forget_objective == "heldout":
+    return _up_to_heldout(out, cfg.heldout_loss)
+  raise ConfigError(
+    f"unknown forget_objective {cfg.forget_objective!r}; choose 'rl', 'ga' or 'heldout'"
+  )
+
+
+def _up_to_heldout(out, level):
+  """Gradient ascent on the forget rows' mean true-label loss, switched off once it
+  reaches ``level`` (a held-out loss): share × max(level − mean, 0), ≥ 0.
+
+  For random forgetting, where a retrained model still classifies most forget rows and
+  looks at them as at held-out rows: random labels push every row far past that (measured
+  in docs/design.md §10), while ascent on the mean loss moves the rows the model is least
+  sure of most (the gradient of a row's loss scales with 1 − p_y) and stops at the
+  held-out level. The share (the forget part's weight in the batch) keeps the mixed
+  batches' scaling of the other objectives.
+  """
+  losses, weight = out["forget_true_losses"], out["forget_weight"]
+  if weight is None:  # split layout: a plain mean
+    return jnp.maximum(level - jnp.mean(losses), 0.0)
+  share = jnp.sum(weight)
+  mean = jnp.sum(losses * weight) / jnp.maximum(share, 1e-12)
+  return share * jnp.maximum(level - mean, 0.0)
 
 
 def _forget_ce(out):
@@ -175,6 +198,8 @@ def _rl_target(cfg):
 
 
 def _objective_target(cfg):
+  if cfg.forget_objective == "heldout":
+    return "GA up to the held-out loss"
   return "GA (true labels)" if cfg.forget_objective == "ga" else _rl_target(cfg)
 
 

@@ -21,9 +21,10 @@ from jaxunlearn.engine import memory as memory_lib
 from jaxunlearn.engine import methods as methods_lib
 from jaxunlearn.engine import parallel, stopping
 from jaxunlearn.engine.config import TRACEABLE, UnlearnConfig
-from jaxunlearn.engine.layouts import LAYOUTS
+from jaxunlearn.engine.layouts import LAYOUTS, example_loss
 from jaxunlearn.engine.progress import CompileApartBar
-from jaxunlearn.engine.steps import make_unlearn_step, unlearn_step
+from jaxunlearn.engine.steps import make_predict, make_unlearn_step, unlearn_step
+from jaxunlearn.errors import ConfigError
 
 
 @dataclasses.dataclass
@@ -44,6 +45,35 @@ def _cached_step(fm, cfg: UnlearnConfig, optimizer=None):
   compile."""
   tx = methods_lib.build_transformation(cfg, optimizer=optimizer)
   return tx, make_unlearn_step(fm, methods_lib.get_method(cfg.method), cfg, tx)
+
+
+def with_heldout_loss(cfg: UnlearnConfig, fm, params, model_state, dataset) -> UnlearnConfig:
+  """``cfg`` with its held-out level measured, for ``forget_objective="heldout"`` left at
+  ``heldout_loss < 0``: the mean per-example loss of ``(params, model_state)`` (the
+  original model) on the validation split. Any other config is returned as it is.
+
+  Example:
+    >>> from jaxunlearn import data
+    >>> from jaxunlearn.engine import training
+    >>> from jaxunlearn.engine.config import TrainConfig
+    >>> from jaxunlearn.engine.methods import make_config
+    >>> ds = data.load_dataset("digits")
+    >>> fm, params, state = training.build_model(TrainConfig(), ds)
+    >>> cfg = make_config("igs", forget_objective="heldout")
+    >>> cfg = with_heldout_loss(cfg, fm, params, state, ds)
+    >>> 2.0 < cfg.heldout_loss < 2.6  # an untrained 10-class model: about log 10
+    True
+  """
+  if cfg.forget_objective != "heldout" or cfg.heldout_loss >= 0:
+    return cfg
+  if not len(dataset.val):
+    raise ConfigError(
+      "forget_objective=heldout measures the original's loss on the validation split, "
+      "and this dataset has none; pass heldout_loss=VALUE"
+    )
+  logits = make_predict(fm)(params, model_state, dataset.val.images)
+  losses = example_loss(fm)(logits, jnp.asarray(dataset.val.labels))
+  return dataclasses.replace(cfg, heldout_loss=float(jnp.mean(losses)))
 
 
 def _step(cfg, fm, params, model_state, dataset, forget_set, optimizer):
@@ -110,7 +140,9 @@ def unlearn(
     ['forget_loss', 'multiplier', 'retain_decrease', 'retain_loss', 'skipped', 'weights']
   """
   methods_lib.get_method(cfg.method)  # an unknown method fails before any work
-  cfg = cfg.validate()
+  cfg = with_heldout_loss(
+    cfg.validate(), fm, params if anchor is None else anchor, model_state, dataset
+  )
   n_forget = min(cfg.n_forget, len(forget_set.forget_idx))
   n_retain = min(cfg.n_retain, len(forget_set.retain_idx))
   layout = LAYOUTS[cfg.layout]
@@ -345,7 +377,7 @@ def unlearn_batch(
   """
   if vectorize not in ("auto", "vmap", "map"):
     raise ValueError(f"vectorize must be 'auto', 'vmap' or 'map', got {vectorize!r}")
-  configs = [c.validate() for c in configs]
+  configs = [with_heldout_loss(c.validate(), fm, params, model_state, dataset) for c in configs]
   if not configs:
     raise ValueError("unlearn_batch needs at least one config")
   base = program_config(configs[0])

@@ -1,5 +1,6 @@
 """The method registry: every entry is complete, tunable on an equal budget, and valid."""
 
+import numpy as np
 import pytest
 
 from jaxunlearn.engine.methods import METHODS, TUNING_BUDGET, get_method, make_config
@@ -28,3 +29,39 @@ def test_igs_defaults_to_the_anchored_variant_and_igs_paper_is_the_paper():
   assert (igs.dual_optimizer, igs.dual_lr, igs.tolerance) == ("sgd", 30.0, 0.02)
   assert (paper.reference, paper.normalize_weights, paper.log_losses) == ("previous", False, True)
   assert (paper.dual_optimizer, paper.dual_lr, paper.dual_weight_decay) == ("adam", 1.0, 0.01)
+
+
+def test_heldout_objective_is_ascent_up_to_the_level():
+  import jax
+  import jax.numpy as jnp
+
+  from jaxunlearn.engine.methods import forget_objective, make_config
+
+  losses = jnp.array([0.1, 0.3, 9.0, 0.0])  # the third row is a retain row (weight 0)
+  weight = jnp.array([0.25, 0.25, 0.0, 0.25])
+  out = {"forget_true_losses": losses, "forget_weight": weight}
+  cfg = make_config("igs", forget_objective="heldout", heldout_loss=0.5)
+  # the forget part: mean (0.1 + 0.3 + 0) / 3, share 0.75
+  assert float(forget_objective(out, cfg)) == pytest.approx(0.75 * (0.5 - 0.4 / 3))
+  above = make_config("igs", forget_objective="heldout", heldout_loss=0.1)
+  assert float(forget_objective(out, above)) == 0.0
+  grad = jax.grad(lambda l: forget_objective({**out, "forget_true_losses": l}, cfg))(losses)
+  np.testing.assert_allclose(grad, -weight, atol=1e-7)  # ascent on each forget row's loss
+  split = {"forget_true_losses": jnp.array([0.1, 0.3]), "forget_weight": None}
+  assert float(forget_objective(split, cfg)) == pytest.approx(0.3)
+
+
+def test_heldout_level_is_the_originals_validation_loss():
+  from jaxunlearn import data, metrics
+  from jaxunlearn.engine import training
+  from jaxunlearn.engine.config import TrainConfig
+  from jaxunlearn.engine.steps import make_predict
+  from jaxunlearn.engine.unlearning import with_heldout_loss
+
+  ds = data.load_dataset("digits")
+  fm, params, state = training.build_model(TrainConfig(model_kwargs={"hidden": (8,)}), ds)
+  cfg = with_heldout_loss(make_config("igs", forget_objective="heldout"), fm, params, state, ds)
+  logits = np.asarray(make_predict(fm)(params, state, ds.val.images))
+  assert cfg.heldout_loss == pytest.approx(metrics.per_example_loss(logits, ds.val.labels).mean())
+  given = make_config("igs", forget_objective="heldout", heldout_loss=0.3)
+  assert with_heldout_loss(given, fm, params, state, ds) is given
