@@ -87,18 +87,23 @@ def prepare(
   return AuditContext(scenario, out_dir, audit_dir, pre, dataset, forget_set, original, models)
 
 
+def _beside(path: pathlib.Path, suffix: str) -> pathlib.Path:
+  # not with_suffix: a label such as "igs-lr0.001" has a dot of its own
+  return path.parent / (path.name + suffix)
+
+
 def _save_scores(path: pathlib.Path, scores: population.PopulationScores, meta: dict) -> None:
   """Scores (npz) then their record (json): the json's presence says the job is done."""
-  tmp = path.with_suffix(".tmp.npz")
+  tmp = _beside(path, ".tmp.npz")
   np.savez(tmp, **scores.as_arrays())
-  tmp.replace(path.with_suffix(".npz"))
-  write_json_atomic(path.with_suffix(".json"), meta)
+  tmp.replace(_beside(path, ".npz"))
+  write_json_atomic(_beside(path, ".json"), meta)
 
 
 def _load_scores(path: pathlib.Path) -> tuple[population.PopulationScores, dict]:
-  with np.load(path.with_suffix(".npz")) as z:
+  with np.load(_beside(path, ".npz")) as z:
     scores = population.PopulationScores(*(z[k] for k in population.PopulationScores._fields))
-  return scores, json.loads(path.with_suffix(".json").read_text())
+  return scores, json.loads(_beside(path, ".json").read_text())
 
 
 def retrained_population(ctx: AuditContext, *, progress=True) -> tuple:
@@ -111,9 +116,9 @@ def retrained_population(ctx: AuditContext, *, progress=True) -> tuple:
     seeds = tuple(range(start, min(start + RETRAIN_CHUNK, ctx.models)))
     folder = root / f"seeds-{seeds[0]}-{seeds[-1]}"
     record = folder / "scores"
-    if not record.with_suffix(".json").exists():
+    if not _beside(record, ".json").exists():
       with _exclusive(folder):
-        if not record.with_suffix(".json").exists():
+        if not _beside(record, ".json").exists():
           pop = population.train_population(
             ctx.pretrain,
             ctx.dataset,

@@ -13,7 +13,7 @@ from jaxunlearn.errors import ConfigError
 KW = dict(
   models=8,
   methods=["igs", "ft"],
-  variants=["igs-tol0=igs:tolerance=0.0"],
+  variants=["igs-tol0.0=igs:tolerance=0.0"],
   overrides=["steps=4"],
   pretrain_overrides=["epochs=3", 'model_kwargs={"hidden": [32]}'],
   progress=False,
@@ -36,8 +36,8 @@ def test_every_file_and_number(done):
   for name in ("results.json", "results.md", "report.md", "epsilons.png", "confidences.png"):
     assert (out / name).stat().st_size > 0, name
   stored = json.loads((out / "results.json").read_text())
-  assert stored["models"] == 8 and set(stored["methods"]) == {"igs", "ft", "igs-tol0"}
-  assert stored["methods"]["igs-tol0"]["config"]["tolerance"] == 0.0
+  assert stored["models"] == 8 and set(stored["methods"]) == {"igs", "ft", "igs-tol0.0"}
+  assert stored["methods"]["igs-tol0.0"]["config"]["tolerance"] == 0.0
   assert stored["methods"]["igs"]["config"]["tolerance"] == 0.02
   for row in stored["methods"].values():
     assert 0 <= row["forget_score"] <= 1 and len(row["epsilons"]) == stored["forget_rows"]
