@@ -113,7 +113,7 @@ def _budget(cfg, fm, reference, final, dataset, rows) -> dict:
   x, y = dataset.train.images[rows], dataset.train.labels[rows]
   before = _mean_loss(fm, *reference, x, y)
   after = _mean_loss(fm, *final, x, y)
-  log = cfg.log_losses and cfg.forget_objective != "ga"
+  log = methods_lib.uses_log_losses(cfg)
   phi = (lambda v: math.log(max(v, 1e-8))) if log else (lambda v: v)
   return {
     "retain_loss_before": before,

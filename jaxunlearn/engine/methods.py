@@ -207,6 +207,14 @@ def _fixed(text):
   return lambda cfg: text
 
 
+def uses_log_losses(cfg) -> bool:
+  """Whether IGS weighs log losses in this run: as configured, unless the forget
+  objective can reach or pass 0 (gradient ascent goes negative; the held-out objective
+  stops at exactly 0, where ∇log L_f = ∇L_f / L_f explodes: the paper's IGS with it
+  collapsed to TA 53 % on digits, docs/design.md §11)."""
+  return cfg.log_losses and cfg.forget_objective not in ("ga", "heldout")
+
+
 # ------------------------------------------------------------------ transformations
 
 
@@ -221,7 +229,7 @@ def _igs(cfg, inner, prepared):
     init_multiplier=cfg.init_multiplier,
     dual_optimizer=implicit.dual_optimizer(cfg.dual_optimizer, cfg.dual_lr, cfg.dual_weight_decay),
     # A gradient-ascent forget loss is negative: the log weighting needs positive losses.
-    log_losses=cfg.log_losses and cfg.forget_objective != "ga",
+    log_losses=uses_log_losses(cfg),
   )
 
 

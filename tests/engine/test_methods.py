@@ -65,3 +65,12 @@ def test_heldout_level_is_the_originals_validation_loss():
   assert cfg.heldout_loss == pytest.approx(metrics.per_example_loss(logits, ds.val.labels).mean())
   given = make_config("igs", forget_objective="heldout", heldout_loss=0.3)
   assert with_heldout_loss(given, fm, params, state, ds) is given
+
+
+def test_objectives_that_reach_zero_are_weighed_without_logs():
+  from jaxunlearn.engine.methods import uses_log_losses
+
+  assert uses_log_losses(make_config("igs_paper"))
+  for objective in ("ga", "heldout"):
+    assert not uses_log_losses(make_config("igs_paper", forget_objective=objective))
+  assert not uses_log_losses(make_config("igs"))  # the anchored default: raw losses anyway
