@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from experiments import audit_report, configs
 from experiments.cli import main_guard, parser
 from experiments.compare import pin_worker, run_workers, with_forget
-from experiments.jobs import Claims, _exclusive, trained
+from experiments.jobs import Claims, exclusive, trained
 from experiments.scenarios import SCENARIOS, get_scenario
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
@@ -117,7 +117,7 @@ def retrained_population(ctx: AuditContext, *, progress=True) -> tuple:
     folder = root / f"seeds-{seeds[0]}-{seeds[-1]}"
     record = folder / "scores"
     if not _beside(record, ".json").exists():
-      with _exclusive(folder):
+      with exclusive(folder):
         if not _beside(record, ".json").exists():
           pop = population.train_population(
             ctx.pretrain,

@@ -83,7 +83,7 @@ def trained(
   "already holds a run; pass --resume").
   """
   while not (workdir / "metrics.json").exists():
-    with _exclusive(workdir.parent / f".{workdir.name}"):
+    with exclusive(workdir.parent / f".{workdir.name}"):
       if (workdir / "metrics.json").exists():  # finished while we waited
         break
       try:
@@ -102,7 +102,7 @@ def trained(
 
 
 @contextlib.contextmanager
-def _exclusive(folder: pathlib.Path):
+def exclusive(folder: pathlib.Path):
   """Holds the :class:`~jaxunlearn.engine.locking.WorkdirLock` of ``folder`` for the
   block, waiting while another process holds it (the kernel drops a dead holder's lock,
   so a killed worker blocks nobody)."""
