@@ -66,7 +66,25 @@ class Loaded:
       raise ConfigError("load(workdir, optimizer_state=True) to read λ")
     from jaxunlearn import transforms  # noqa: PLC0415 - a reader, not a dependency
 
-    return transforms.multiplier(self.opt_state)
+    try:
+      return transforms.multiplier(self.opt_state)
+    except ValueError:
+      # A user's own optimiser (jaxunlearn.unlearn with optimizer=) cannot be rebuilt, so
+      # its state comes back as saved: nested dicts, where λ is the one "multiplier" field.
+      found = _fields_named(self.opt_state, "multiplier")
+      if len(found) != 1:
+        raise
+      return found[0]
+
+
+def _fields_named(tree, name: str) -> list:
+  """Every value stored under the key ``name`` in nested dicts and lists."""
+  if isinstance(tree, dict):
+    own = [tree[name]] if name in tree else []
+    return own + [x for k, v in tree.items() if k != name for x in _fields_named(v, name)]
+  if isinstance(tree, (list, tuple)):
+    return [x for v in tree for x in _fields_named(v, name)]
+  return []
 
 
 def _origin_metadata(meta: dict, workdir: pathlib.Path) -> dict:

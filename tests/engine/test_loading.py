@@ -80,6 +80,8 @@ def test_api_workdir_round_trip(tmp_path):
   )
   loaded = jaxunlearn.load(tmp_path / "api", optimizer_state=True)
   _equal(loaded.params, report.params)
+  # λ survives the save (the state comes back as saved dicts; issue 22, point 1)
+  assert float(loaded.multiplier) == pytest.approx(float(report.history["multiplier"][-1]))
   assert loaded.metadata["requests"][0]["rows"] == [0, 1, 2]
   same = jaxunlearn.load(tmp_path / "api", like=params)
   assert jax.tree.structure(same.params) == jax.tree.structure(params)
