@@ -35,6 +35,7 @@ import numpy as np
 import optax
 
 from benchmarks import harness
+from experiments.cli import HelpFormatter
 from jaxunlearn.engine.records import machine_info
 from jaxunlearn.nn import conv
 from jaxunlearn.nn import models as models_lib
@@ -197,9 +198,7 @@ def to_markdown(report: dict) -> str:
 
 
 def build_parser():
-  p = argparse.ArgumentParser(
-    description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-  )
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
   p.add_argument("--quick", action="store_true", help="tiny shapes, 2 rounds (seconds)")
   p.add_argument(
     "--batch", type=int, default=128, help="batch of the layers and the CNN (not with --quick)"

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import synthetic
+from experiments.cli import HelpFormatter
 from jaxunlearn.engine import parallel
 from jaxunlearn.engine.methods import build_transformation, get_method, make_config
 from jaxunlearn.engine.records import machine_info
@@ -218,9 +219,7 @@ def _csv(kind=str):
 
 
 def build_parser():
-  p = argparse.ArgumentParser(
-    description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-  )
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
   p.add_argument("--quick", action="store_true", help="small MLP on 8×8×1, few steps")
   p.add_argument(
     "--devices",

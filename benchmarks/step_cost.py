@@ -79,6 +79,7 @@ import optax
 
 import jaxunlearn
 from benchmarks import synthetic
+from experiments.cli import HelpFormatter
 from jaxunlearn import diffusion
 from jaxunlearn.engine.layouts import DIFFUSION_STEPS
 from jaxunlearn.engine.methods import ObservedLosses, build_transformation, get_method, make_config
@@ -733,7 +734,7 @@ def build_parser() -> argparse.ArgumentParser:
     prog="python -m benchmarks.step_cost",
     description="Time and memory of one jitted unlearning step per method, against the "
     "plain fine-tune step.",
-    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    formatter_class=HelpFormatter,
   )
   p.add_argument(
     "--quick",

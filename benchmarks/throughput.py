@@ -40,6 +40,7 @@ import tempfile
 import time
 
 from benchmarks import harness
+from experiments.cli import HelpFormatter
 from experiments.compare import scenario_jobs
 from experiments.jobs import prepare_scenario, run_jobs
 from experiments.scenarios import DEFAULT_SCENARIOS
@@ -146,9 +147,7 @@ def _csv(text):
 
 
 def build_parser():
-  p = argparse.ArgumentParser(
-    description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-  )
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
   p.add_argument(
     "--scenarios", type=_csv, help="comma-separated scenarios; unset: the default comparison's"
   )

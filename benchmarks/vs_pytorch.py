@@ -45,6 +45,7 @@ import jax
 import numpy as np
 
 from benchmarks import harness, step_cost
+from experiments.cli import HelpFormatter
 from jaxunlearn.engine.records import machine_info
 
 METHODS = ("plain", "igs-paper", "explicit")
@@ -375,9 +376,7 @@ def markdown(report: dict) -> str:
 
 
 def build_parser():
-  p = argparse.ArgumentParser(
-    description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-  )
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
   p.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
   p.add_argument("--layouts", default=",".join(LAYOUTS), help="comma list of shared, split")
   p.add_argument("--steps", type=int, default=20, help="timed interleaved rounds")

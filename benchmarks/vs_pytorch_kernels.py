@@ -27,6 +27,7 @@ import numpy as np
 
 from benchmarks import harness
 from benchmarks.vs_pytorch import omp_wait_policy, require_torch
+from experiments.cli import HelpFormatter
 from jaxunlearn.engine.records import machine_info
 from jaxunlearn.nn import conv as conv_lib
 
@@ -181,9 +182,7 @@ def markdown(report: dict) -> str:
 
 
 def build_parser():
-  p = argparse.ArgumentParser(
-    description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-  )
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
   p.add_argument("--rounds", type=int, default=30, help="timed interleaved calls per kernel")
   p.add_argument("--warmup", type=int, default=3, help="untimed calls first")
   p.add_argument("--batch-size", type=int, default=BATCH, help="rows per batch")

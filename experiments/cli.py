@@ -16,8 +16,14 @@ from jaxunlearn.errors import JaxUnlearnError
 USER_ERRORS = (JaxUnlearnError, OSError)
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-  """Defaults after every help text; the module docstring's examples kept as written."""
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+  """Defaults after every help text that has one (not "(default: None)" on a required or
+  unset flag); the module docstring's examples kept as written."""
+
+  def _get_help_string(self, action):
+    if action.required or action.default is None:
+      return action.help
+    return super()._get_help_string(action)
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
@@ -28,7 +34,7 @@ def parser(doc: str) -> argparse.ArgumentParser:
   """
   first, _, rest = doc.strip().partition("\n")
   return argparse.ArgumentParser(
-    description=first, epilog=rest.strip(), formatter_class=_HelpFormatter
+    description=first, epilog=rest.strip(), formatter_class=HelpFormatter
   )
 
 

@@ -54,3 +54,5 @@ def test_help_shows_the_defaults(name):
     assert f"(default: {action.default})" in text, f"{name}: {action.option_strings} default"
   if shown:
     assert "(default:" in text
+  # a required flag, or one whose absence means "unset", shows no default of None
+  assert "(default: None)" not in text, name
