@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from experiments import audit_report, configs
 from experiments.cli import main_guard, parser
 from experiments.compare import pin_worker, run_workers, with_forget
-from experiments.jobs import Claims, exclusive, trained
+from experiments.jobs import Claims, exclusive, same_config, trained
 from experiments.scenarios import SCENARIOS, get_scenario
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
@@ -223,7 +223,7 @@ def run_methods(ctx: AuditContext, entries, overrides=(), *, progress=True) -> N
   for e in entries:  # a stored population made with another config is refused, not reused
     if done(e):
       stored = json.loads((ctx.audit_dir / f"{e.label}.json").read_text())["config"]
-      if stored != method_config(ctx, e, overrides).to_dict():
+      if not same_config(stored, method_config(ctx, e, overrides)):
         raise ConfigError(
           f"{ctx.audit_dir / e.label}.json was run with another config; use a new --workdir"
         )

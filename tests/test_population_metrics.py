@@ -86,7 +86,7 @@ def _reference_score(unlearned, retrained):
   return total / unlearned.shape[1], np.array(eps)
 
 
-def _populations(kind, rng, n=16, examples=3):
+def _populations(kind, rng, n=16, examples=2):
   r = rng.normal(size=(n, examples))
   if kind == "identical":
     u = rng.normal(size=(n, examples))

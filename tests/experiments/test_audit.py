@@ -74,3 +74,20 @@ def test_bad_input_fails_before_any_work(tmp_path):
   with pytest.raises(ConfigError, match="LABEL=METHOD"):
     audit.run_audit("digits-class", tmp_path, models=8, variants=["igs"], progress=False)
   assert not any(tmp_path.iterdir())
+
+
+def test_a_population_stored_before_a_config_key_existed_is_reused(done):
+  # a key added to UnlearnConfig since (at its default) does not make the stored run stale
+  root, results = done
+  path = root / "w" / "digits-class@random-0.1" / "audit-N8" / "ft.json"
+  meta = json.loads(path.read_text())
+  del meta["config"]["heldout_loss"]
+  path.write_text(json.dumps(meta))
+  again = audit.run_audit(
+    "digits-class", root / "w", forget="random:0.1", data_dir=root / "data", **KW
+  )
+  assert again["methods"]["ft"]["epsilons"] == results["methods"]["ft"]["epsilons"]
+  meta["config"]["learning_rate"] = 0.5
+  path.write_text(json.dumps(meta))
+  with pytest.raises(ConfigError, match="another config"):
+    audit.run_audit("digits-class", root / "w", forget="random:0.1", data_dir=root / "data", **KW)
