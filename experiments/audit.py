@@ -182,17 +182,16 @@ def parse_variant(text: str) -> Entry:
   return Entry(label, method, tuple(overrides))
 
 
-def method_config(ctx, entry: Entry, overrides=()):
-  """Scenario < method defaults < the user's ``--set`` < the variant's own overrides
-  (``ctx``: an :class:`AuditContext` or anything with its ``scenario``)."""
-  cfg = override(make_config(entry.method, ctx.scenario.unlearn), list(overrides))
+def method_config(scenario, entry: Entry, overrides=()):
+  """Scenario < method defaults < the user's ``--set`` < the variant's own overrides."""
+  cfg = override(make_config(entry.method, scenario.unlearn), list(overrides))
   return override(cfg, list(entry.overrides))
 
 
 def unlearned_population(ctx: AuditContext, entry: Entry, overrides=(), say=None) -> None:
   """Runs ``entry`` once per seed from the original and stores the population's scores
   (``<audit>/<label>.npz`` and ``.json``)."""
-  cfg = method_config(ctx, entry, overrides)
+  cfg = method_config(ctx.scenario, entry, overrides)
   m = ctx.original
   pop = population.unlearn_population(
     cfg, m.fm, m.params, m.model_state, ctx.dataset, ctx.forget_set, range(ctx.models), say=say
@@ -223,7 +222,7 @@ def run_methods(ctx: AuditContext, entries, overrides=(), *, progress=True) -> N
   for e in entries:  # a stored population made with another config is refused, not reused
     if done(e):
       stored = json.loads((ctx.audit_dir / f"{e.label}.json").read_text())["config"]
-      if not same_config(stored, method_config(ctx, e, overrides)):
+      if not same_config(stored, method_config(ctx.scenario, e, overrides)):
         raise ConfigError(
           f"{ctx.audit_dir / e.label}.json was run with another config; use a new --workdir"
         )
@@ -289,9 +288,14 @@ def audit_row(unlearned, retrained) -> dict:
   }
 
 
-def score_audit(ctx: AuditContext, entries, retrained, retrain_seconds) -> dict:
-  """The audit's results: a row per method, the original (doing nothing: N copies of
-  one model) and the ceiling (the retrained population's halves against each other)."""
+def _half(scores: population.PopulationScores, k: int) -> population.PopulationScores:
+  return population.PopulationScores(*(x[k::2] for x in scores))
+
+
+def score_audit(ctx: AuditContext, stored: dict, retrained, retrain_seconds) -> dict:
+  """The audit's results from ``stored`` (label → (scores, record) of each unlearned
+  population): a row per method, the original (doing nothing: N copies of one model) and
+  the ceiling (the retrained population's halves against each other)."""
   n = ctx.models
   m = ctx.original
   one = population.score_population(
@@ -302,22 +306,17 @@ def score_audit(ctx: AuditContext, entries, retrained, retrain_seconds) -> dict:
     ctx.forget_set,
   )
   copies = population.PopulationScores(*(np.repeat(x, n, axis=0) for x in one))
-  r = retrained.confidences
-  ceiling = metrics_lib.forget_score(r[0::2], r[1::2])
-  ceiling_lira = metrics_lib.lira_separability(r[0::2], r[1::2])
-  ceiling_where = metrics_lib.location_and_spread(r[0::2], r[1::2])
   rows = {}
   t = time.perf_counter()
-  for e in entries:
-    scores, meta = _load_scores(ctx.audit_dir / e.label)
+  for label, (scores, meta) in stored.items():
     start = time.perf_counter()
-    rows[e.label] = {
+    rows[label] = {
       **audit_row(scores, retrained),
       "seconds": meta["seconds"],
       "compile_seconds": meta["compile_seconds"],
       "eval_seconds": meta["eval_seconds"],
       "score_seconds": time.perf_counter() - start,
-      "method": e.method,
+      "method": meta["method"],
       "config": meta["config"],
     }
   return {
@@ -329,13 +328,8 @@ def score_audit(ctx: AuditContext, entries, retrained, retrain_seconds) -> dict:
     "methods": rows,
     "original": {**audit_row(copies, retrained), "seconds": 0.0},
     "ceiling": {
-      "forget_score": ceiling.score,
-      "lira_accuracy": ceiling_lira.accuracy,
-      "lira_auc": ceiling_lira.auc,
-      "shift": ceiling_where.shift,
-      "spread_ratio": ceiling_where.spread_ratio,
-      "models": len(r[0::2]),
-      "max_epsilon": ceiling.max_epsilon,
+      **audit_row(_half(retrained, 0), _half(retrained, 1)),
+      "models": len(retrained.confidences[0::2]),
     },
     "retrained": {**_accuracies(retrained), "seconds": retrain_seconds},
     "score_seconds": time.perf_counter() - t,
@@ -370,7 +364,7 @@ def run_audit(
     raise ConfigError(f"two audit rows share a name: {labels}")
   for e in entries:  # an unknown method or config key fails before any work
     get_method(e.method)
-    method_config(AuditContext(scenario, *[None] * 7), e, overrides)
+    method_config(scenario, e, overrides)
   models = models or default_models()
   ctx = prepare(
     scenario,
@@ -382,14 +376,15 @@ def run_audit(
   )
   retrained, retrain_seconds = retrained_population(ctx, progress=progress)
   run_methods(ctx, entries, overrides, progress=progress)
-  results = score_audit(ctx, entries, retrained, retrain_seconds)
+  stored = {e.label: _load_scores(ctx.audit_dir / e.label) for e in entries}
+  results = score_audit(ctx, stored, retrained, retrain_seconds)
   results["machine"] = machine_info()
   results["command"] = command
   results["wall_seconds"] = time.perf_counter() - start
   np.savez(
     ctx.audit_dir / "confidences.npz",
     retrained=retrained.confidences,
-    **{e.label: _load_scores(ctx.audit_dir / e.label)[0].confidences for e in entries},
+    **{label: scores.confidences for label, (scores, _) in stored.items()},
   )
   write_json_atomic(ctx.audit_dir / "results.json", results, indent=1)
   audit_report.write_all(results, ctx.audit_dir)

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.plots import HIGHLIGHT, HIGHLIGHT_COLOUR, OTHER_COLOUR  # noqa: E402
-from experiments.report import _command_block, _machine_lines  # noqa: E402
+from experiments.report import command_block, machine_lines  # noqa: E402
 
 RETRAIN_COLOUR = "tab:gray"
 
@@ -207,9 +207,9 @@ def write_all(results: dict, out_dir) -> list[pathlib.Path]:
     "",
     "## How this was made",
     "",
-    *_command_block(results.get("command")),
+    *command_block(results.get("command")),
     "",
-    *_machine_lines(results.get("machine") or {}),
+    *machine_lines(results.get("machine") or {}),
     f"- wall time of the command that wrote this: {results.get('wall_seconds', 0):.1f} s "
     "(populations already in the workdir are reused, not rerun: each population's own cost is "
     f"the table's last column); the retrained population took "

@@ -57,11 +57,11 @@ def _table(markdown: str) -> str:
   return "\n".join(lines).strip()
 
 
-def _command_block(command: str | None) -> list[str]:
+def command_block(command: str | None) -> list[str]:
   return ["```", command, "```"] if command else [FROM_PYTHON]
 
 
-def _machine_lines(machine: dict) -> list[str]:
+def machine_lines(machine: dict) -> list[str]:
   versions = machine.get("versions") or {}
   return [
     f"- device: {machine.get('device_kind')} × {machine.get('device_count')} "
@@ -104,9 +104,9 @@ def write_report(
     "",
     "## How this was made",
     "",
-    *_command_block(command),
+    *command_block(command),
     "",
-    *_machine_lines(machine),
+    *machine_lines(machine),
     f"- wall time: {wall_seconds:.1f} s for the comparison"
     + (
       f" (the retrained model's training: {results['retrain_seconds']:.1f} s)"
@@ -145,9 +145,9 @@ def write_overview(
   lines += [
     "## How this was made",
     "",
-    *_command_block(command),
+    *command_block(command),
     "",
-    *_machine_lines(machine_info()),
+    *machine_lines(machine_info()),
     f"- wall time: {wall_seconds:.1f} s in all",
     "",
   ]

@@ -30,7 +30,7 @@ from jaxunlearn.engine import steps as steps_lib
 from jaxunlearn.engine.config import TrainConfig
 from jaxunlearn.engine.progress import CompileApartBar
 from jaxunlearn.engine.training import build_model, make_optimizer
-from jaxunlearn.engine.unlearning import unlearn_batch
+from jaxunlearn.engine.unlearning import lowers_to_convolution, unlearn_batch
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.metrics import logit_scaled_confidence
 from jaxunlearn.nn.models import FunctionalModel
@@ -63,20 +63,20 @@ def stack(trees) -> Any:
   return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
-def _convolves(jitted, args) -> bool:
-  return "stablehlo.convolution" in jitted.lower(*args).as_text()
-
-
-def _mode(vectorize: str, jitted_of, args) -> str:
+def _lowered(vectorize: str, jitted_of, args):
+  """``(how, lowered)``: the program over the models in the form ``vectorize`` asks for,
+  lowered once for ``args``; ``"auto"`` is vmap, except for a convolution on CPU, where
+  XLA's vmapped convolution (a grouped one) is slower than the models in turn (see
+  :func:`~jaxunlearn.engine.unlearning.unlearn_batch`): there, a ``lax.map``."""
   if vectorize not in ("auto", "vmap", "map"):
     raise ValueError(f"vectorize must be 'auto', 'vmap' or 'map', got {vectorize!r}")
-  if vectorize != "auto":
-    return vectorize
-  # XLA:CPU turns a convolution vmapped over models into a grouped convolution, slower
-  # than the models one after another (see unlearn_batch): there, a lax.map.
-  if jax.devices()[0].platform == "cpu" and _convolves(jitted_of("vmap"), args):
-    return "map"
-  return "vmap"
+  how = "vmap" if vectorize == "auto" else vectorize
+  lowered = jitted_of(how).lower(*args)
+  on_cpu = jax.devices()[0].platform == "cpu"
+  if vectorize == "auto" and on_cpu and lowers_to_convolution(lowered):
+    how = "map"
+    lowered = jitted_of(how).lower(*args)
+  return how, lowered
 
 
 def train_population(
@@ -165,10 +165,9 @@ def train_population(
     return jax.jit(run_epoch, donate_argnums=(0, 1, 2))
 
   start = time.perf_counter()
-  args = (*initial(seeds), jnp.asarray(rows(seeds, 0)))
-  how = _mode(vectorize, jitted_of, args)
-  jitted = jitted_of(how)
-  compiled = jitted.lower(*args).compile()
+  first = initial(seeds)
+  how, lowered = _lowered(vectorize, jitted_of, (*first, jnp.asarray(rows(seeds, 0))))
+  compiled = lowered.compile()
   budget = memory_lib.budget_bytes(device) if memory_budget is None else int(memory_budget)
   needed = memory_lib.program_bytes(compiled)
   size = memory_lib.runs_that_fit(needed, len(seeds), budget)
@@ -177,9 +176,8 @@ def train_population(
       f"{desc}: {len(seeds)} models need {needed / 2**20:.0f} MiB at once, over the memory "
       f"budget of {budget / 2**20:.0f} MiB ({memory_lib.ENV}); training them in chunks of {size}"
     )
-    chunk0 = seeds[:size]
-    compiled = jitted.lower(*initial(chunk0), jnp.asarray(rows(chunk0, 0))).compile()
-  del args
+    first = initial(seeds[:size])
+    compiled = jitted_of(how).lower(*first, jnp.asarray(rows(seeds[:size], 0))).compile()
   chunks = [seeds[i : i + size] for i in range(0, len(seeds), size)]
   bar = CompileApartBar(
     total=len(chunks) * config.epochs, disable=not progress, desc=desc, unit="epoch", leave=False
@@ -190,7 +188,8 @@ def train_population(
     chunk = real + (real[-1],) * (size - len(real))  # padded: one program for every chunk
     # A pad repeats the last seed; it is dropped below. (Distinct seeds only: a chunk
     # never holds the same member twice.)
-    p, s, o = initial(chunk)
+    # the first chunk's initial state was built for the compile (donated from here on)
+    p, s, o = first if c == 0 else initial(chunk)
     for epoch in range(config.epochs):
       p, s, o, loss = compiled(p, s, o, jnp.asarray(rows(chunk, epoch)))
       if c == 0 and epoch == 0:
@@ -239,7 +238,7 @@ def predict_population(
     raise ValueError("predict_population: no images")
   params, model_state = jax.device_put((params, model_state), jax.devices()[0])
   first = jnp.asarray(images[:batch_size])
-  fn = jitted_of(_mode(vectorize, jitted_of, (params, model_state, first)))
+  fn = jitted_of(_lowered(vectorize, jitted_of, (params, model_state, first))[0])
   outs = [
     np.asarray(fn(params, model_state, jnp.asarray(images[i : i + batch_size])))
     for i in range(0, len(images), batch_size)

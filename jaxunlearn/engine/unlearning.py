@@ -377,9 +377,16 @@ def unlearn_batch(
   """
   if vectorize not in ("auto", "vmap", "map"):
     raise ValueError(f"vectorize must be 'auto', 'vmap' or 'map', got {vectorize!r}")
-  configs = [with_heldout_loss(c.validate(), fm, params, model_state, dataset) for c in configs]
+  configs = [c.validate() for c in configs]
   if not configs:
     raise ValueError("unlearn_batch needs at least one config")
+  # The runs share one original, so its held-out level is measured once for all of them.
+  level = None
+  for i, c in enumerate(configs):
+    if c.forget_objective == "heldout" and c.heldout_loss < 0:
+      if level is None:
+        level = with_heldout_loss(c, fm, params, model_state, dataset).heldout_loss
+      configs[i] = dataclasses.replace(c, heldout_loss=level)
   base = program_config(configs[0])
   methods_lib.get_method(base.method)  # an unknown method fails before any work
   for c in configs[1:]:
@@ -521,6 +528,12 @@ def _traced_program(fm, base, prepared, optimizer):
   )
 
 
+def lowers_to_convolution(lowered) -> bool:
+  """Whether a lowered program has a convolution (StableHLO's op): on CPU such a program
+  runs its runs through a ``lax.map`` rather than a ``vmap`` (see :func:`unlearn_batch`)."""
+  return "stablehlo.convolution" in lowered.as_text()
+
+
 class _Compiled(NamedTuple):
   executable: Any  # jax.stages.Compiled
   convolves: bool  # the program has a convolution (StableHLO's op)
@@ -540,6 +553,5 @@ class _Programs:
     key = (how, tree, tuple((np.shape(x), getattr(x, "dtype", type(x))) for x in leaves))
     if key not in self.cache:
       lowered = self.jitted[how].lower(*args)
-      convolves = "stablehlo.convolution" in lowered.as_text()
-      self.cache[key] = _Compiled(lowered.compile(), convolves)
+      self.cache[key] = _Compiled(lowered.compile(), lowers_to_convolution(lowered))
     return self.cache[key]

@@ -231,11 +231,16 @@ def example_epsilons(unlearned_confs: Any, retrained_confs: Any, *, delta: float
     return np.array(list(pool.map(one, range(u.shape[1]))), np.float64)
 
 
+def max_epsilon(models: int) -> float:
+  """``ceil(ln(models − 1))``: the largest ε that ``models`` samples can show; an example
+  with ε at or beyond it scores 0 (0 for two models or fewer)."""
+  return float(math.ceil(math.log(models - 1))) if models > 2 else 0.0
+
+
 def bucket_points(epsilons: np.ndarray, models: int) -> np.ndarray:
   """``2^−k`` for ε in the k-th bucket ``[k/2, (k+1)/2)``, for buckets that end at or
   below ``ceil(ln(models − 1))``; 0 beyond."""
-  max_epsilon = math.ceil(math.log(models - 1)) if models > 2 else 0
-  buckets = int(max_epsilon / _BUCKET)
+  buckets = int(max_epsilon(models) / _BUCKET)
   k = np.floor(np.asarray(epsilons, np.float64) / _BUCKET)
   return np.where(k < buckets, 0.5 ** np.minimum(k, 1074), 0.0)
 
@@ -256,8 +261,7 @@ def forget_score(
   u, r = _population_pair(unlearned_confs, retrained_confs)
   eps = example_epsilons(u, r, delta=delta)
   n = len(u)
-  max_epsilon = float(math.ceil(math.log(n - 1))) if n > 2 else 0.0
-  return ForgetScore(float(bucket_points(eps, n).mean()), eps, max_epsilon, n)
+  return ForgetScore(float(bucket_points(eps, n).mean()), eps, max_epsilon(n), n)
 
 
 def final_score(
