@@ -106,69 +106,14 @@ def train_population(
     >>> len(pop), jax.tree.leaves(pop.params)[0].shape[0]
     (3, 3)
   """
-  config = config.validate()
-  if config.augment:
-    raise ConfigError(
-      f"population training does not augment; use a recipe with augment=False "
-      f"({config.dataset}/{config.model})"
-    )
-  seeds = tuple(int(s) for s in seeds)
-  if not seeds:
-    raise ValueError("train_population needs at least one seed")
-  if len(set(seeds)) != len(seeds):
-    raise ValueError("train_population: seeds must be distinct")
-  n_train = len(dataset.train.labels)
-  train_idx = np.arange(n_train) if train_idx is None else np.asarray(train_idx)
-  if config.batch_size > len(train_idx):
-    raise ConfigError(
-      f"batch_size {config.batch_size} is larger than the training set ({len(train_idx)} rows)"
-    )
-  per_epoch = data_lib.steps_per_epoch(len(train_idx), config.batch_size)
-  tx = make_optimizer(config, per_epoch)
-  fm = build_model(dataclasses.replace(config, seed=seeds[0]), dataset)[0]
-  single = steps_lib.make_train_step(fm, tx)
-  device = jax.devices()[0]
-  images = jax.device_put(jnp.asarray(dataset.train.images), device)
-  labels = jax.device_put(jnp.asarray(dataset.train.labels), device)
-
-  def initial(chunk):
-    inits = [build_model(dataclasses.replace(config, seed=s), dataset)[1:] for s in chunk]
-    params = stack([p for p, _ in inits])
-    states = stack([s for _, s in inits])
-    opt = stack([tx.init(p) for p, _ in inits])
-    return jax.device_put((params, states, opt), device)
-
-  def rows(chunk, epoch):
-    # (steps, models, batch): each model's batches of this epoch, as train() draws them
-    return np.stack(
-      [
-        train_idx[np.stack(data_lib.epoch_batches(len(train_idx), config.batch_size, s, epoch))]
-        for s in chunk
-      ],
-      axis=1,
-    )
-
-  def jitted_of(how):
-    def run_epoch(params, model_state, opt_state, idx):
-      def body(carry, idx_t):
-        p, s, o = carry
-        x, y = images[idx_t], labels[idx_t]
-        if how == "vmap":
-          p, s, o, m = jax.vmap(single)(p, s, o, x, y)
-        else:
-          p, s, o, m = jax.lax.map(lambda a: single(*a), (p, s, o, x, y))
-        return (p, s, o), m["loss"]
-
-      (p, s, o), losses = jax.lax.scan(body, (params, model_state, opt_state), idx)
-      return p, s, o, losses.mean(0)
-
-    return jax.jit(run_epoch, donate_argnums=(0, 1, 2))
-
+  config, seeds, train_idx = _checked(config, seeds, train_idx, dataset)
+  recipe = _Recipe(config, dataset, train_idx)
   start = time.perf_counter()
-  first = initial(seeds)
-  how, lowered = _lowered(vectorize, jitted_of, (*first, jnp.asarray(rows(seeds, 0))))
+  first = recipe.initial(seeds)
+  program_of = functools.partial(_epoch_program, recipe)
+  how, lowered = _lowered(vectorize, program_of, (*first, recipe.rows(seeds, 0)))
   compiled = lowered.compile()
-  budget = memory_lib.budget_bytes(device) if memory_budget is None else int(memory_budget)
+  budget = memory_lib.budget_bytes(recipe.device) if memory_budget is None else int(memory_budget)
   needed = memory_lib.program_bytes(compiled)
   size = memory_lib.runs_that_fit(needed, len(seeds), budget)
   if size < len(seeds):
@@ -176,8 +121,8 @@ def train_population(
       f"{desc}: {len(seeds)} models need {needed / 2**20:.0f} MiB at once, over the memory "
       f"budget of {budget / 2**20:.0f} MiB ({memory_lib.ENV}); training them in chunks of {size}"
     )
-    first = initial(seeds[:size])
-    compiled = jitted_of(how).lower(*first, jnp.asarray(rows(seeds[:size], 0))).compile()
+    first = recipe.initial(seeds[:size])
+    compiled = program_of(how).lower(*first, recipe.rows(seeds[:size], 0)).compile()
   chunks = [seeds[i : i + size] for i in range(0, len(seeds), size)]
   bar = CompileApartBar(
     total=len(chunks) * config.epochs, disable=not progress, desc=desc, unit="epoch", leave=False
@@ -185,13 +130,12 @@ def train_population(
   compile_seconds = 0.0
   out = []
   for c, real in enumerate(chunks):
-    chunk = real + (real[-1],) * (size - len(real))  # padded: one program for every chunk
-    # A pad repeats the last seed; it is dropped below. (Distinct seeds only: a chunk
-    # never holds the same member twice.)
-    # the first chunk's initial state was built for the compile (donated from here on)
-    p, s, o = first if c == 0 else initial(chunk)
+    # Padded with repeats of the last seed, so one program serves every chunk; the pads
+    # are dropped below. The first chunk's state was built for the compile.
+    chunk = real + (real[-1],) * (size - len(real))
+    p, s, o = first if c == 0 else recipe.initial(chunk)
     for epoch in range(config.epochs):
-      p, s, o, loss = compiled(p, s, o, jnp.asarray(rows(chunk, epoch)))
+      p, s, o, loss = compiled(p, s, o, recipe.rows(chunk, epoch))
       if c == 0 and epoch == 0:
         jax.block_until_ready(p)
         compile_seconds = time.perf_counter() - start
@@ -203,7 +147,81 @@ def train_population(
   bar.close()
   params = jax.tree.map(lambda *xs: np.concatenate(xs), *[a for a, _ in out])
   state = jax.tree.map(lambda *xs: np.concatenate(xs), *[b for _, b in out])
-  return Population(fm, params, state, seeds, time.perf_counter() - start, compile_seconds, how)
+  return Population(
+    recipe.fm, params, state, seeds, time.perf_counter() - start, compile_seconds, how
+  )
+
+
+def _checked(config: TrainConfig, seeds, train_idx, dataset):
+  """The validated config, the seeds as a tuple and the training rows, or the one error
+  that names the fix."""
+  config = config.validate()
+  if config.augment:
+    raise ConfigError(
+      f"population training does not augment; use a recipe with augment=False "
+      f"({config.dataset}/{config.model})"
+    )
+  seeds = tuple(int(s) for s in seeds)
+  if not seeds:
+    raise ValueError("train_population needs at least one seed")
+  if len(set(seeds)) != len(seeds):
+    raise ValueError("train_population: seeds must be distinct")
+  train_idx = np.arange(len(dataset.train.labels)) if train_idx is None else np.asarray(train_idx)
+  if config.batch_size > len(train_idx):
+    raise ConfigError(
+      f"batch_size {config.batch_size} is larger than the training set ({len(train_idx)} rows)"
+    )
+  return config, seeds, train_idx
+
+
+class _Recipe:
+  """What every model of a population shares: the model, its optimiser and train step,
+  the training rows on the device; and what each seed draws (initialisation, batches)."""
+
+  def __init__(self, config: TrainConfig, dataset: data_lib.Dataset, train_idx: np.ndarray):
+    self.config, self.dataset, self.train_idx = config, dataset, train_idx
+    per_epoch = data_lib.steps_per_epoch(len(train_idx), config.batch_size)
+    self.tx = make_optimizer(config, per_epoch)
+    self.fm = build_model(config, dataset)[0]  # the architecture: equal for every seed
+    self.step = steps_lib.make_train_step(self.fm, self.tx)
+    self.device = jax.devices()[0]
+    self.images = jax.device_put(jnp.asarray(dataset.train.images), self.device)
+    self.labels = jax.device_put(jnp.asarray(dataset.train.labels), self.device)
+
+  def initial(self, seeds):
+    """Stacked params, model state and optimiser state of ``seeds``, as train() starts."""
+    inits = [build_model(dataclasses.replace(self.config, seed=s), self.dataset)[1:] for s in seeds]
+    params = stack([p for p, _ in inits])
+    states = stack([s for _, s in inits])
+    opt = stack([self.tx.init(p) for p, _ in inits])
+    return jax.device_put((params, states, opt), self.device)
+
+  def rows(self, seeds, epoch: int) -> jax.Array:
+    """``(steps, models, batch)``: each seed's batches of ``epoch``, as train() draws them."""
+    n, b = len(self.train_idx), self.config.batch_size
+    per_seed = [self.train_idx[np.stack(data_lib.epoch_batches(n, b, s, epoch))] for s in seeds]
+    return jnp.asarray(np.stack(per_seed, axis=1))
+
+
+def _epoch_program(recipe: _Recipe, how: str):
+  """One epoch of every model, jitted: a ``lax.scan`` over the steps, each step the train
+  step over the models (``vmap``, or ``lax.map`` with ``how="map"``); the states donated."""
+  step, images, labels = recipe.step, recipe.images, recipe.labels
+
+  def run_epoch(params, model_state, opt_state, idx):
+    def body(carry, idx_t):
+      p, s, o = carry
+      x, y = images[idx_t], labels[idx_t]
+      if how == "vmap":
+        p, s, o, m = jax.vmap(step)(p, s, o, x, y)
+      else:
+        p, s, o, m = jax.lax.map(lambda a: step(*a), (p, s, o, x, y))
+      return (p, s, o), m["loss"]
+
+    (p, s, o), losses = jax.lax.scan(body, (params, model_state, opt_state), idx)
+    return p, s, o, losses.mean(0)
+
+  return jax.jit(run_epoch, donate_argnums=(0, 1, 2))
 
 
 def predict_population(
