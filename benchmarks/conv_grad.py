@@ -198,7 +198,11 @@ def to_markdown(report: dict) -> str:
 
 
 def build_parser():
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+  p = argparse.ArgumentParser(
+    prog=f"python -m {__spec__.name}",
+    description=__doc__.split("\n")[0],
+    formatter_class=HelpFormatter,
+  )
   p.add_argument("--quick", action="store_true", help="tiny shapes, 2 rounds (seconds)")
   p.add_argument(
     "--batch", type=int, default=128, help="batch of the layers and the CNN (not with --quick)"

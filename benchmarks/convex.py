@@ -187,7 +187,9 @@ def report(seed: int = 0, steps: int = 3000, lr: float = 0.5) -> list[dict]:
 
 def build_parser():
   parser = argparse.ArgumentParser(
-    description=__doc__.splitlines()[0], formatter_class=HelpFormatter
+    prog=f"python -m {__spec__.name}",
+    description=__doc__.splitlines()[0],
+    formatter_class=HelpFormatter,
   )
   parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
   parser.add_argument("--steps", type=int, default=3000, help="SGD steps of every method")

@@ -219,7 +219,11 @@ def _csv(kind=str):
 
 
 def build_parser():
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+  p = argparse.ArgumentParser(
+    prog=f"python -m {__spec__.name}",
+    description=__doc__.split("\n")[0],
+    formatter_class=HelpFormatter,
+  )
   p.add_argument("--quick", action="store_true", help="small MLP on 8×8×1, few steps")
   p.add_argument(
     "--devices",

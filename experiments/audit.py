@@ -43,6 +43,7 @@ from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine import population, stopping
 from jaxunlearn.engine.config import override
 from jaxunlearn.engine.methods import METHODS, get_method, make_config
+from jaxunlearn.engine.progress import hidden
 from jaxunlearn.engine.records import check_workdir, machine_info, write_json_atomic
 from jaxunlearn.errors import ConfigError
 
@@ -226,7 +227,9 @@ def run_methods(ctx: AuditContext, entries, overrides=(), *, progress=True) -> N
         raise ConfigError(
           f"{ctx.audit_dir / e.label}.json was run with another config; use a new --workdir"
         )
-  bar = tqdm(total=len(entries), desc=f"audit ×{ctx.models}", unit="method", disable=not progress)
+  bar = tqdm(
+    total=len(entries), desc=f"audit ×{ctx.models}", unit="method", disable=hidden(progress)
+  )
   try:
     while True:
       pending = [e for e in entries if not done(e)]

@@ -26,15 +26,27 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     return super()._get_help_string(action)
 
 
+# One text for every command that takes a forget set.
+FORGET_HELP = "forget set: class:K[,K2] | random:FRACTION|COUNT | ids:PATH | rows:PATH"
+
+
+def _prog(depth: int = 2) -> str | None:
+  """``python -m experiments.unlearn`` for the calling command's module (its
+  ``__spec__`` names it even when it runs as ``__main__``)."""
+  spec = sys._getframe(depth).f_globals.get("__spec__")  # noqa: SLF001
+  return f"python -m {spec.name}" if spec is not None else None
+
+
 def parser(doc: str) -> argparse.ArgumentParser:
   """The parser of a command: its docstring's first line as the description, the rest
-  (usage examples) as the epilog, and every flag's default shown in ``--help``.
+  (usage examples) as the epilog, every flag's default shown in ``--help``, and the
+  usage line the way the command is run (``python -m experiments.unlearn``).
 
   Every flag needs a ``help=`` text (``tests/experiments/test_cli_help.py`` checks).
   """
   first, _, rest = doc.strip().partition("\n")
   return argparse.ArgumentParser(
-    description=first, epilog=rest.strip(), formatter_class=HelpFormatter
+    prog=_prog(), description=first, epilog=rest.strip(), formatter_class=HelpFormatter
   )
 
 

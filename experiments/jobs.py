@@ -28,6 +28,7 @@ from jaxunlearn.engine.config import TrainConfig, UnlearnConfig, override
 from jaxunlearn.engine.evaluation import evaluate
 from jaxunlearn.engine.locking import WorkdirLock
 from jaxunlearn.engine.methods import get_method, make_config
+from jaxunlearn.engine.progress import hidden
 from jaxunlearn.engine.records import write_json_atomic
 from jaxunlearn.engine.training import TrainedModel, load_trained, train
 from jaxunlearn.engine.unlearning import program_config, unlearn, unlearn_batch
@@ -218,7 +219,7 @@ def run_jobs(
   """
   configs_ = [job_config(ctx, job, overrides) for job in jobs]
   records: list = [None] * len(jobs)
-  bar = tqdm(total=len(jobs), desc=desc or ctx.scenario.name, unit="run", disable=not progress)
+  bar = tqdm(total=len(jobs), desc=desc or ctx.scenario.name, unit="run", disable=hidden(progress))
   claims = Claims(ctx.out_dir / "runs")
   try:
     while True:

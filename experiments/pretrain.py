@@ -13,7 +13,7 @@ import dataclasses
 import json
 
 from experiments import configs, ddpm
-from experiments.cli import main_guard, parser
+from experiments.cli import FORGET_HELP, main_guard, parser
 from jaxunlearn.engine.config import override
 from jaxunlearn.engine.training import train
 from jaxunlearn.errors import ConfigError
@@ -39,7 +39,7 @@ def build_parser():
     help="seed of initialisation, batch order and augmentation; unset: the recipe's",
   )
   p.add_argument("--retrain", action="store_true", help="train on the retain set only")
-  p.add_argument("--forget", help="forget set: class:K[,K2], random:FRACTION|COUNT, ids:PATH")
+  p.add_argument("--forget", help=FORGET_HELP)
   p.add_argument("--forget-seed", type=int, default=0, help="seed of random: forget sets")
   p.add_argument(
     "--resume", action="store_true", help="continue a killed run from its latest checkpoint"

@@ -27,15 +27,14 @@ import datetime
 import json
 import pathlib
 
-import numpy as np
-
 from experiments import plots
-from experiments.cli import main_guard, parser
+from experiments.cli import FORGET_HELP, main_guard, parser
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
+from jaxunlearn.data.ledger import DeletionLedger, data_digest, request_only
 from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine.config import override
-from jaxunlearn.engine.evaluation import evaluate
+from jaxunlearn.engine.evaluation import evaluate, retain_budget
 from jaxunlearn.engine.loading import load
 from jaxunlearn.engine.locking import WorkdirLock
 from jaxunlearn.engine.methods import METHODS, make_config
@@ -56,9 +55,7 @@ def build_parser():
     help="workdir of experiments.pretrain, or of an earlier experiments.unlearn run "
     "(a successive deletion request)",
   )
-  p.add_argument(
-    "--forget", required=True, help="forget set: class:K | random:F | ids:PATH | rows:PATH"
-  )
+  p.add_argument("--forget", required=True, help=FORGET_HELP)
   p.add_argument("--forget-seed", type=int, default=0, help="seed of a random: forget set")
   p.add_argument("--workdir", required=True, help="where the result and checkpoints go")
   p.add_argument(
@@ -100,16 +97,21 @@ def parse_args(argv=None):
   return build_parser().parse_args(argv)
 
 
-def _earlier_requests(start) -> tuple[list, str]:
-  """The deletion requests already applied to the starting model, and the first original."""
+def _ledger(start, original, dataset) -> DeletionLedger:
+  """The deletion requests already applied to the starting model (its workdir's ledger,
+  written by this command or by jaxunlearn.unlearn), or a new ledger anchored to it."""
   if start.kind != "unlearned":
-    return [], None
-  if "requests" not in start.metadata:
+    return DeletionLedger(
+      anchor=str(pathlib.Path(original).resolve()), data_digest=data_digest(dataset)
+    )
+  ledger = DeletionLedger.from_metadata(start.metadata)
+  if not len(ledger):
     raise ConfigError(
       "that unlearned workdir was written before requests were recorded; start a new "
       "series from the pretrained model"
     )
-  return list(start.metadata.get("requests", [])), start.metadata.get("root_original")
+  ledger.check_data(dataset)
+  return ledger
 
 
 def run(args) -> dict:
@@ -135,27 +137,10 @@ def _run(args, workdir, lock) -> dict:
   start = load(args.original)
   if start.fm is None:
     raise ConfigError(f"{args.original} holds a user's own model; use jaxunlearn.unlearn")
-  earlier, root = _earlier_requests(start)
-  root = root or str(pathlib.Path(args.original).resolve())
   dataset = data_lib.load_dataset(start.metadata["dataset"], args.data_dir)
   request = data_lib.make_forget_set(dataset, args.forget, seed=args.forget_seed)
-  if earlier:
-    rows = data_lib.rows_of_ids(dataset.train.ids, np.concatenate([r["ids"] for r in earlier]))
-    forgotten = data_lib.forget_set_from_rows(
-      dataset,
-      rows,
-      spec="earlier requests",
-      classes=sorted({c for r in earlier for c in r["classes"]}),
-    )
-    for r in earlier:
-      if r["forget_digest"] == request.digest:
-        raise ConfigError(
-          f"this request ({args.forget}) was applied already, in {r['workdir']}; "
-          "a request applies once"
-        )
-    step_set, union = data_lib.successive(dataset, forgotten, request)
-  else:
-    step_set = union = request
+  ledger = _ledger(start, args.original, dataset)
+  step_set, union = ledger.begin(dataset, request)
   retrained = None
   if args.retrained:  # checked before the work, so a mismatch costs nothing
     retrained = load(args.retrained)
@@ -168,24 +153,14 @@ def _run(args, workdir, lock) -> dict:
   interrupted = checkpoints.exists() and any(checkpoints.iterdir())
   if interrupted and not args.resume:
     raise ConfigError(f"{workdir} holds an interrupted run; pass --resume to continue it")
-  this_request = {
-    "workdir": str(workdir.resolve()),
-    "method": args.method,
-    "forget_spec": args.forget,
-    "forget_digest": request.digest,
-    "ids": dataset.train.ids[step_set.forget_idx].tolist(),
-    "classes": list(request.forget_classes),
-  }
   metadata = {
     "method": args.method,
     "original": str(pathlib.Path(args.original).resolve()),
-    "root_original": root,
     "budget_from": args.budget_from,
     "model": model_description(start.metadata),
     "dataset": dataset.name,
     "forget_spec": args.forget,
     "union_digest": union.digest,
-    "requests": earlier + [this_request],
     "versions": ckpt.package_versions(),
   }
   manager = ckpt.Checkpointer(checkpoints, keep_best=False)
@@ -197,14 +172,24 @@ def _run(args, workdir, lock) -> dict:
       or saved.get("union_digest") != union.digest
     ):
       raise ConfigError("cannot resume: the saved run's config or forget set differs from this one")
-    this_request["time"] = saved["requests"][-1]["time"]
+    started = saved.get("started")
   else:
-    this_request["time"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
-      timespec="seconds"
-    )
-  anchor = None
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  metadata["started"] = started
+  # The ledger goes with the checkpoint, so the next request (by this command, or
+  # jaxunlearn.unlearn(previous=workdir)) reads it; the metrics follow in metrics.json.
+  ledger = ledger.add(
+    dataset, request, step_set, method=args.method, workdir=workdir.resolve(), time=started
+  )
+  metadata["ledger"] = ledger.to_dict()
+  # What the retain budget holds against: the model before the first request, or this
+  # request's starting model.
+  reference = (start.params, start.model_state)
+  earlier = len(ledger) > 1
   if earlier and args.budget_from == "original":
-    anchor = load(root).params
+    anchor_model = load(ledger.anchor)
+    reference = (anchor_model.params, anchor_model.model_state)
+  anchor = reference[0] if earlier else None
   lock.ensure()  # before the first write (creates the workdir)
   result = unlearn(
     cfg,
@@ -236,13 +221,19 @@ def _run(args, workdir, lock) -> dict:
   )
   if "multiplier" in result.history:
     out["multiplier"] = float(result.history["multiplier"][-1])
+  final = (result.params, result.model_state)
+  out["budget"] = retain_budget(cfg, start.fm, reference, final, dataset, union.retain_idx)
   if retrained is not None:
-    reference = evaluate(retrained.fm, retrained.params, retrained.model_state, dataset, union)
-    out["retrain"] = reference
-    out["AvgGap"] = metrics_lib.avg_gap(out, reference)
+    retrain = evaluate(retrained.fm, retrained.params, retrained.model_state, dataset, union)
+    out["retrain"] = retrain
+    out["AvgGap"] = metrics_lib.avg_gap(out, retrain)
   keys = ("UA", "RA", "TA", "MIA", "LossAUC")
-  this_request["metrics"] = {k: out[k] for k in keys if k in out}
-  out["requests"] = [{k: v for k, v in r.items() if k != "ids"} for r in metadata["requests"]]
+  this = evaluate(start.fm, *final, dataset, request_only(step_set, union))
+  ledger = ledger.with_metrics(
+    {k: out[k] for k in keys if k in out}, {k: this[k] for k in keys if k in this}
+  )
+  out["request_metrics"] = ledger.requests[-1].request_metrics
+  out["requests"] = [{k: v for k, v in r.to_dict().items() if k != "ids"} for r in ledger.requests]
   plots.run_history(
     result.history, workdir / "history.png", f"{args.method} on {dataset.name}, {args.forget}"
   )

@@ -14,7 +14,8 @@ Layers (imports point down only; ``tests/test_layout.py`` enforces it):
 * ``experiments/`` and ``benchmarks/`` on top wire and report.
 
 Your own model and data in one call: :func:`jaxunlearn.unlearn` (any apply function,
-linen or NNX module, arrays of any rank); everything saved loads with
+linen or NNX module, arrays of any rank), and :func:`jaxunlearn.evaluate` for the same
+metrics on any model (your retrained one); everything saved loads with
 :func:`jaxunlearn.load`. Both, and the sub-packages (``jaxunlearn.data``,
 ``jaxunlearn.metrics``, ``jaxunlearn.engine``, …), are imported on first use, so
 ``import jaxunlearn`` stays as light as the transformations.
@@ -44,6 +45,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
   "unlearn": ("jaxunlearn.engine.api", "unlearn"),
+  "evaluate": ("jaxunlearn.engine.api", "evaluate"),
   "UnlearnReport": ("jaxunlearn.engine.api", "UnlearnReport"),
   "load": ("jaxunlearn.engine.loading", "load"),
 }
@@ -65,6 +67,7 @@ def __dir__():
 
 __all__ = [
   "UnlearnReport",
+  "evaluate",
   "load",
   "unlearn",
   "ExplicitSurgeryState",

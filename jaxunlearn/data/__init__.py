@@ -33,6 +33,7 @@ from jaxunlearn.data.forget import (
   successive,
   write_ids_file,
 )
+from jaxunlearn.data.ledger import DeletionLedger, DeletionRequest, data_digest
 from jaxunlearn.data.source import (
   DATASETS,
   Dataset,
@@ -47,6 +48,8 @@ from jaxunlearn.errors import DatasetNotPreparedError, ForgetSpecError
 __all__ = [
   "DATASETS",
   "Dataset",
+  "DeletionLedger",
+  "DeletionRequest",
   "DatasetNotPreparedError",
   "FORGET_LABELS",
   "ForgetSet",
@@ -54,6 +57,7 @@ __all__ = [
   "Split",
   "augment",
   "batch_indices",
+  "data_digest",
   "default_data_dir",
   "epoch_batches",
   "epoch_permutation",

@@ -1,43 +1,56 @@
-"""``jaxunlearn.unlearn``: unlearning for your own model and data, in one call.
+"""``jaxunlearn.unlearn`` and ``jaxunlearn.evaluate``: unlearning for your own model and
+data, in one call, and the metrics it reports for any model.
 
-The model is an apply function, a linen or an NNX module (:mod:`jaxunlearn.nn.adapters`);
-the data are arrays of any rank; the forget set is row indices, a boolean mask or ids;
-the optimiser any optax optimiser; the loss any per-example loss; the method any entry
-of the catalogue (:data:`jaxunlearn.engine.methods.METHODS`). The run is the engine's:
-batches a pure function of (seed, step), one jitted step, the method's transformation.
+The model is an apply function, a linen or an NNX module (:mod:`jaxunlearn.nn.adapters`),
+or a workdir's model (``jaxunlearn.load(...)``); the data are arrays of any rank; the
+forget set a spec the commands take (``class:K[,K2]``, ``random:F``, ``ids:PATH``,
+``rows:PATH``), row indices, a boolean mask or ids; the optimiser any optax optimiser;
+the loss any per-example loss; the method any entry of the catalogue
+(:data:`jaxunlearn.engine.methods.METHODS`). The run is the engine's: batches a pure
+function of (seed, step), one jitted step, the method's transformation.
 
-Successive deletion requests: pass the previous report as ``previous``; the new request
-starts from its model, rows forgotten earlier are neither forgotten again nor retained,
-the metrics are over every forgotten row, and IGS's budget is held against the
-*original* model (``budget_from="original"``), so ten small requests cannot each spend
-the budget again. A request whose rows are all forgotten already raises.
+Successive deletion requests: pass the previous report (or the workdir it was saved to,
+by this function or by ``python -m experiments.unlearn``) as ``previous``; the new
+request starts from its model, rows forgotten earlier are neither forgotten again nor
+retained, the metrics are over every forgotten row (and, in ``request_metrics``, over
+this request's rows), and IGS's budget is held against the *original* model
+(``budget_from="original"``), so ten small requests cannot each spend the budget again.
+The requests are kept in one :class:`~jaxunlearn.data.DeletionLedger`; a request sent
+twice, or whose rows are all forgotten already, raises.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import hashlib
+import functools
 import math
+import os
 import pathlib
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
+from flax import linen, nnx
 
 from jaxunlearn import data as data_lib
+from jaxunlearn import metrics as metrics_lib
+from jaxunlearn.data.ledger import DeletionLedger, data_digest, request_only
 from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine import methods as methods_lib
-from jaxunlearn.engine.evaluation import evaluate
-from jaxunlearn.engine.layouts import example_loss
+from jaxunlearn.engine.evaluation import evaluate as evaluate_split
+from jaxunlearn.engine.evaluation import retain_budget
+from jaxunlearn.engine.loading import Loaded, in_structure_of, load
 from jaxunlearn.engine.records import check_workdir
 from jaxunlearn.engine.steps import make_predict
+from jaxunlearn.engine.training import model_description
 from jaxunlearn.engine.unlearning import unlearn as run_unlearning
-from jaxunlearn.errors import ConfigError, DataError
+from jaxunlearn.errors import ConfigError
 from jaxunlearn.nn.adapters import as_functional
+from jaxunlearn.nn.models import FunctionalModel, to_module
 
 BUDGETS = ("original", "request")
+REPORTED = ("UA", "RA", "TA", "MIA", "LossAUC", "val_accuracy")
 
 
 @dataclasses.dataclass
@@ -45,20 +58,28 @@ class UnlearnReport:
   """What :func:`unlearn` returns.
 
   Attributes:
-    params, model_state: the unlearned model (``params`` has the input's structure).
+    params, model_state: the unlearned model (``params`` has the input's structure);
+      :attr:`model` is it as a callable ``x -> logits`` of the kind you passed.
     metrics: percentages on the splits given — ``UA`` (100 − accuracy on every row
       forgotten so far), ``RA`` (accuracy on the rest of train), and with ``test``:
       ``TA``, ``MIA`` (SalUn's attack), ``LossAUC``; with ``val``: ``val_accuracy``.
+      A class-wise request (``forget="class:K"``) reports TA, MIA and LossAUC on the
+      remaining classes. :func:`evaluate` gives exactly these numbers for any model.
+    request_metrics: the same over this request's rows only (differs from ``metrics``
+      from the second request of a series on).
     original_metrics: the same for the model the request started from.
+    retrained_metrics, gaps: with ``retrained=``, that model's metrics, and per metric
+      ``|unlearned − retrained|`` with ``AvgGap`` (their mean over UA, RA, TA, MIA).
     history: per step — ``retain_loss``, ``forget_loss`` and, for methods that keep
       one, ``multiplier`` (λ).
-    budget: ``retain_loss_before`` (the reference model's mean loss on the retained
-      rows), ``retain_loss_after``, ``tolerance`` and ``held``: after ≤ before + ε (on
-      log losses when the method weights logs) — the bounded increase IGS promises, here
-      over the whole retained set.
+    budget: for a method that promises a bound on the retain loss over the run (IGS
+      anchored: ``tolerance``; PDU: ``threshold``), whether it held on the whole
+      retained set (:func:`~jaxunlearn.engine.evaluation.retain_budget`); ``{}`` for a
+      method that promises none.
     config: the :class:`~jaxunlearn.engine.config.UnlearnConfig` that ran.
     forgotten: train rows forgotten by this and every earlier request (sorted).
-    requests: one record per request so far (rows, when, method, metrics after).
+    ledger: the :class:`~jaxunlearn.data.DeletionLedger` of every request so far;
+      ``requests`` its records as dicts.
     seconds, compile_seconds: wall time of the loop, and of its first (compiling) step.
   """
 
@@ -70,64 +91,196 @@ class UnlearnReport:
   budget: dict
   config: Any
   forgotten: np.ndarray
-  requests: list
+  ledger: DeletionLedger
   seconds: float
   compile_seconds: float
+  request_metrics: dict = dataclasses.field(default_factory=dict)
+  retrained_metrics: dict | None = None
+  gaps: dict | None = None
   opt_state: Any = None
   # what a following request needs
   original: Any = None  # (params, model_state) before the first request
-  data_digest: str = ""
   fm: Any = None
+  source_model: Any = None  # the model as the user passed it
+  description: dict | None = None  # how to rebuild a catalogue model (workdirs)
+
+  @property
+  def requests(self) -> list[dict]:
+    """The ledger's requests, oldest first, as dicts."""
+    return [r.to_dict() for r in self.ledger.requests]
+
+  @property
+  def data_digest(self) -> str:
+    return self.ledger.data_digest
+
+  @property
+  def model(self):
+    """The unlearned model as a callable ``x -> logits``, of the kind you passed: an NNX
+    module (a new one; yours is unchanged), a bound linen module, or your apply function
+    with the unlearned params bound."""
+    m = self.source_model
+    if isinstance(m, nnx.Module):
+      return nnx.merge(nnx.split(m, nnx.Param, ...)[0], self.params, self.model_state)
+    if isinstance(self.fm, FunctionalModel):
+      return to_module(self.fm, self.params, self.model_state)
+    if isinstance(m, linen.Module):
+      return m.bind({"params": self.params, **self.model_state})
+    if callable(m):
+      return functools.partial(m, self.params)
+    raise ConfigError("this report holds no model to rebuild; use report.predict(x)")
+
+  def predict(self, x):
+    """Logits of ``x`` in eval mode."""
+    return make_predict(self.fm)(self.params, self.model_state, x)
 
   def summary(self) -> str:
-    """One line: the metrics, λ and whether the budget held."""
+    """One line: the metrics, this request's UA in a series, λ and, for a method with a
+    budget, whether it held."""
     parts = [f"{k} {v:.1f}" for k, v in self.metrics.items() if k[0].isupper()]
+    if len(self.ledger) > 1 and "UA" in self.request_metrics:
+      parts.append(f"this request's UA {self.request_metrics['UA']:.1f}")
+    if self.gaps:
+      parts.append(f"Avg. Gap {self.gaps['AvgGap']:.2f}")
     if "multiplier" in self.history:
       parts.append(f"λ {float(self.history['multiplier'][-1]):.3f}")
-    parts.append(f"budget {'held' if self.budget['held'] else 'exceeded'}")
+    if self.budget:
+      parts.append(f"budget {'held' if self.budget['held'] else 'exceeded'}")
     return ", ".join(parts)
 
 
-def _data_digest(dataset) -> str:
-  h = hashlib.sha256()
-  for a in (dataset.train.images, dataset.train.labels, dataset.train.ids):
-    h.update(np.ascontiguousarray(a).tobytes())
-  return h.hexdigest()
-
-
-def _forget_set(dataset, forget, forget_ids):
+def _request(dataset, forget, forget_ids, seed: int):
+  """The forget set of one request, from any of the forms :func:`unlearn` takes."""
   if (forget is None) == (forget_ids is None):
-    raise ConfigError("pass exactly one of forget= (row indices or a boolean mask) or forget_ids=")
+    raise ConfigError(
+      "pass exactly one of forget= (a spec such as 'class:0', row indices or a boolean "
+      "mask) or forget_ids="
+    )
   if forget_ids is not None:
     rows = data_lib.rows_of_ids(dataset.train.ids, np.asarray(forget_ids).reshape(-1), "forget_ids")
     return data_lib.forget_set_from_rows(dataset, rows, spec="forget_ids")
-  return data_lib.forget_set_from_rows(dataset, np.asarray(forget), spec="forget")
+  if isinstance(forget, str):
+    return data_lib.make_forget_set(dataset, forget, seed=seed)
+  rows = np.asarray(forget)
+  if rows.ndim == 0:
+    raise ConfigError(
+      f"forget={forget!r} is one number, which could mean a row or a class: pass rows as "
+      f"an array (forget=[{forget}]) or a class as forget='class:{forget}'"
+    )
+  return data_lib.forget_set_from_rows(dataset, rows, spec="forget")
 
 
-def _mean_loss(fm, params, model_state, x, y) -> float:
-  logits = make_predict(fm)(params, model_state, x)
-  return float(np.mean(np.asarray(example_loss(fm)(logits, y))))
-
-
-def _budget(cfg, fm, reference, final, dataset, rows) -> dict:
-  x, y = dataset.train.images[rows], dataset.train.labels[rows]
-  before = _mean_loss(fm, *reference, x, y)
-  after = _mean_loss(fm, *final, x, y)
-  log = methods_lib.uses_log_losses(cfg)
-  phi = (lambda v: math.log(max(v, 1e-8))) if log else (lambda v: v)
-  return {
-    "retain_loss_before": before,
-    "retain_loss_after": after,
-    "tolerance": cfg.tolerance,
-    "log_losses": bool(log),
-    "held": bool(phi(after) <= phi(before) + cfg.tolerance),
-  }
+def _dataset(x, y, ids, val, test, num_classes):
+  if x is None or y is None:
+    raise ConfigError("pass the training data: unlearn(model, params, x, y, forget=...)")
+  return data_lib.from_arrays(x, y, ids=ids, val=val, test=test, num_classes=num_classes)
 
 
 def _metrics(fm, params, model_state, dataset, forget_set) -> dict:
-  m = evaluate(fm, params, model_state, dataset, forget_set)
-  keep = ("UA", "RA", "TA", "MIA", "LossAUC", "val_accuracy")
-  return {k: float(m[k]) for k in keep if k in m and np.isfinite(m[k])}
+  m = evaluate_split(fm, params, model_state, dataset, forget_set)
+  return {k: float(m[k]) for k in REPORTED if k in m and np.isfinite(m[k])}
+
+
+def _model(model, params, model_state, loss):
+  """``(fm, params, model_state, description)``: a workdir's model (``load(...)``) or
+  one of the kinds :func:`~jaxunlearn.nn.adapters.as_functional` takes."""
+  if isinstance(model, Loaded):
+    if model.fm is None:
+      raise ConfigError(
+        "that workdir holds your own model; pass your model and its .params instead"
+      )
+    fm, p, s = as_functional(model.fm, model.params, model.model_state, loss=loss)
+    return fm, p, s, _describe(model)
+  return (*as_functional(model, params, model_state, loss=loss), None)
+
+
+def _describe(loaded: Loaded) -> dict:
+  """What rebuilds a workdir's catalogue model, so a run from it is a workdir the
+  commands continue."""
+  return {"model": model_description(loaded.metadata), "dataset": loaded.metadata.get("dataset")}
+
+
+def _retrained(retrained, loss, dataset, union) -> dict:
+  if isinstance(retrained, (str, os.PathLike)):
+    retrained = load(retrained)
+  if isinstance(retrained, Loaded):
+    fm, params, state, _ = _model(retrained, None, None, loss)
+  elif isinstance(retrained, tuple) and len(retrained) in (2, 3):
+    fm, params, state, _ = _model(*retrained, *([None] * (3 - len(retrained))), loss)
+  else:
+    raise ConfigError(
+      "retrained= takes (model, params), (model, params, model_state), a workdir or "
+      "jaxunlearn.load(workdir)"
+    )
+  return _metrics(fm, params, state, dataset, union)
+
+
+def _gaps(metrics: dict, reference: dict) -> dict:
+  keys = [k for k in metrics_lib.REPORTED_KEYS if k in metrics and k in reference]
+  gaps = {k: abs(metrics[k] - reference[k]) for k in keys}
+  avg = [k for k in metrics_lib.METRIC_KEYS if k in gaps]
+  gaps["AvgGap"] = metrics_lib.avg_gap(metrics, reference, avg)
+  return gaps
+
+
+@dataclasses.dataclass
+class _Series:
+  """Where a request starts: the model, the model before the first request, the ledger."""
+
+  start: tuple
+  original: tuple | None
+  ledger: DeletionLedger
+  description: dict | None = None
+
+
+def _series(previous, fm, params, model_state, description, dataset, model) -> tuple:
+  """``(fm, _Series)`` for a request after ``previous`` (``None``, a report, a workdir
+  or ``load(workdir)``)."""
+  if previous is None:
+    anchor = None
+    if isinstance(model, Loaded) and model.workdir is not None:
+      anchor = str(model.workdir.resolve())
+    ledger = DeletionLedger(anchor=anchor, data_digest=data_digest(dataset))
+    return fm, _Series((params, model_state), (params, model_state), ledger, description)
+  if isinstance(previous, UnlearnReport):
+    ledger = previous.ledger
+    ledger.check_data(dataset)
+    start = (previous.params, previous.model_state)
+    series = _Series(start, previous.original, ledger, previous.description or description)
+    return fm or previous.fm, series
+  if isinstance(previous, (str, os.PathLike)):
+    previous = load(previous, like=params)
+  if not isinstance(previous, Loaded):
+    raise ConfigError(
+      "previous= takes the report of an earlier request, its workdir, or load(workdir)"
+    )
+  ledger = DeletionLedger.from_metadata(previous.metadata)
+  if not len(ledger):
+    raise ConfigError(
+      f"{previous.workdir} holds no deletion request; pass it as the model, not previous="
+    )
+  ledger.check_data(dataset)
+  if fm is None:  # the workdir's own (catalogue) model
+    if previous.fm is None:
+      raise ConfigError("that workdir holds your own model; pass your model as well")
+    fm, description = previous.fm, _describe(previous)
+  original = _original_of(previous, ledger, params)
+  return fm, _Series((previous.params, previous.model_state), original, ledger, description)
+
+
+def _original_of(previous: Loaded, ledger: DeletionLedger, like) -> tuple | None:
+  """The model before the first request: its workdir, or the one the API stored."""
+  if ledger.anchor:
+    anchor = load(ledger.anchor, like=like)
+    return anchor.params, anchor.model_state
+  stored = previous.metadata.get("original_stored")
+  if stored and previous.workdir is not None:
+    with ckpt.Checkpointer(previous.workdir / "checkpoints", create=False) as manager:
+      raw = manager.restore_raw()
+    params = raw["original"]["params"]
+    if like is not None:
+      params = in_structure_of(params, like)
+    return params, raw["original"].get("model_state", {})
+  return None
 
 
 def unlearn(
@@ -139,6 +292,7 @@ def unlearn(
   forget=None,
   forget_ids=None,
   ids=None,
+  forget_seed: int = 0,
   model_state=None,
   method: str = "igs",
   optimizer=None,
@@ -150,8 +304,9 @@ def unlearn(
   test=None,
   num_classes: int | None = None,
   seed: int = 0,
-  previous: UnlearnReport | None = None,
+  previous=None,
   budget_from: str = "original",
+  retrained=None,
   workdir=None,
   progress: bool = False,
   **config,
@@ -160,11 +315,16 @@ def unlearn(
 
   Args:
     model: ``apply_fn(params, x) -> logits``, a ``flax.linen`` module (``params`` its
-      variables) or a ``flax.nnx`` module (``params=None``).
+      variables), a ``flax.nnx`` module (``params=None``), or ``jaxunlearn.load(workdir)``
+      of a pretrained model (then ``params=None``, and the result is a workdir that
+      ``python -m experiments.unlearn`` continues). ``None`` with ``previous`` a
+      workdir of a catalogue model: that workdir's model.
     params: the trained parameters.
     x, y: training inputs (any rank, examples first) and integer class labels.
-    forget: row indices or a boolean mask over ``x``; or ``forget_ids`` with ``ids``
-      (one unique id per row, any order).
+    forget: a forget spec — ``"class:K[,K2]"`` (class-wise: TA, MIA and LossAUC on the
+      remaining classes), ``"random:F"`` (seeded by ``forget_seed``), ``"ids:PATH"``,
+      ``"rows:PATH"`` — or row indices (an array, not one number) or a boolean mask over
+      ``x``; or ``forget_ids`` with ``ids`` (one unique id per row, any order).
     model_state: mutable state (BatchNorm statistics) of a linen model given params only.
     method: a catalogue name (``igs``, ``igs_paper``, ``explicit``, ``famo``, ``ga``, …).
     optimizer: any optax optimiser (default: the config's SGD, lr 0.01, momentum 0.9).
@@ -177,9 +337,13 @@ def unlearn(
     val, test: optional ``(x, y)`` pairs; ``test`` gives TA and the MIA.
     num_classes: default ``max(label) + 1``.
     seed: seeds the batches and random labels (same seed, same numbers on one machine).
-    previous: the report of an earlier deletion request on the same data.
+    previous: the report of an earlier deletion request on the same data, or the
+      workdir it was saved to (by this function or ``experiments.unlearn``).
     budget_from: ``"original"`` (IGS's budget against the model before the first
       request) or ``"request"`` (against this request's starting model).
+    retrained: your model retrained without every forgotten row — ``(model, params)``,
+      ``(model, params, model_state)``, a workdir or ``load(workdir)``: the report adds
+      its metrics, the gap per metric and the Avg. Gap.
     workdir: save the result there (Orbax; :func:`jaxunlearn.load` reads it back).
     progress: show a progress bar.
     **config: any :class:`~jaxunlearn.engine.config.UnlearnConfig` key (e.g.
@@ -197,25 +361,18 @@ def unlearn(
   """
   if budget_from not in BUDGETS:
     raise ConfigError(f"budget_from must be one of {', '.join(BUDGETS)}, got {budget_from!r}")
-  if x is None or y is None:
-    raise ConfigError("pass the training data: unlearn(model, params, x, y, forget=...)")
   if steps is not None and epochs is not None:
     raise ConfigError("pass steps or epochs, not both")
-  dataset = data_lib.from_arrays(x, y, ids=ids, val=val, test=test, num_classes=num_classes)
-  request = _forget_set(dataset, forget, forget_ids)
-  fm, params, model_state = as_functional(model, params, model_state, loss=loss)
-  digest = _data_digest(dataset)
-  if previous is None:
-    original = (params, model_state)
-    step_set = union = request
-    start, requests = (params, model_state), []
+  dataset = _dataset(x, y, ids, val, test, num_classes)
+  request = _request(dataset, forget, forget_ids, forget_seed)
+  if model is None and previous is not None:  # the model of the earlier request
+    fm = description = None
+  elif model is None:
+    raise ConfigError("pass the model (an apply function, a linen or NNX module)")
   else:
-    if previous.data_digest != digest:
-      raise DataError("previous= was unlearned on other data; pass the same x, y (and ids)")
-    before = data_lib.forget_set_from_rows(dataset, previous.forgotten, spec="earlier requests")
-    step_set, union = data_lib.successive(dataset, before, request)
-    original = previous.original
-    start, requests = (previous.params, previous.model_state), list(previous.requests)
+    fm, params, model_state, description = _model(model, params, model_state, loss)
+  fm, series = _series(previous, fm, params, model_state, description, dataset, model)
+  step_set, union = series.ledger.begin(dataset, request)
 
   cfg = methods_lib.make_config(method, seed=seed, **config)
   pool = len(step_set.forget_idx) + len(step_set.retain_idx)
@@ -231,52 +388,105 @@ def unlearn(
   if steps is not None:
     overrides["steps"] = int(steps)
   cfg = methods_lib.make_config(method, seed=seed, **{**overrides, **config}).validate()
+  reference = series.original if budget_from == "original" else series.start
+  if reference is None:
+    raise ConfigError(
+      "the model before the first request was not saved with that workdir; pass "
+      "budget_from='request'"
+    )
+  reference_metrics = None
+  if retrained is not None:  # before the work, so a bad argument costs nothing
+    reference_metrics = _retrained(retrained, loss, dataset, union)
 
-  anchor = original[0] if (budget_from == "original" and previous is not None) else None
+  first = not len(series.ledger)
+  anchor = None if (first or budget_from != "original") else reference[0]
   result = run_unlearning(
-    cfg, fm, *start, dataset, step_set, progress=progress, optimizer=optimizer, anchor=anchor
-  )
-  metrics = _metrics(fm, result.params, result.model_state, dataset, union)
-  original_metrics = _metrics(fm, *start, dataset, union)
-  reference = original if budget_from == "original" else start
-  budget = _budget(
-    cfg, fm, reference, (result.params, result.model_state), dataset, union.retain_idx
-  )
-  requests.append(
-    {
-      "rows": step_set.forget_idx.tolist(),
-      "ids": dataset.train.ids[step_set.forget_idx].tolist(),
-      "digest": step_set.digest,
-      "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "method": method,
-      "metrics": metrics,
-    }
+    cfg, fm, *series.start, dataset, step_set, progress=progress, optimizer=optimizer,
+    anchor=anchor,
+  )  # fmt: skip
+  final = (result.params, result.model_state)
+  metrics = _metrics(fm, *final, dataset, union)
+  request_metrics = _metrics(fm, *final, dataset, request_only(step_set, union))
+  budget = retain_budget(cfg, fm, reference, final, dataset, union.retain_idx)
+  ledger = series.ledger.add(
+    dataset,
+    request,
+    step_set,
+    method=method,
+    workdir=None if workdir is None else pathlib.Path(workdir).resolve(),
+    metrics=metrics,
+    request_metrics=request_metrics,
   )
   report = UnlearnReport(
     params=result.params,
     model_state=result.model_state,
     metrics=metrics,
-    original_metrics=original_metrics,
+    original_metrics=_metrics(fm, *series.start, dataset, union),
     history={k: np.asarray(v) for k, v in result.history.items()},
     budget=budget,
     config=cfg,
     forgotten=union.forget_idx,
-    requests=requests,
+    ledger=ledger,
     seconds=result.seconds,
     compile_seconds=result.compile_seconds,
+    request_metrics=request_metrics,
+    retrained_metrics=reference_metrics,
+    gaps=None if reference_metrics is None else _gaps(metrics, reference_metrics),
     opt_state=result.opt_state,
-    original=original,
-    data_digest=digest,
+    original=series.original,
     fm=fm,
+    source_model=model if model is not None else getattr(previous, "source_model", None),
+    description=series.description,
   )
   if workdir is not None:
     save_report(report, workdir)
   return report
 
 
+def evaluate(
+  model,
+  params=None,
+  x=None,
+  y=None,
+  *,
+  forget=None,
+  forget_ids=None,
+  ids=None,
+  forget_seed: int = 0,
+  model_state=None,
+  val=None,
+  test=None,
+  num_classes: int | None = None,
+) -> dict:
+  """The metrics :func:`unlearn` reports, for any model: the same attack, the same
+  members, the same classes left out (``forget`` takes what :func:`unlearn` takes).
+
+  Use it on your retrained model, or on ``report.model`` after a series of requests
+  with ``forget=report.forgotten``.
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int32)
+    >>> m = evaluate(lambda p, x: x @ p, jnp.eye(4, 2), x, y, forget="class:1",
+    ...              test=(x[:20], y[:20]))
+    >>> sorted(m)
+    ['LossAUC', 'MIA', 'RA', 'TA', 'UA']
+    >>> keep = y[:20] == 0  # class 1 is forgotten: TA is over class 0's test rows only
+    >>> bool(m["TA"] == 100 * np.mean((x[:20] @ np.eye(4, 2)).argmax(1)[keep] == 0))
+    True
+  """
+  dataset = _dataset(x, y, ids, val, test, num_classes)
+  forget_set = _request(dataset, forget, forget_ids, forget_seed)
+  fm, params, model_state, _ = _model(model, params, model_state, None)
+  return _metrics(fm, params, model_state, dataset, forget_set)
+
+
 def save_report(report: UnlearnReport, workdir) -> pathlib.Path:
-  """Writes ``report``'s model, optimiser state and history as an Orbax checkpoint that
-  :func:`jaxunlearn.load` reads back; refuses a workdir that already holds a run."""
+  """Writes ``report``'s model, optimiser state, history and deletion ledger as an Orbax
+  checkpoint that :func:`jaxunlearn.load` reads back (and ``previous=`` or, for a
+  catalogue model, ``python -m experiments.unlearn --original`` continues); refuses a
+  workdir that already holds a run."""
   workdir = check_workdir(workdir)
   directory = workdir / "checkpoints"
   if directory.exists() and any(directory.iterdir()):
@@ -287,19 +497,26 @@ def save_report(report: UnlearnReport, workdir) -> pathlib.Path:
     "opt_state": report.opt_state,
     "history": report.history,
   }
+  # Without an anchor workdir the model before the first request travels with the run,
+  # so a later request (from this workdir) holds IGS's budget against it.
+  stored = report.ledger.anchor is None and report.original is not None
+  if stored:
+    state["original"] = {"params": report.original[0], "model_state": report.original[1]}
+  metadata = {
+    "kind": "unlearned",
+    "source": "api",
+    "method": report.config.method,
+    "config": report.config.to_dict(),
+    "metrics": report.metrics,
+    "request_metrics": report.request_metrics,
+    "budget": report.budget,
+    "ledger": report.ledger.to_dict(),
+    "forgotten_rows": report.forgotten.tolist(),
+    "original_stored": stored,
+    "versions": ckpt.package_versions(),
+  }
+  if report.description is not None:
+    metadata.update(report.description)
   with ckpt.Checkpointer(directory, keep_best=False) as manager:
-    manager.save(
-      int(report.config.steps),
-      jax.device_get(state),
-      metadata={
-        "kind": "unlearned",
-        "source": "api",
-        "config": report.config.to_dict(),
-        "metrics": report.metrics,
-        "budget": report.budget,
-        "requests": report.requests,
-        "forgotten_rows": report.forgotten.tolist(),
-        "versions": ckpt.package_versions(),
-      },
-    )
+    manager.save(int(report.config.steps), jax.device_get(state), metadata=metadata)
   return workdir

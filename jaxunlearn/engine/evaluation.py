@@ -2,15 +2,21 @@
 
 One function, :func:`evaluate`, for the original, retrained and unlearned models alike;
 each split is predicted once and every metric indexes those predictions.
+:func:`retain_budget` checks a method's promise about the retain loss after a run.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.data.splits import hash_order
+from jaxunlearn.engine import methods as methods_lib
+from jaxunlearn.engine.layouts import example_loss
 from jaxunlearn.engine.steps import make_predict
+from jaxunlearn.transforms.implicit import DEFAULT_LOSS_FLOOR
 
 NAN_METRICS = {k: float("nan") for k in metrics_lib.REPORTED_KEYS}
 
@@ -113,3 +119,33 @@ def evaluate(
     )
   )
   return out
+
+
+def _mean_loss(fm, params, model_state, x, y) -> float:
+  logits = make_predict(fm)(params, model_state, x)
+  return float(np.mean(np.asarray(example_loss(fm)(logits, y))))
+
+
+def retain_budget(cfg, fm, reference, final, dataset, rows) -> dict:
+  """Whether the run kept its method's retain-loss promise, over the retained ``rows``.
+
+  ``reference`` and ``final`` are ``(params, model_state)`` of the model the budget is
+  held against and of the unlearned one. ``{}`` for a method that promises nothing over
+  a run (:attr:`~jaxunlearn.engine.methods.Method.budget`); else ``kind``,
+  ``retain_loss_before`` (the reference's mean loss on ``rows``), ``retain_loss_after``,
+  ``tolerance`` (an ``increase``) or ``threshold`` (a ``level``), ``log_losses`` and
+  ``held``.
+  """
+  promise = methods_lib.get_method(cfg.method).budget(cfg)
+  if promise is None:
+    return {}
+  x, y = dataset.train.images[rows], dataset.train.labels[rows]
+  before = _mean_loss(fm, *reference, x, y)
+  after = _mean_loss(fm, *final, x, y)
+  out = {"kind": promise.kind, "retain_loss_before": before, "retain_loss_after": after}
+  if promise.kind == "level":
+    return {**out, "threshold": promise.value, "log_losses": False, "held": after <= promise.value}
+  # φ as IGS applies it (the same floor under the log)
+  phi = (lambda v: math.log(max(v, DEFAULT_LOSS_FLOOR))) if promise.log else (lambda v: v)
+  held = phi(after) <= phi(before) + promise.value
+  return {**out, "tolerance": promise.value, "log_losses": promise.log, "held": bool(held)}

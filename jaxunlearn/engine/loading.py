@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from typing import Any
 
@@ -41,6 +42,7 @@ class Loaded:
     opt_state: the optimiser state (λ for IGS), when loaded with ``optimizer_state=True``.
     fm: the functional model (``None`` for a user's own model: bring its apply function).
     step: the checkpoint's step (epochs for training, steps for unlearning).
+    workdir: the directory it was loaded from.
   """
 
   kind: str
@@ -50,6 +52,7 @@ class Loaded:
   opt_state: Any = None
   fm: Any = None
   step: int = 0
+  workdir: pathlib.Path | None = None
 
   def predict(self, x):
     """Logits of ``x`` in eval mode."""
@@ -141,6 +144,7 @@ def load(
     meta = manager.metadata(which=which)
     kind = meta.get("kind")
     step = manager.latest_step() if which == "latest" else manager.best_step()
+    loaded = functools.partial(Loaded, kind, metadata=meta, step=step, workdir=workdir)
     if kind in ("pretrain", "retrain"):
       config, fm, params, model_state = model_from_metadata(meta)
       template = {
@@ -151,37 +155,41 @@ def load(
       }
       got = manager.restore(template, which=which)
       opt_state = got["opt_state"] if optimizer_state else None
-      return Loaded(kind, got["params"], got["model_state"], meta, opt_state, fm, step)
+      return loaded(got["params"], got["model_state"], opt_state=opt_state, fm=fm)
     if kind != "unlearned":
       raise CheckpointError(f"{workdir}: unknown run kind {kind!r}")
     raw = manager.restore_raw(which=which)
-    if meta.get("source") == "api":
-      params = raw["params"]
-      if like is not None:
-        leaves = jax.tree.leaves(params)
-        if len(leaves) != len(jax.tree.leaves(like)):
-          raise CheckpointError(f"{workdir}: `like` has another number of arrays than params")
-        params = jax.tree.unflatten(jax.tree.structure(like), _in_saved_order(raw, like))
+    api = meta.get("source") == "api"
+    if api and "model" not in meta:  # a user's own model: its arrays as saved
+      params = raw["params"] if like is None else in_structure_of(raw["params"], like)
       opt_state = raw.get("opt_state") if optimizer_state else None
-      return Loaded(kind, params, raw.get("model_state", {}), meta, opt_state, None, step)
+      return loaded(params, raw.get("model_state", {}), opt_state=opt_state)
     _, fm, params, model_state = model_from_metadata(_origin_metadata(meta, workdir))
-    # Exact template for the model (and optimiser); the rest as it was saved.
+    # Exact template for the model (and optimiser); the rest as it was saved. The API's
+    # optimiser may be the user's own, so its state comes back as saved.
     template = dict(raw)
     template.update(params=params, model_state=model_state)
-    if optimizer_state:
+    if optimizer_state and not api:
       template["opt_state"] = _opt_template(meta, params)
     got = manager.restore(template, which=which)
     opt_state = got["opt_state"] if optimizer_state else None
-    return Loaded(kind, got["params"], got["model_state"], meta, opt_state, fm, step)
+    return loaded(got["params"], got["model_state"], opt_state=opt_state, fm=fm)
 
 
-def _in_saved_order(raw: dict, like: Any) -> list:
+def in_structure_of(saved: Any, like: Any) -> Any:
+  """``saved`` (params restored as nested dicts) in the structure of ``like``, matched
+  by key path; a mismatch raises ``CheckpointError``."""
+  if len(jax.tree.leaves(saved)) != len(jax.tree.leaves(like)):
+    raise CheckpointError("`like` has another number of arrays than the saved params")
+  return jax.tree.unflatten(jax.tree.structure(like), _in_saved_order(saved, like))
+
+
+def _in_saved_order(saved: Any, like: Any) -> list:
   """The saved params' arrays in the flattening order of ``like`` (matched by key path)."""
   from orbax.checkpoint import tree as ocp_tree  # noqa: PLC0415
 
   saved = {
-    ".".join(ocp_tree.str_keypath(p)): v
-    for p, v in jax.tree_util.tree_flatten_with_path(raw["params"])[0]
+    ".".join(ocp_tree.str_keypath(p)): v for p, v in jax.tree_util.tree_flatten_with_path(saved)[0]
   }
   out = []
   for path, ref in jax.tree_util.tree_flatten_with_path(like)[0]:

@@ -87,6 +87,35 @@ def _no_logs(opt_state) -> dict:
   return {}
 
 
+class RetainBudget(NamedTuple):
+  """A method's promise about the retain loss L_r at the end of a run.
+
+  ``kind="increase"``: φ(L_r(after)) ≤ φ(L_r(reference)) + ``value`` (φ = log when
+  ``log``, else the identity; the reference is the model the run is anchored to);
+  ``kind="level"``: L_r(after) ≤ ``value`` (an absolute threshold).
+  """
+
+  kind: str
+  value: float
+  log: bool = False
+
+
+def _no_budget(cfg) -> None:
+  del cfg
+
+
+def _anchored_budget(cfg) -> RetainBudget | None:
+  # Only the anchored update bounds the run: the paper's (reference "previous") bounds
+  # each step's increase against the step before, which over a run adds up unbounded.
+  if cfg.reference != "start":
+    return None
+  return RetainBudget("increase", cfg.tolerance, uses_log_losses(cfg))
+
+
+def _pdu_budget(cfg) -> RetainBudget:
+  return RetainBudget("level", cfg.pdu_threshold)
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
   """An unlearning method, as the engine runs it.
@@ -106,6 +135,8 @@ class Method:
     state_logs: ``state_logs(opt_state) -> dict`` of scalars to log after each step
       (``multiplier``, ``retain_decrease``).
     needs_teacher: its loss reads the original model's logits (``teacher_*_logits``).
+    budget: ``budget(cfg) -> RetainBudget | None``, what the method promises about the
+      retain loss at the end of a run (``None``: it promises nothing over a run).
     defaults: config values that differ from :class:`UnlearnConfig`'s for this method.
     tune: the search space of retrain-blind tuning, ``{key: values}`` crossed; every
       method gets the same budget (:data:`TUNING_BUDGET` configurations): three learning
@@ -121,6 +152,7 @@ class Method:
   prepare: Callable | None = None
   state_logs: Callable = _no_logs
   needs_teacher: bool = False
+  budget: Callable[[UnlearnConfig], RetainBudget | None] = _no_budget
   defaults: Mapping = dataclasses.field(default_factory=dict)
   tune: Mapping = dataclasses.field(default_factory=dict)
 
@@ -352,6 +384,7 @@ METHODS = {
       make_tx=_igs,
       update_kwargs=_retain_and_fn,
       state_logs=_igs_logs,
+      budget=_anchored_budget,
       # Ours: the anchored variant (the paper's update collapsed in 4 of 15 runs of the
       # igs_variants study; this one lost at most 1.24 TA points): see the README.
       defaults=igs_variant_config("anchored"),
@@ -364,6 +397,7 @@ METHODS = {
       make_tx=_igs,
       update_kwargs=_retain_and_fn,
       state_logs=_igs_logs,
+      budget=_anchored_budget,  # None at the paper's reference ("previous")
       defaults=igs_variant_config("paper"),  # exactly the update of the paper's code
       tune=_knob("tolerance", (0.0, -0.05)),
     ),
@@ -382,6 +416,7 @@ METHODS = {
       make_tx=_pdu,
       update_kwargs=_retain_only,
       state_logs=_multiplier_log,
+      budget=_pdu_budget,
       tune=_knob("pdu_threshold", (0.05, 0.2)),
     ),
     # two backprops, combined by an aggregator

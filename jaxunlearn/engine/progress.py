@@ -7,7 +7,26 @@ as a step shows a rate and an ETA off by orders of magnitude for the first many 
 
 from __future__ import annotations
 
+import sys
+
 from tqdm.auto import tqdm
+
+
+def hidden(progress: bool, file=None) -> bool:
+  """Whether a bar asked for (``progress``) stays hidden: always when not asked, and when
+  it would go to a stderr that is not a terminal (a redirected log would fill with
+  carriage-return frames), except in a notebook, whose bars are widgets. A bar given
+  its own ``file`` shows there.
+
+  Example:
+    >>> hidden(False)
+    True
+  """
+  if not progress:
+    return True
+  if file is not None or "notebook" in tqdm.__module__:
+    return False
+  return not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
 
 
 class CompileApartBar:
@@ -20,8 +39,8 @@ class CompileApartBar:
     2.5
   """
 
-  def __init__(self, *, total: int, initial: int = 0, **kwargs):
-    self._bar = tqdm(total=total, initial=initial, **kwargs)
+  def __init__(self, *, total: int, initial: int = 0, disable: bool = False, **kwargs):
+    self._bar = tqdm(total=total, initial=initial, disable=hidden(not disable, kwargs.get("file")), **kwargs)
     self.compile_seconds = 0.0
 
   def first_step_done(self, done: int, *, compile_seconds: float) -> None:

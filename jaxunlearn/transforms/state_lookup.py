@@ -123,6 +123,35 @@ def multiplier(opt_state):
   return _find(opt_state, 1, "a multiplier").multiplier
 
 
+# optax keeps states, not transformations: what a state says about who made it.
+_MADE_BY = {
+  "EmptyState": "a stateless one (scale, clip, clip_by_global_norm, …)",
+  "ScaleByAdamState": "scale_by_adam (adam, adamw)",
+  "TraceState": "trace (sgd's momentum)",
+  "ScaleByScheduleState": "scale_by_schedule (a learning-rate schedule)",
+  "ScaleByRmsState": "scale_by_rms (rmsprop)",
+  "InjectHyperparamsState": "inject_hyperparams",
+  "MultiStepsState": "MultiSteps",
+}
+
+
+def _made_by(state) -> str:
+  name = type(state).__name__
+  if type(state) is tuple:  # a chain, or an optimiser that is one (adam, sgd)
+    return f"a chain of [{' + '.join(_made_by(x) for x in state)}]"
+  return _MADE_BY.get(name, f"one with state {name}")
+
+
+def _transformation_name(state) -> str:
+  """``ImplicitGradientSurgeryState`` → ``implicit_gradient_surgery``."""
+  name = type(state).__name__.removesuffix("State")
+  return (
+    "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+    .lstrip("_")
+    .replace("f_a_m_o", "famo")
+  )
+
+
 def _transformations_after(node, target) -> list[str] | None:
   """Names of the states that follow ``target`` inside an ``optax.chain`` on its path.
 
@@ -139,7 +168,7 @@ def _transformations_after(node, target) -> list[str] | None:
     for i, child in enumerate(node):
       found = _transformations_after(child, target)
       if found is not None:
-        return found + [type(x).__name__ for x in node[i + 1 :]]
+        return found + [_made_by(x) for x in node[i + 1 :]]
     return None
   if isinstance(node, dict):
     children = list(node.values())
@@ -171,19 +200,20 @@ def check_outermost(opt_state) -> None:
     >>> check_outermost(optax.chain(igs, optax.scale(0.5)).init({"w": jnp.zeros(2)}))
     Traceback (most recent call last):
     ...
-    ValueError: ImplicitGradientSurgeryState's transformation must be the last of its ...
+    ValueError: implicit_gradient_surgery must be the last of its optax.chain ...
   """
   for state in jax.tree.leaves(opt_state, is_leaf=_registered):
     if not (_registered(state) and _REGISTRY[type(state)][2]):
       continue
     after = _transformations_after(opt_state, state)
     if after:
-      name = type(state).__name__
       raise ValueError(
-        f"{name}'s transformation must be the last of its optax.chain (it learns from the "
-        f"step it returns, and {len(after)} later transformation(s) ({', '.join(after)}) "
+        f"{_transformation_name(state)} must be the last of its optax.chain (it learns "
+        f"from the step it returns, and {len(after)} later transformation(s) — "
+        f"{'; '.join(after)} — "
         "change that step): move them before it or into its inner optimiser, e.g. "
-        "implicit_gradient_surgery(optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(lr)))"
+        f"{_transformation_name(state)}(optax.chain(optax.clip_by_global_norm(1.0), "
+        "optax.sgd(lr)))"
       )
 
 

@@ -62,6 +62,7 @@ def test_linen_model_on_tabular_data_end_to_end():
   steps = report.config.steps
   assert report.history["multiplier"].shape == (steps,)
   assert set(report.budget) == {
+    "kind",
     "retain_loss_before",
     "retain_loss_after",
     "tolerance",

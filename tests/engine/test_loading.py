@@ -82,7 +82,7 @@ def test_api_workdir_round_trip(tmp_path):
   _equal(loaded.params, report.params)
   # λ survives the save (the state comes back as saved dicts; issue 22, point 1)
   assert float(loaded.multiplier) == pytest.approx(float(report.history["multiplier"][-1]))
-  assert loaded.metadata["requests"][0]["rows"] == [0, 1, 2]
+  assert loaded.metadata["ledger"]["requests"][0]["rows"] == [0, 1, 2]
   same = jaxunlearn.load(tmp_path / "api", like=params)
   assert jax.tree.structure(same.params) == jax.tree.structure(params)
   with pytest.raises(ConfigError, match="call your apply function"):

@@ -56,3 +56,8 @@ def test_help_shows_the_defaults(name):
     assert "(default:" in text
   # a required flag, or one whose absence means "unset", shows no default of None
   assert "(default: None)" not in text, name
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_usage_names_the_command_as_it_is_run(name):
+  assert _parser(name).format_usage().startswith(f"usage: python -m {name} ")
