@@ -51,7 +51,10 @@ __all__ = ["DeletionLedger", "DeletionRequest", "data_digest", "request_only"]
 def data_digest(dataset) -> str:
   """sha256 of the training split (images, labels, ids): ties a ledger to its data."""
   h = hashlib.sha256()
-  for a in (dataset.train.images, dataset.train.labels, dataset.train.ids):
+  # Labels and ids as int64: the same data read by a command or passed as arrays (whose
+  # integer widths may differ) is the same data.
+  train = dataset.train
+  for a in (train.images, np.asarray(train.labels, "<i8"), np.asarray(train.ids, "<i8")):
     h.update(np.ascontiguousarray(a).tobytes())
   return h.hexdigest()
 

@@ -232,9 +232,19 @@ class _Series:
   description: dict | None = None
 
 
-def _series(previous, fm, params, model_state, description, dataset, model) -> tuple:
+def _series(previous, fm, params, model_state, description, dataset, model, loss) -> tuple:
   """``(fm, _Series)`` for a request after ``previous`` (``None``, a report, a workdir
-  or ``load(workdir)``)."""
+  or ``load(workdir)``); ``fm`` is ``None`` when the model comes with ``previous``."""
+
+  def view(start, fallback):  # the functional view, over the earlier request's params
+    if fm is not None:
+      return fm
+    if model is not None:
+      return as_functional(model, start[0], start[1], loss=loss)[0]
+    if fallback is None:
+      raise ConfigError("that workdir holds your own model; pass your model as well")
+    return fallback
+
   if previous is None:
     anchor = None
     if isinstance(model, Loaded) and model.workdir is not None:
@@ -246,7 +256,7 @@ def _series(previous, fm, params, model_state, description, dataset, model) -> t
     ledger.check_data(dataset)
     start = (previous.params, previous.model_state)
     series = _Series(start, previous.original, ledger, previous.description or description)
-    return fm or previous.fm, series
+    return view(start, previous.fm), series
   if isinstance(previous, (str, os.PathLike)):
     previous = load(previous, like=params)
   if not isinstance(previous, Loaded):
@@ -259,12 +269,11 @@ def _series(previous, fm, params, model_state, description, dataset, model) -> t
       f"{previous.workdir} holds no deletion request; pass it as the model, not previous="
     )
   ledger.check_data(dataset)
-  if fm is None:  # the workdir's own (catalogue) model
-    if previous.fm is None:
-      raise ConfigError("that workdir holds your own model; pass your model as well")
-    fm, description = previous.fm, _describe(previous)
+  start = (previous.params, previous.model_state)
+  if fm is None and model is None and previous.fm is not None:  # a catalogue model
+    description = _describe(previous)
   original = _original_of(previous, ledger, params)
-  return fm, _Series((previous.params, previous.model_state), original, ledger, description)
+  return view(start, previous.fm), _Series(start, original, ledger, description)
 
 
 def _original_of(previous: Loaded, ledger: DeletionLedger, like) -> tuple | None:
@@ -365,13 +374,17 @@ def unlearn(
     raise ConfigError("pass steps or epochs, not both")
   dataset = _dataset(x, y, ids, val, test, num_classes)
   request = _request(dataset, forget, forget_ids, forget_seed)
-  if model is None and previous is not None:  # the model of the earlier request
+  # With previous=, the parameters are the earlier request's: the model alone will do.
+  from_previous = previous is not None and (
+    model is None or (params is None and not isinstance(model, (nnx.Module, Loaded)))
+  )
+  if from_previous:
     fm = description = None
   elif model is None:
     raise ConfigError("pass the model (an apply function, a linen or NNX module)")
   else:
     fm, params, model_state, description = _model(model, params, model_state, loss)
-  fm, series = _series(previous, fm, params, model_state, description, dataset, model)
+  fm, series = _series(previous, fm, params, model_state, description, dataset, model, loss)
   step_set, union = series.ledger.begin(dataset, request)
 
   cfg = methods_lib.make_config(method, seed=seed, **config)

@@ -40,7 +40,8 @@ class CompileApartBar:
   """
 
   def __init__(self, *, total: int, initial: int = 0, disable: bool = False, **kwargs):
-    self._bar = tqdm(total=total, initial=initial, disable=hidden(not disable, kwargs.get("file")), **kwargs)
+    off = hidden(not disable, kwargs.get("file"))
+    self._bar = tqdm(total=total, initial=initial, disable=off, **kwargs)
     self.compile_seconds = 0.0
 
   def first_step_done(self, done: int, *, compile_seconds: float) -> None:

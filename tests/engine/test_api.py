@@ -178,3 +178,198 @@ def test_package_attributes_resolve():
     assert getattr(jaxunlearn, name).__name__ == f"jaxunlearn.{name}"
   with pytest.raises(AttributeError, match="no attribute 'unlearning'"):
     jaxunlearn.unlearning  # noqa: B018 - moved to jaxunlearn.engine.unlearning
+
+
+# ------------------------------------------------ issue 22: what a user meets
+
+
+def _wine():
+  """scikit-learn's wine (3 classes), a user's MLP trained by the user's own loop."""
+  from sklearn.datasets import load_wine
+
+  x, y = load_wine(return_X_y=True)
+  order = np.random.default_rng(0).permutation(len(y))
+  x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)[order]
+  y = y[order].astype(np.int32)
+  module = LinenMLP3()
+  variables = module.init(jax.random.key(1), x[:1])
+  tx = optax.adam(1e-2)
+  xt, yt = x[:120], y[:120]
+
+  @jax.jit
+  def step(v, s):
+    g = jax.grad(
+      lambda v: optax.softmax_cross_entropy_with_integer_labels(module.apply(v, xt), yt).mean()
+    )(v)
+    u, s = tx.update(g, s, v)
+    return optax.apply_updates(v, u), s
+
+  state = tx.init(variables)
+  for _ in range(150):
+    variables, state = step(variables, state)
+  return module, variables, (xt, yt), (x[120:], y[120:])
+
+
+class LinenMLP3(linen.Module):
+  @linen.compact
+  def __call__(self, x):
+    return linen.Dense(3)(linen.relu(linen.Dense(16)(x)))
+
+
+WINE = _wine()
+
+
+def _accuracy(logits, labels):
+  return 100.0 * float(np.mean(np.asarray(logits).argmax(-1) == labels))
+
+
+def test_class_wise_request_reports_test_accuracy_on_the_remaining_classes():
+  module, variables, (x, y), (xt, yt) = WINE
+  report = jaxunlearn.unlearn(module, variables, x, y, forget="class:0", test=(xt, yt), steps=20)
+  assert report.forgotten.tolist() == np.flatnonzero(y == 0).tolist()
+  logits = module.apply({"params": report.params}, xt)
+  keep = yt != 0
+  # TA by hand: the test rows of classes 1 and 2 only (the commands' definition)
+  assert report.metrics["TA"] == pytest.approx(_accuracy(logits[keep], yt[keep]))
+  assert report.metrics["TA"] != pytest.approx(_accuracy(logits, yt))
+  train_logits = module.apply({"params": report.params}, x)
+  assert report.metrics["UA"] == pytest.approx(100 - _accuracy(train_logits[y == 0], y[y == 0]))
+  # LossAUC compares the forgotten rows with unseen rows of the same class (test class 0)
+  assert 0 <= report.metrics["LossAUC"] <= 100
+
+
+def test_every_forget_spec_of_the_commands_works_in_the_api(tmp_path):
+  module, variables, (x, y), _ = WINE
+  ids = np.arange(len(y)) * 3 + 1
+  rows = np.array([4, 9, 30])
+  (tmp_path / "ids.txt").write_text("".join(f"{i}\n" for i in ids[rows]))
+  (tmp_path / "rows.txt").write_text("# rows\n4\n9\n30\n")
+  kinds = {
+    "class:1,2": np.flatnonzero(np.isin(y, [1, 2])),
+    "random:0.1": np.sort(np.random.default_rng(3).choice(len(y), 12, replace=False)),
+    "random:5": np.sort(np.random.default_rng(3).choice(len(y), 5, replace=False)),
+    f"ids:{tmp_path / 'ids.txt'}": rows,
+    f"rows:{tmp_path / 'rows.txt'}": rows,
+  }
+  for spec, expected in kinds.items():
+    report = jaxunlearn.unlearn(
+      module, variables, x, y, ids=ids, forget=spec, forget_seed=3, steps=1
+    )
+    assert report.forgotten.tolist() == expected.tolist(), spec
+    assert report.requests[0]["spec"] == spec
+
+
+def test_one_number_as_forget_is_refused_not_read_as_row_0():
+  module, variables, (x, y), _ = WINE
+  with pytest.raises(ConfigError, match=r"forget=\[0\].*forget='class:0'"):
+    jaxunlearn.unlearn(module, variables, x, y, forget=0, steps=1)
+
+
+def test_evaluate_gives_exactly_the_reported_metrics_and_retrained_adds_the_gaps():
+  module, variables, (x, y), (xt, yt) = WINE
+  spec = "class:2"
+  # "retrained": the user's model refit on the retained rows only (same loop, fewer rows)
+  keep = y != 2
+  retrained = variables
+  tx = optax.adam(1e-2)
+  state = tx.init(retrained)
+  for _ in range(60):
+    g = jax.grad(
+      lambda v: optax.softmax_cross_entropy_with_integer_labels(
+        module.apply(v, x[keep]), y[keep]
+      ).mean()
+    )(retrained)
+    u, state = tx.update(g, state, retrained)
+    retrained = optax.apply_updates(retrained, u)
+  report = jaxunlearn.unlearn(
+    module, variables, x, y, forget=spec, test=(xt, yt), steps=10, retrained=(module, retrained)
+  )
+  mine = jaxunlearn.evaluate(module, {"params": report.params}, x, y, forget=spec, test=(xt, yt))
+  assert mine == report.metrics  # the same attack on the same members: equal, not close
+  theirs = jaxunlearn.evaluate(module, retrained, x, y, forget=spec, test=(xt, yt))
+  assert report.retrained_metrics == theirs
+  for k in ("UA", "RA", "TA", "MIA", "LossAUC"):
+    assert report.gaps[k] == pytest.approx(abs(mine[k] - theirs[k]))
+  by_hand = np.mean([abs(mine[k] - theirs[k]) for k in ("UA", "RA", "TA", "MIA")])
+  assert report.gaps["AvgGap"] == pytest.approx(by_hand)
+  assert "Avg. Gap" in report.summary()
+  with pytest.raises(ConfigError, match="retrained= takes"):
+    jaxunlearn.unlearn(module, variables, x, y, forget=spec, steps=1, retrained=retrained)
+
+
+@pytest.mark.parametrize("method", ["salun", "ft", "igs_paper", "explicit"])
+def test_a_method_without_a_run_budget_reports_none(method):
+  module, variables, (x, y), _ = WINE
+  report = jaxunlearn.unlearn(module, variables, x, y, forget=np.arange(5), steps=2, method=method)
+  assert report.budget == {}
+  assert "budget" not in report.summary()
+
+
+def test_pdu_reports_its_own_threshold_and_igs_its_tolerance():
+  module, variables, (x, y), _ = WINE
+  report = jaxunlearn.unlearn(
+    module, variables, x, y, forget=np.arange(5), steps=5, method="pdu", pdu_threshold=0.3
+  )
+  retained = np.arange(5, len(y))
+  after = float(
+    objectives.cross_entropy(module.apply({"params": report.params}, x[retained]), y[retained])
+  )
+  assert report.budget["kind"] == "level" and report.budget["threshold"] == 0.3
+  assert report.budget["retain_loss_after"] == pytest.approx(after, rel=1e-4)
+  assert report.budget["held"] == (after <= 0.3)
+  igs = jaxunlearn.unlearn(module, variables, x, y, forget=np.arange(5), steps=2)
+  assert igs.budget["kind"] == "increase" and igs.budget["tolerance"] == igs.config.tolerance
+
+
+def test_a_successive_request_reports_its_own_rows_beside_the_union():
+  module, variables, (x, y), (xt, yt) = WINE
+  first = jaxunlearn.unlearn(module, variables, x, y, forget="class:0", test=(xt, yt), steps=30)
+  new = np.flatnonzero(y != 0)[:10]
+  second = jaxunlearn.unlearn(
+    module, None, x, y, forget=new, test=(xt, yt), steps=5, previous=first
+  )
+  logits = np.asarray(second.predict(x))
+  assert second.request_metrics["UA"] == pytest.approx(100 - _accuracy(logits[new], y[new]))
+  union = second.forgotten
+  assert second.metrics["UA"] == pytest.approx(100 - _accuracy(logits[union], y[union]))
+  assert second.requests[1]["request_metrics"] == second.request_metrics
+  assert "this request's UA" in second.summary()
+  # a class-wise union still leaves the forgotten class out of TA
+  keep = yt != 0
+  assert second.metrics["TA"] == pytest.approx(
+    _accuracy(np.asarray(second.predict(xt))[keep], yt[keep])
+  )
+
+
+def test_report_model_is_a_model_of_the_kind_passed():
+  module, variables, (x, y), _ = WINE
+  linen_report = jaxunlearn.unlearn(module, variables, x, y, forget=np.arange(5), steps=2)
+  np.testing.assert_allclose(
+    linen_report.model(x), module.apply({"params": linen_report.params}, x), rtol=1e-6
+  )
+  apply_fn = lambda p, x: module.apply(p, x)
+  fn_report = jaxunlearn.unlearn(apply_fn, variables, x, y, forget=np.arange(5), steps=2)
+  np.testing.assert_allclose(fn_report.model(x), apply_fn(fn_report.params, x), rtol=1e-6)
+
+  class Net(nnx.Module):
+    def __init__(self, rngs):
+      self.a = nnx.Linear(13, 8, rngs=rngs)
+      self.norm = nnx.BatchNorm(8, rngs=rngs)
+      self.b = nnx.Linear(8, 3, rngs=rngs)
+
+    def __call__(self, x):
+      return self.b(nnx.relu(self.norm(self.a(x))))
+
+  net = Net(nnx.Rngs(0))
+  before = nnx.state(net, nnx.Param)
+  report = jaxunlearn.unlearn(net, None, x, y, forget=np.arange(5), steps=3, method="rl")
+  back = report.model
+  assert isinstance(back, Net)
+  back.eval()
+  np.testing.assert_allclose(back(x), report.predict(x), rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(
+    np.asarray(back.norm.mean.get_value()), np.asarray(report.model_state["norm"]["mean"])
+  )
+  # the module the user passed is unchanged
+  for u, v in zip(jax.tree.leaves(nnx.state(net, nnx.Param)), jax.tree.leaves(before)):
+    np.testing.assert_array_equal(np.asarray(u), np.asarray(v))

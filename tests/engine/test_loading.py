@@ -10,7 +10,7 @@ from experiments import unlearn as unlearn_cli
 from jaxunlearn import data
 from jaxunlearn.engine.config import TrainConfig
 from jaxunlearn.engine.training import load_trained, train
-from jaxunlearn.errors import CheckpointError, ConfigError
+from jaxunlearn.errors import CheckpointError, ConfigError, DataError
 
 SMALL = TrainConfig(epochs=1, model_kwargs={"hidden": (16,)})
 
@@ -94,3 +94,65 @@ def test_api_workdir_round_trip(tmp_path):
 def test_a_directory_without_checkpoints_is_one_clear_error(tmp_path):
   with pytest.raises(CheckpointError, match="holds no checkpoints"):
     jaxunlearn.load(tmp_path)
+
+
+def test_one_ledger_a_series_continues_across_the_api_and_the_command(runs, capsys):
+  """orig → command (class 1, the fixture) → API (class 2) → command (class 3) → API:
+  each continues the other's workdir; a request sent again is refused by both (issue 22)."""
+  import json
+
+  from jaxunlearn.errors import ForgetSpecError
+  from jaxunlearn.transforms.implicit import ImplicitGradientSurgeryState
+
+  base, data_dir = runs
+  ds = data.load_dataset("digits", data_dir)
+  arrays = dict(
+    x=ds.train.images, y=ds.train.labels, ids=ds.train.ids, test=(ds.test.images, ds.test.labels)
+  )
+  second = jaxunlearn.unlearn(
+    None, previous=base / "cli", forget="class:2", steps=5, workdir=base / "api2", **arrays
+  )
+  classes = lambda *k: np.flatnonzero(np.isin(ds.train.labels, k)).tolist()
+  assert second.forgotten.tolist() == classes(1, 2)
+  assert [r["spec"] for r in second.requests] == ["class:1", "class:2"]
+  # the budget holds against the model before the first request (the command's anchor)
+  assert isinstance(second.opt_state, ImplicitGradientSurgeryState)
+  _equal(second.opt_state.start_params, jaxunlearn.load(base / "orig").params)
+  with pytest.raises(ForgetSpecError, match="applied already"):
+    jaxunlearn.unlearn(None, previous=base / "api2", forget="class:1", steps=1, **arrays)
+
+  capsys.readouterr()
+  unlearn_cli.main(
+    [
+      "--method", "igs", "--original", str(base / "api2"), "--forget", "class:3",
+      "--workdir", str(base / "cli3"), "--data-dir", str(data_dir), "--no-progress",
+      "--set", "steps=5",
+    ]
+  )  # fmt: skip
+  out = json.loads((base / "cli3" / "metrics.json").read_text())
+  assert out["forgotten_examples"] == len(classes(1, 2, 3))
+  assert [r["spec"] for r in out["requests"]] == ["class:1", "class:2", "class:3"]
+  assert out["budget"]["kind"] == "increase" and isinstance(out["budget"]["held"], bool)
+  pred = np.asarray(jaxunlearn.load(base / "cli3").predict(ds.train.images)).argmax(-1)
+  rows = classes(3)  # this request's UA, on its rows only
+  assert out["request_metrics"]["UA"] == pytest.approx(
+    100 * np.mean(pred[rows] != ds.train.labels[rows])
+  )
+  with pytest.raises(SystemExit) as exit_:
+    unlearn_cli.main(
+      ["--method", "igs", "--original", str(base / "cli3"), "--forget", "class:2",
+       "--workdir", str(base / "again"), "--data-dir", str(data_dir), "--no-progress"]
+    )  # fmt: skip
+  assert exit_.value.code == 2 and "applied already" in capsys.readouterr().err
+  assert not (base / "again").exists()
+
+  fourth = jaxunlearn.unlearn(None, previous=base / "cli3", forget="class:4", steps=2, **arrays)
+  assert len(fourth.ledger) == 4 and fourth.forgotten.tolist() == classes(1, 2, 3, 4)
+  with pytest.raises(DataError, match="other data"):
+    jaxunlearn.unlearn(
+      None,
+      previous=base / "cli3",
+      forget="class:4",
+      steps=2,
+      **{**arrays, "y": ds.train.labels[::-1]},
+    )

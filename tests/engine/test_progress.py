@@ -15,3 +15,27 @@ def test_rate_starts_after_the_compiling_step():
   text = out.getvalue()
   assert "compile 3.0s" in text
   assert "5/10" in text
+
+
+class _Stream(io.StringIO):
+  def __init__(self, tty: bool):
+    super().__init__()
+    self._tty = tty
+
+  def isatty(self):
+    return self._tty
+
+
+def test_a_bar_on_a_redirected_stderr_stays_hidden(monkeypatch):
+  """A log file of a long run is not flooded with carriage-return frames (issue 22)."""
+  from jaxunlearn.engine import progress
+
+  for tty, shown in ((False, False), (True, True)):
+    stream = _Stream(tty)
+    monkeypatch.setattr(progress.sys, "stderr", stream)
+    assert progress.hidden(True) is not shown
+    bar = CompileApartBar(total=3, desc="run", mininterval=0, file=None)
+    bar.update(3)
+    bar.close()
+    assert ("3/3" in stream.getvalue()) is shown
+  assert progress.hidden(False) and not progress.hidden(True, file=io.StringIO())

@@ -114,13 +114,13 @@ def test_three_requests_exactly_once_after_a_kill(setup, capsys):
     assert not (base / "again").exists()
 
   third = request(base, data_dir, base / "r2", files["c"], "r3")
-  specs = [r["forget_spec"] for r in third["requests"]]
+  specs = [r["spec"] for r in third["requests"]]
   assert specs == [f"ids:{files[k]}" for k in "abc"]
-  assert len({r["forget_digest"] for r in third["requests"]}) == 3
+  assert len({r["digest"] for r in third["requests"]}) == 3
   assert third["forgotten_examples"] == 80
   # every forgotten example is in UA's denominator: the model was evaluated on the union
   loaded = jaxunlearn.load(base / "r3", optimizer_state=True)
-  assert loaded.kind == "unlearned" and len(loaded.metadata["requests"]) == 3
+  assert loaded.kind == "unlearned" and len(loaded.metadata["ledger"]["requests"]) == 3
   assert float(loaded.multiplier) == pytest.approx(third["multiplier"])
   ds = data.load_dataset("digits", data_dir)
   pred = np.asarray(loaded.predict(ds.train.images)).argmax(-1)

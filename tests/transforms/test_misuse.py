@@ -103,6 +103,18 @@ def test_igs_followed_by_a_rescaling_transformation_raises(later):
     run(optax.chain(igs(), later))
 
 
+def test_the_chain_order_error_names_transformations_not_state_types():
+  with pytest.raises(ValueError) as err:
+    run(optax.chain(igs(), optax.scale(0.5), optax.adam(1e-3)))
+  text = str(err.value)
+  assert text.startswith("implicit_gradient_surgery must be the last")
+  assert "scale, clip" in text and "scale_by_adam (adam" in text
+  assert "EmptyState" not in text and "(tuple)" not in text
+  famo = jaxunlearn.famo(optax.sgd(0.1))
+  with pytest.raises(ValueError, match=r"^famo must be .* e\.g\. famo\(optax\.chain"):
+    jaxunlearn.transforms.check_outermost(optax.chain(famo, optax.scale(0.5)).init({"w": 0.0}))
+
+
 def test_igs_last_in_a_chain_and_rescaling_inside_it_run():
   run(optax.chain(optax.clip_by_global_norm(1.0), igs()))
   run(
