@@ -55,7 +55,7 @@ ENGINE_RANK = {
   "unlearning": 4,
   "loading": 5,
   "population": 5,
-  "api": 5,
+  "api": 6,
 }
 
 

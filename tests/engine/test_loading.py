@@ -156,3 +156,30 @@ def test_one_ledger_a_series_continues_across_the_api_and_the_command(runs, caps
       steps=2,
       **{**arrays, "y": ds.train.labels[::-1]},
     )
+
+
+def test_an_api_series_from_a_pretrained_workdir_continues_with_the_command(runs, capsys):
+  """model=jaxunlearn.load(pretrained): the API's workdir names the model, the dataset and
+  the anchor, so the command takes it as --original (issue 22)."""
+  import json
+
+  base, data_dir = runs
+  ds = data.load_dataset("digits", data_dir)
+  first = jaxunlearn.unlearn(
+    jaxunlearn.load(base / "orig"), x=ds.train.images, y=ds.train.labels, ids=ds.train.ids,
+    test=(ds.test.images, ds.test.labels), forget="class:5", steps=3, workdir=base / "api1",
+  )  # fmt: skip
+  assert first.ledger.anchor == str((base / "orig").resolve())
+  assert jaxunlearn.load(base / "api1").fm is not None  # the model is rebuilt, not raw dicts
+  capsys.readouterr()
+  unlearn_cli.main(
+    [
+      "--method", "ft", "--original", str(base / "api1"), "--forget", "class:6",
+      "--workdir", str(base / "cli2"), "--data-dir", str(data_dir), "--no-progress",
+      "--set", "steps=3",
+    ]
+  )  # fmt: skip
+  out = json.loads((base / "cli2" / "metrics.json").read_text())
+  assert [r["spec"] for r in out["requests"]] == ["class:5", "class:6"]
+  assert out["budget"] == {}  # fine-tuning promises nothing about the retain loss
+  assert out["forgotten_examples"] == int(np.isin(ds.train.labels, [5, 6]).sum())
