@@ -241,9 +241,9 @@ def test_class_wise_request_reports_test_accuracy_on_the_remaining_classes():
 def test_every_forget_spec_of_the_commands_works_in_the_api(tmp_path):
   module, variables, (x, y), _ = WINE
   ids = np.arange(len(y)) * 3 + 1
-  rows = np.array([4, 9, 30])
+  rows = np.array([4, 9, 30, 31])
   (tmp_path / "ids.txt").write_text("".join(f"{i}\n" for i in ids[rows]))
-  (tmp_path / "rows.txt").write_text("# rows\n4\n9\n30\n")
+  (tmp_path / "rows.txt").write_text("# rows\n4\n9\n30\n31\n")
   kinds = {
     "class:1,2": np.flatnonzero(np.isin(y, [1, 2])),
     "random:0.1": np.sort(np.random.default_rng(3).choice(len(y), 12, replace=False)),
@@ -252,8 +252,9 @@ def test_every_forget_spec_of_the_commands_works_in_the_api(tmp_path):
     f"rows:{tmp_path / 'rows.txt'}": rows,
   }
   for spec, expected in kinds.items():
+    # one batch shape for every spec (4 forget rows a step): one compile for all five
     report = jaxunlearn.unlearn(
-      module, variables, x, y, ids=ids, forget=spec, forget_seed=3, steps=1
+      module, variables, x, y, ids=ids, forget=spec, forget_seed=3, steps=1, batch_size=20
     )
     assert report.forgotten.tolist() == expected.tolist(), spec
     assert report.requests[0]["spec"] == spec

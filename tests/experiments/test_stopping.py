@@ -18,8 +18,8 @@ from jaxunlearn.engine.config import TrainConfig
 from jaxunlearn.engine.training import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-ARGS = ["--method", "igs", "--forget", "class:0", "--no-progress", "--set", "steps=20000",
-        "--set", "n_retain=16", "--set", "n_forget=4", "--checkpoint-every", "500"]  # fmt: skip
+ARGS = ["--method", "igs", "--forget", "class:0", "--no-progress", "--set", "steps=5000",
+        "--set", "n_retain=16", "--set", "n_forget=4", "--checkpoint-every", "250"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_sigterm_saves_and_the_resumed_run_is_bitwise_equal(original):
     time.sleep(0.01)
   ckpts = base / "stopped" / "checkpoints"
   while time.time() < deadline and not (ckpts.exists() and any(ckpts.iterdir())):
-    time.sleep(0.005)  # in the loop: the first checkpoint (step 500 of 20,000) is written
+    time.sleep(0.005)  # in the loop: the first checkpoint (step 250 of 5,000) is written
   stopped.send_signal(signal.SIGTERM)
   _, err = stopped.communicate(timeout=120)
   assert stopped.returncode == 130, err

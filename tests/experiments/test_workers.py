@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from experiments import compare
 from jaxunlearn import data
 
@@ -26,14 +28,23 @@ def _records(folder):
   return out
 
 
-def test_killed_worker_then_rerun_gives_every_job_once_and_identical_results(tmp_path, capsys):
-  data_dir = tmp_path / "data"
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """The data, and the comparison's runs from one process: what every split must give."""
+  base = tmp_path_factory.mktemp("workers")
+  data_dir = base / "data"
   data.prepare("digits", data_dir)
-  # The reference: one process.
-  compare.main([*ARGS, "--workdir", str(tmp_path / "one"), "--data-dir", str(data_dir),
+  compare.main([*ARGS, "--workdir", str(base / "one"), "--data-dir", str(data_dir),
                 "--no-progress"])  # fmt: skip
-  reference = _records(tmp_path / "one")
-  assert len(reference) == 12
+  records = _records(base / "one")
+  assert len(records) == 12
+  return data_dir, records
+
+
+def test_killed_worker_then_rerun_gives_every_job_once_and_identical_results(
+  tmp_path, capsys, reference
+):
+  data_dir, reference = reference
   # Two processes by hand on one workdir; one is killed once it has stored a run.
   env = {**os.environ, "JAXUNLEARN_DATA_DIR": str(data_dir), "JAX_PLATFORMS": "cpu"}
   cmd = [sys.executable, "-m", "experiments.compare", *ARGS, "--workdir", str(tmp_path / "two"),
@@ -57,20 +68,10 @@ def test_killed_worker_then_rerun_gives_every_job_once_and_identical_results(tmp
   capsys.readouterr()
 
 
-def test_workers_flag_runs_the_comparison_in_processes(tmp_path, capsys):
-  data_dir = tmp_path / "data"
-  data.prepare("digits", data_dir)
-  compare.main([*ARGS, "--workdir", str(tmp_path / "w"), "--data-dir", str(data_dir),
-                "--no-progress", "--workers", "2"])  # fmt: skip
-  logs = sorted((tmp_path / "w" / "workers").glob("worker-*.log"))
-  assert len(logs) == 2
-  assert len(list((tmp_path / "w" / "digits-class" / "runs").glob("*.json"))) == 12
-  assert "[2 workers:" in capsys.readouterr().err
-
-
-def test_a_sigkilled_worker_of_workers_2_then_a_rerun_finishes_every_job_once(tmp_path):
-  data_dir = tmp_path / "data"
-  data.prepare("digits", data_dir)
+def test_a_sigkilled_worker_of_workers_2_then_a_rerun_finishes_every_job_once(tmp_path, reference):
+  """--workers 2 starts two processes; one is killed, the parent says so, and a rerun
+  finishes every job once, equal to one process."""
+  data_dir, reference = reference
   env = {**os.environ, "JAXUNLEARN_DATA_DIR": str(data_dir), "JAX_PLATFORMS": "cpu"}
   cmd = [sys.executable, "-m", "experiments.compare", *ARGS, "--workdir", str(tmp_path / "w"),
          "--no-progress"]  # fmt: skip
@@ -84,11 +85,11 @@ def test_a_sigkilled_worker_of_workers_2_then_a_rerun_finishes_every_job_once(tm
   os.kill(int(pid_file.read_text()), signal.SIGKILL)
   _, err = parent.communicate(timeout=300)
   assert parent.returncode == 2 and "worker 1 exited with status -9" in err.decode()
-  rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=300)
+  assert len(sorted((tmp_path / "w" / "workers").glob("worker-*.log"))) == 2
+  rerun = subprocess.run([*cmd, "--workers", "2"], cwd=ROOT, env=env, capture_output=True,
+                         timeout=300)  # fmt: skip
   assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
+  assert "[2 workers:" in rerun.stderr.decode()
   names = sorted(p.name for p in runs.glob("*.json"))
   assert len(names) == 12 == len(set(names))
-  one = tmp_path / "one"
-  subprocess.run([*cmd[:-3], "--workdir", str(one), "--no-progress"], cwd=ROOT, env=env,
-                 check=True, capture_output=True, timeout=300)  # fmt: skip
-  assert _records(tmp_path / "w") == _records(one)
+  assert _records(tmp_path / "w") == reference
