@@ -9,7 +9,7 @@ def synthetic_examples(rng: np.random.Generator, n: int, input_shape, num_classe
   """``n`` random-normal inputs, random labels and random *wrong* labels (never the true
   class), as numpy ``(float32, int32, int32)``.
 
-  Example:
+  Examples:
     >>> x, y, wrong = synthetic_examples(np.random.default_rng(0), 5, (2, 2, 1), 3)
     >>> x.shape, bool((y != wrong).all())
     ((5, 2, 2, 1), True)

@@ -170,7 +170,7 @@ class Entry:
 def parse_variant(text: str) -> Entry:
   """``LABEL=METHOD[:KEY=VALUE[:KEY=VALUE...]]``.
 
-  Example:
+  Examples:
     >>> parse_variant("igs-warm=igs:init_multiplier=10:tolerance=0.0")
     Entry(label='igs-warm', method='igs', overrides=('init_multiplier=10', 'tolerance=0.0'))
   """

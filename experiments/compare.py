@@ -174,6 +174,14 @@ def _fmt(ms, digits=2):
 
 
 def write_tables(results: dict, out_dir: pathlib.Path) -> None:
+  """Writes ``results.md`` (:func:`results_table`) and ``results.csv`` into ``out_dir``."""
+  (out_dir / "results.md").write_text(results_table(results))
+  _write_csv(results, out_dir / "results.csv")
+
+
+def results_table(results: dict) -> str:
+  """A comparison's table (markdown): the original and retrained models, then every
+  method's mean ± std over seeds, the best Avg. Gap in bold."""
   ref = results["reference"]
   summary = results["summary"]
   gaps = {m: s["AvgGap"][0] for m, s in summary.items() if math.isfinite(s["AvgGap"][0])}
@@ -212,8 +220,12 @@ def write_tables(results: dict, out_dir: pathlib.Path) -> None:
       + " | ".join(_fmt(s[k]) for k in COLUMNS)
       + f" | {gap} | {ci} | {s['seconds'][0]:.2f} |"
     )
-  (out_dir / "results.md").write_text("\n".join(lines) + "\n")
-  with (out_dir / "results.csv").open("w", newline="") as f:
+  return "\n".join(lines) + "\n"
+
+
+def _write_csv(results: dict, path: pathlib.Path) -> None:
+  ref, summary = results["reference"], results["summary"]
+  with path.open("w", newline="") as f:
     w = csv.writer(f)
     w.writerow(
       ["method", "forget_target"]
@@ -250,6 +262,11 @@ def rank_summary(all_results: list[dict]) -> dict:
 
 
 def write_rank_summary(summary: dict, path: pathlib.Path) -> None:
+  path.write_text(rank_table(summary))
+
+
+def rank_table(summary: dict) -> str:
+  """:func:`rank_summary` as a markdown table, best mean rank first."""
   scen = summary["scenarios"]
   order = sorted(summary["mean_rank"], key=summary["mean_rank"].get)
   lines = [
@@ -261,13 +278,13 @@ def write_rank_summary(summary: dict, path: pathlib.Path) -> None:
   for m in order:
     cells = [str(summary["ranks"][m].get(s, "—")) for s in scen]
     lines.append(f"| {m} | " + " | ".join(cells) + f" | {summary['mean_rank'][m]:.1f} |")
-  path.write_text("\n".join(lines) + "\n")
+  return "\n".join(lines) + "\n"
 
 
 def with_forget(scenario, spec: str):
   """``scenario`` with the forget set ``spec``, named ``<scenario>@<spec>`` (path-safe).
 
-  Example:
+  Examples:
     >>> from experiments.scenarios import get_scenario
     >>> with_forget(get_scenario("digits-class"), "class:3").name
     'digits-class@class-3'

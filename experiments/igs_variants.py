@@ -123,6 +123,13 @@ def run(
   }
   out = pathlib.Path(workdir)
   write_json_atomic(out / "igs_variants.json", result)
+  (out / "igs_variants.md").write_text(variants_table(result))
+  return result
+
+
+def variants_table(result: dict) -> str:
+  """The study's table (markdown), from its ``igs_variants.json``."""
+  classes, seeds, steps = result["classes"], result["seeds"], result["steps"]
   lines = [
     f"### IGS variants: forget one digits class ({', '.join(map(str, classes))}) × "
     f"{seeds} seeds, {steps} steps of SGD 0.01 (momentum 0.9), 64 retain + 16 forget rows",
@@ -135,15 +142,14 @@ def run(
     "| Avg. Gap |",
     "|---|---|---|---|---|---|---|---|",
   ]
-  for v, s in summary.items():
+  for v, s in result["summary"].items():
     lines.append(
       f"| {v} | {s['TA_drop_mean']:.2f} | {s['TA_drop_max']:.2f} | "
       f"{s['runs_losing_over_1.5']}/{s['runs']} | {s['diverged']} | {s['UA_min']:.1f} | "
       f"{s['UA_mean']:.1f} | "
       f"{metrics_lib.format_mean_std(*s['AvgGap'])} |"
     )
-  (out / "igs_variants.md").write_text("\n".join(lines) + "\n")
-  return result
+  return "\n".join(lines) + "\n"
 
 
 def _ints(text):

@@ -26,7 +26,7 @@ SELECTION_KEYS = ("forget_accuracy", "retain_accuracy", "val_retain_accuracy")
 def score(metrics: dict, original: dict, class_wise: bool) -> tuple:
   """Sort key of one tuning run (lower is better); diverged runs sort last.
 
-  Example:
+  Examples:
     >>> orig = {"retain_accuracy": 100.0, "val_retain_accuracy": 97.0, "test_accuracy": 96.0}
     >>> a = {"forget_accuracy": 0.0, "retain_accuracy": 99.0, "val_retain_accuracy": 95.0}
     >>> b = {"forget_accuracy": 2.0, "retain_accuracy": 100.0, "val_retain_accuracy": 97.0}

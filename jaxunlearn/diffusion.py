@@ -37,7 +37,7 @@ class Schedule(NamedTuple):
 def linear_schedule(steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
   """The DDPM linear β schedule (Ho et al.; the paper's ``linear`` with these values).
 
-  Example:
+  Examples:
     >>> s = linear_schedule(1000)
     >>> round(float(s.alphas_cumprod[0]), 6), float(s.alphas_cumprod[-1]) < 1e-4
     (0.9999, True)
@@ -89,7 +89,7 @@ def ddim_sample(
     sample_steps: DDIM steps, evenly spaced over the T training steps.
     guidance: w; 0 is plain conditional sampling.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> s = linear_schedule(100)
     >>> x0 = jnp.full((2, 3), 0.5)  # an oracle that knows the answer gives it back
@@ -125,7 +125,7 @@ def ddim_sample(
 def frechet_distance(mu1, cov1, mu2, cov2) -> float:
   """‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^{1/2}): FID between two Gaussians (numpy/scipy).
 
-  Example:
+  Examples:
     >>> import numpy as np
     >>> round(frechet_distance(np.zeros(2), np.eye(2), np.ones(2), 4 * np.eye(2)), 6)
     4.0

@@ -25,7 +25,7 @@ def _reduce(per_example, weights):
 def reduce_losses(per_example, weights=None):
   """Mean of per-example losses, or their weighted sum with ``weights`` (mixed batches).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> float(reduce_losses(jnp.array([1.0, 3.0]))), float(reduce_losses(jnp.array([1.0, 3.0]),
     ...                                                                  jnp.array([0.5, 0.0])))
@@ -38,7 +38,7 @@ def per_example_cross_entropy(logits, labels):
   """Softmax cross-entropy of each row with integer labels, shape ``(B,)``: the default
   per-example loss of :func:`jaxunlearn.unlearn`.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> per_example_cross_entropy(jnp.zeros((2, 4)), jnp.array([0, 3])).shape
     (2,)
@@ -49,7 +49,7 @@ def per_example_cross_entropy(logits, labels):
 def cross_entropy(logits, labels, weights=None):
   """Mean softmax cross-entropy with integer labels: the retain loss L_r.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> round(float(cross_entropy(jnp.zeros((2, 4)), jnp.array([0, 3]))), 4)  # log 4
     1.3863
@@ -67,7 +67,7 @@ def random_label_loss(logits, random_labels, weights=None):
   class-wise forgetting: with labels over all classes the argmax can still land on the
   true class and UA stalls below 100 % (docs/design.md §4).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> logits = jnp.array([[5.0, 0.0, 0.0]])          # confident in class 0 (true)
     >>> float(random_label_loss(logits, jnp.array([1]))) > 5   # far from the random label
@@ -79,7 +79,7 @@ def random_label_loss(logits, random_labels, weights=None):
 def gradient_ascent_loss(logits, labels, weights=None):
   """L_f = −CE(logits, true labels): gradient ascent on the forget set (GA). Unbounded below.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> round(float(gradient_ascent_loss(jnp.zeros((1, 2)), jnp.array([0]))), 4)  # −log 2
     -0.6931
@@ -93,7 +93,7 @@ def npo_loss(logits, ref_logits, labels, beta: float = 0.1, weights=None):
   L = (2/β)·mean log(1 + (π_θ(y|x)/π_ref(y|x))^β), π_ref the original model (held fixed):
   a bounded, slower-diverging form of gradient ascent.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> x, y = jnp.array([[2.0, 0.0]]), jnp.array([0])
     >>> round(float(npo_loss(x, x, y, beta=0.5)), 4)  # π_θ = π_ref: (2/β)·log 2
@@ -109,7 +109,7 @@ def npo_loss(logits, ref_logits, labels, beta: float = 0.1, weights=None):
 def kl_to_teacher(logits, teacher_logits, temperature: float = 1.0, weights=None):
   """KL(teacher ‖ student) on softened outputs, mean over the batch (SCRUB's distance).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> x = jnp.array([[1.0, 2.0, 3.0]])
     >>> float(kl_to_teacher(x, x))  # identical outputs
@@ -123,7 +123,7 @@ def kl_to_teacher(logits, teacher_logits, temperature: float = 1.0, weights=None
 def l1_norm(params):
   """‖θ‖₁ over every leaf (the ℓ1-sparse unlearning penalty).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> float(l1_norm({"w": jnp.array([1.0, -2.0]), "b": jnp.array([-0.5])}))
     3.5

@@ -211,7 +211,7 @@ def rows_of_ids(train_ids: np.ndarray, ids: np.ndarray, spec: str = "ids") -> np
 def forget_set_from_rows(dataset, rows, *, spec: str = "rows", classes=()) -> ForgetSet:
   """A `ForgetSet` of the train rows ``rows`` (indices, or a boolean mask over train).
 
-  Example:
+  Examples:
     >>> import numpy as np
     >>> from jaxunlearn.data import from_arrays
     >>> ds = from_arrays(np.zeros((6, 2)), [0, 1, 0, 1, 0, 1])
@@ -254,7 +254,7 @@ def successive(dataset, forgotten: ForgetSet, request: ForgetSet) -> tuple[Forge
   forgotten row so far: what is evaluated, and what the reference retrain leaves out.
   A request whose rows were all forgotten already raises (a request applies once).
 
-  Example:
+  Examples:
     >>> import numpy as np
     >>> from jaxunlearn.data import from_arrays
     >>> ds = from_arrays(np.zeros((8, 2)), [0, 1] * 4)

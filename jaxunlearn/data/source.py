@@ -93,7 +93,7 @@ def split_from_arrays(x, y, ids=None, *, name: str = "train") -> Split:
   """A :class:`Split` from a user's arrays: inputs of any rank (examples first), integer
   class labels, optional unique ids (default: the row numbers).
 
-  Example:
+  Examples:
     >>> s = split_from_arrays(np.zeros((5, 3)), [0, 1, 0, 1, 1])
     >>> s.images.shape, s.ids.tolist()
     ((5, 3), [0, 1, 2, 3, 4])
@@ -131,7 +131,7 @@ def from_arrays(
   ``(x, y)`` pairs (absent ones are empty splits, and the metrics that need them are
   skipped).
 
-  Example:
+  Examples:
     >>> ds = from_arrays(np.zeros((6, 4)), [0, 1, 2, 0, 1, 2], test=(np.ones((2, 4)), [0, 2]))
     >>> ds.num_classes, ds.image_shape, len(ds.val), len(ds.test)
     (3, (4,), 0, 2)

@@ -358,7 +358,7 @@ def unlearn(
     **config: any :class:`~jaxunlearn.engine.config.UnlearnConfig` key (e.g.
       ``tolerance=0.05``, ``layout="split"``).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, numpy as np
     >>> x = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
     >>> y = (x[:, 0] > 0).astype(np.int32)
@@ -477,7 +477,7 @@ def evaluate(
   Use it on your retrained model, or on ``report.model`` after a series of requests
   with ``forget=report.forgotten``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, numpy as np
     >>> x = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
     >>> y = (x[:, 0] > 0).astype(np.int32)

@@ -76,7 +76,7 @@ _MAX_LISTED = 4  # mismatches named in one error message
 def package_versions() -> dict[str, str | None]:
   """Versions of the packages that decide how a checkpoint reads back.
 
-  Example:
+  Examples:
     >>> sorted(package_versions())
     ['flax', 'jax', 'jaxlib', 'numpy', 'optax', 'orbax-checkpoint', 'python']
   """

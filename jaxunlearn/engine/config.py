@@ -243,7 +243,7 @@ def override(config, assignments: Mapping[str, str] | list[str]):
 
   Unknown keys raise :class:`ConfigError` naming the closest valid key.
 
-  Example:
+  Examples:
     >>> cfg = override(TrainConfig(), ["epochs=5", "learning_rate=0.01"])
     >>> cfg.epochs, cfg.learning_rate
     (5, 0.01)

@@ -48,7 +48,7 @@ def evaluate(
   while a package dataset may be stored sorted by class (the MNIST subset is), where
   "the first" would be four classes only.
 
-  Example:
+  Examples:
     >>> import tempfile
     >>> from jaxunlearn import data
     >>> from jaxunlearn.engine import training

@@ -126,7 +126,7 @@ def load(
     optimizer_state: also restore the optimiser state (λ and the dual state for IGS).
     like: for a user's own model, params whose structure to restore into.
 
-  Example:
+  Examples:
     >>> import tempfile, numpy as np
     >>> from jaxunlearn.engine.config import TrainConfig
     >>> from jaxunlearn.engine.training import train

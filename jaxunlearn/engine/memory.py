@@ -24,7 +24,7 @@ _UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 1e3, "m
 def parse_bytes(text: str) -> int:
   """``"4GiB"`` → 4294967296; plain numbers are bytes.
 
-  Example:
+  Examples:
     >>> parse_bytes("512MiB"), parse_bytes("1e9")
     (536870912, 1000000000)
   """
@@ -70,7 +70,7 @@ def runs_that_fit(total_bytes: int, runs: int, budget: int) -> int:
   """How many of ``runs`` fit in ``budget`` when all of them take ``total_bytes``
   (memory taken as linear in the number of runs; at least one).
 
-  Example:
+  Examples:
     >>> runs_that_fit(800, 8, 1000), runs_that_fit(800, 8, 250), runs_that_fit(800, 8, 10)
     (8, 2, 1)
   """

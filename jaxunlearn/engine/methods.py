@@ -268,7 +268,7 @@ def _igs(cfg, inner, prepared):
 def igs_variant_config(name: str) -> dict:
   """Config values of one variant of :func:`~jaxunlearn.transforms.implicit_gradient_surgery`.
 
-  Example:
+  Examples:
     >>> igs_variant_config("paper")["dual_optimizer"], igs_variant_config("anchored")["reference"]
     ('adam', 'start')
   """
@@ -386,7 +386,7 @@ METHODS = {
       state_logs=_igs_logs,
       budget=_anchored_budget,
       # Ours: the anchored variant (the paper's update collapsed in 4 of 15 runs of the
-      # igs_variants study; this one lost at most 1.24 TA points): see the README.
+      # igs_variants study; this one lost at most 1.24 TA points): see docs/studies.md.
       defaults=igs_variant_config("anchored"),
       tune=_knob("tolerance", (0.02, 0.1)),
     ),
@@ -547,7 +547,7 @@ METHODS = {
 def get_method(name: str) -> Method:
   """The registry entry of ``name``; an unknown name lists the valid ones.
 
-  Example:
+  Examples:
     >>> get_method("explicit").shape
     'aggregated'
   """
@@ -562,7 +562,7 @@ def make_config(method: str, scenario=None, **overrides) -> UnlearnConfig:
 
   Unknown keys raise :class:`~jaxunlearn.errors.ConfigError` naming the closest valid key.
 
-  Example:
+  Examples:
     >>> make_config("ga").learning_rate  # GA's own default (it diverges at 0.01)
     0.001
     >>> make_config("ga", {"learning_rate": 0.1}, seed=2).learning_rate  # scenario < method
@@ -583,7 +583,7 @@ def build_transformation(
   with ``cfg.weight_decay`` added to the gradient before momentum (PyTorch's coupling);
   or over ``optimizer`` (any optax optimiser, which then replaces those three keys).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> tx = build_transformation(make_config("igs", init_multiplier=0.5))
     >>> float(transforms.multiplier(tx.init({"w": jnp.zeros(2)})))

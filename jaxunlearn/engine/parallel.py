@@ -143,7 +143,7 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
 def check_divisible(size: int, mesh: Mesh, what: str = "batch size") -> None:
   """Raises a one-line ``ValueError`` unless ``size`` splits evenly over the mesh.
 
-  Example:
+  Examples:
     >>> check_divisible(64, make_mesh(1), "n_retain")   # anything divides by 1
   """
   n = num_devices(mesh)
@@ -170,7 +170,7 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
   dimension must be divisible by the number of devices (``ValueError`` otherwise). On a
   multi-host run every host passes the same global batch and keeps only its devices' slices.
 
-  Example:
+  Examples:
     >>> import numpy as np
     >>> b = shard_batch({"x": np.zeros((8, 3)), "y": np.arange(8)}, make_mesh(1))
     >>> b["x"].shape, b["x"].sharding.spec == P("data")
@@ -199,7 +199,7 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   Use it for parameters, model state, optimiser state (IGS's λ lives there) and the
   teacher. On one host, leaves already replicated on this mesh are returned without a copy.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> p = replicate({"w": jnp.ones((2, 2))}, make_mesh(1))
     >>> p["w"].sharding.is_fully_replicated
@@ -217,7 +217,7 @@ def data_parallel(step_fn: Callable, mesh: Mesh) -> Callable:
   full copies on every device of ``mesh``, ready for the next step. Compiles once per
   (step, mesh) and input shapes; the result is cached.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, numpy as np
     >>> mesh = make_mesh(1)
     >>> step = data_parallel(jax.jit(lambda w, x: (w - 0.1 * x.mean(0), x.sum())), mesh)

@@ -98,7 +98,7 @@ def train_population(
   (its host-side random crops would serialise the program): a recipe with
   ``augment=True`` is refused.
 
-  Example:
+  Examples:
     >>> from jaxunlearn import data
     >>> ds = data.load_dataset("digits")
     >>> pop = train_population(TrainConfig(epochs=1, model_kwargs={"hidden": (16,)}), ds,
@@ -236,7 +236,7 @@ def predict_population(
   """Eval-mode logits of every model (leading axis of ``params``) on ``images``:
   ``(models, rows, classes)``, float32.
 
-  Example:
+  Examples:
     >>> from jaxunlearn import data
     >>> ds = data.load_dataset("digits")
     >>> pop = train_population(TrainConfig(epochs=1, model_kwargs={"hidden": (16,)}), ds,
@@ -271,7 +271,7 @@ def unlearn_population(
   random labels), as one program (:func:`~jaxunlearn.engine.unlearning.unlearn_batch`,
   memory-budgeted chunks): the unlearned population of an audit.
 
-  Example:
+  Examples:
     >>> from jaxunlearn import data
     >>> from jaxunlearn.engine import training
     >>> from jaxunlearn.engine.methods import make_config
@@ -318,7 +318,7 @@ def score_population(
   :func:`jaxunlearn.engine.evaluation.evaluate` defines them (TA on the test rows of the
   remaining classes), for every model of the population at once.
 
-  Example:
+  Examples:
     >>> from jaxunlearn import data
     >>> ds = data.load_dataset("digits")
     >>> fs = data.make_forget_set(ds, "random:0.1")

@@ -18,7 +18,7 @@ def hidden(progress: bool, file=None) -> bool:
   carriage-return frames), except in a notebook, whose bars are widgets. A bar given
   its own ``file`` shows there.
 
-  Example:
+  Examples:
     >>> hidden(False)
     True
   """
@@ -32,7 +32,7 @@ def hidden(progress: bool, file=None) -> bool:
 class CompileApartBar:
   """A tqdm bar whose rate starts after the first (compiling) step.
 
-  Example:
+  Examples:
     >>> b = CompileApartBar(total=3, desc="demo", disable=True)
     >>> b.first_step_done(1, compile_seconds=2.5); b.update(2); b.close()
     >>> b.compile_seconds

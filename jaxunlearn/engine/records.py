@@ -18,7 +18,7 @@ def write_json_atomic(path, obj, *, indent: int = 1) -> None:
   """Writes ``obj`` as JSON to ``path`` through a temporary file and a rename, so a
   killed run never leaves a half-written file.
 
-  Example:
+  Examples:
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.json"
     >>> write_json_atomic(p, {"a": 1}); json.loads(p.read_text())

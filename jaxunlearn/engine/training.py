@@ -97,7 +97,7 @@ def train(
   Writes ``workdir/metrics.jsonl`` (one line an epoch), ``workdir/metrics.json`` and
   checkpoints. Refuses to overwrite an existing run unless ``resume``.
 
-  Example:
+  Examples:
     >>> import tempfile
     >>> from jaxunlearn.engine.config import TrainConfig
     >>> m = train(TrainConfig(epochs=2), tempfile.mkdtemp(), progress=False)
@@ -278,7 +278,7 @@ def load_trained(workdir, *, which: str = "latest") -> TrainedModel:
 
   The model is rebuilt from the checkpoint's own config, so the restore cannot mismatch.
 
-  Example:
+  Examples:
     >>> import tempfile
     >>> from jaxunlearn.engine.config import TrainConfig
     >>> workdir = tempfile.mkdtemp()

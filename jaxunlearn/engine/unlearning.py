@@ -52,7 +52,7 @@ def with_heldout_loss(cfg: UnlearnConfig, fm, params, model_state, dataset) -> U
   ``heldout_loss < 0``: the mean per-example loss of ``(params, model_state)`` (the
   original model) on the validation split. Any other config is returned as it is.
 
-  Example:
+  Examples:
     >>> from jaxunlearn import data
     >>> from jaxunlearn.engine import training
     >>> from jaxunlearn.engine.config import TrainConfig
@@ -126,7 +126,7 @@ def unlearn(
   replicated; the batch rows (``n_retain`` and ``n_forget`` for the split layout, their
   sum for mixed) must be divisible by the device count.
 
-  Example:
+  Examples:
     >>> from jaxunlearn import data
     >>> from jaxunlearn.engine import training
     >>> from jaxunlearn.engine.config import TrainConfig
@@ -296,7 +296,7 @@ def unlearn_seeds(
 ) -> list[UnlearnResult]:
   """``cfg`` run for every seed in ``seeds`` at once (:func:`unlearn_batch`).
 
-  Example:
+  Examples:
     >>> from jaxunlearn import data
     >>> from jaxunlearn.engine import training
     >>> from jaxunlearn.engine.config import TrainConfig
@@ -320,7 +320,7 @@ def program_config(cfg: UnlearnConfig) -> UnlearnConfig:
   its :data:`~jaxunlearn.engine.config.TRACEABLE` numbers. Runs whose program configs are
   equal run together in :func:`unlearn_batch`.
 
-  Example:
+  Examples:
     >>> from jaxunlearn.engine.methods import make_config
     >>> a = make_config("igs", learning_rate=0.03, tolerance=0.1, seed=4)
     >>> program_config(a) == program_config(make_config("igs"))

@@ -163,7 +163,7 @@ def accuracy(logits: Any, labels: Any) -> float:
     ValueError: on mismatched lengths, empty input, non-finite logits or
       out-of-range labels.
 
-  Example:
+  Examples:
     >>> accuracy([[1.0, 0.0], [0.0, 1.0]], [0, 0])
     50.0
   """
@@ -179,7 +179,7 @@ def unlearning_accuracy(forget_logits: Any, forget_labels: Any) -> float:
   forgetting a retrained model still classifies most forget examples
   correctly (they resemble the retain data), so UA near 100 over-forgets.
 
-  Example:
+  Examples:
     >>> unlearning_accuracy([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0]], [1, 1, 1])
     66.66666666666667
   """
@@ -189,7 +189,7 @@ def unlearning_accuracy(forget_logits: Any, forget_labels: Any) -> float:
 def retain_accuracy(retain_logits: Any, retain_labels: Any) -> float:
   """Retain accuracy RA: :func:`accuracy` on the retain set.  Higher is better.
 
-  Example:
+  Examples:
     >>> retain_accuracy([[0.0, 3.0]], [1])
     100.0
   """
@@ -202,7 +202,7 @@ def test_accuracy(test_logits: Any, test_labels: Any) -> float:
   For class-wise forgetting, pass only the test examples of the *remaining*
   classes (the forgotten class is removed from the test set).
 
-  Example:
+  Examples:
     >>> test_accuracy([[0.0, 3.0], [3.0, 0.0]], [1, 1])
     50.0
   """
@@ -223,7 +223,7 @@ def log_softmax(logits: Any) -> np.ndarray:
 
   ``log p_k = z_k - max(z) - log(sum_j exp(z_j - max(z)))``.
 
-  Example:
+  Examples:
     >>> np.round(np.exp(log_softmax([[0.0, np.log(3.0)]])), 6)
     array([[0.25, 0.75]])
   """
@@ -255,7 +255,7 @@ def mia_features(logits: Any, labels: Any, feature: str = "confidence") -> np.nd
   * ``prob``: the whole softmax vector (d = number of classes);
   * ``correctness``: 1 if the argmax is the label, else 0 (d = 1).
 
-  Example:
+  Examples:
     >>> f = mia_features([[0.0, np.log(3.0)]], [1], "confidence")  # p = [.25, .75]
     >>> np.round(f, 6).tolist()  # the last bit of the softmax differs across numpy builds
     [[0.75]]
@@ -313,7 +313,7 @@ def mia_efficacy(
   is the value a retrained model gets, not 100. Deterministic: no subsampling, and the
   SVC is deterministic.
 
-  Example:
+  Examples:
     >>> rng = np.random.default_rng(0)
     >>> def preds(n, margin):  # 2-class logits with the given true-class margin
     ...   return np.stack([np.zeros(n), margin + rng.normal(0, 0.3, n)], 1), np.ones(n, int)
@@ -344,7 +344,7 @@ def _mia_features_named(logits: Any, labels: Any, name: str, feature: str) -> np
 def per_example_loss(logits: Any, labels: Any) -> np.ndarray:
   """Cross-entropy of each example, ``-log softmax(logits)[label]`` (float64).
 
-  Example:
+  Examples:
     >>> np.round(per_example_loss([[0.0, 0.0]], [1]), 6).tolist()  # log 2
     [0.693147]
   """
@@ -363,7 +363,7 @@ def loss_auc(forget_logits: Any, forget_labels: Any, test_logits: Any, test_labe
   test examples of the same classes as the forget set (for class-wise forgetting, the
   test examples of the forgotten class).
 
-  Example:
+  Examples:
     >>> seen = (np.array([[0.0, 5.0]] * 3), np.ones(3, int))     # low loss
     >>> unseen = (np.array([[0.0, 0.5]] * 4), np.ones(4, int))   # higher loss
     >>> loss_auc(*seen, *unseen), loss_auc(*unseen, *unseen)
@@ -410,7 +410,7 @@ def evaluate_predictions(
     :data:`DIRECTION`). ``LossAUC`` is reported beside MIA and is not part of
     :func:`avg_gap`, so Avg. Gap stays comparable with the literature.
 
-  Example:
+  Examples:
     >>> f = (np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([1, 1]))
     >>> r = (np.array([[0.0, 6.0], [6.0, 0.0], [0.0, 5.0]]), np.array([1, 0, 1]))
     >>> t = (np.array([[0.0, 1.0], [1.0, 0.0], [0.0, -1.0]]), np.array([1, 0, 1]))
@@ -463,7 +463,7 @@ def avg_gap(
     ValueError: if a key is missing from either dict, ``keys`` is empty, or a
       value is not finite.
 
-  Example:
+  Examples:
     >>> avg_gap({"UA": 10, "RA": 99, "TA": 90, "MIA": 20},
     ...         {"UA": 12, "RA": 100, "TA": 91, "MIA": 16})
     2.0
@@ -497,7 +497,7 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
   Raises:
     ValueError: if ``values`` is empty or contains NaN/inf.
 
-  Example:
+  Examples:
     >>> mean_std([1.0, 2.0, 3.0])
     (2.0, 1.0)
     >>> mean_std([5.0])
@@ -517,7 +517,7 @@ def ci95(values: Iterable[float]) -> tuple[float, float]:
 
   ``(mean, mean)`` for a single value.
 
-  Example:
+  Examples:
     >>> lo, hi = ci95([1.0, 2.0, 3.0])  # mean 2, std 1, t(0.975, 2) = 4.303
     >>> round(lo, 3), round(hi, 3)
     (-0.484, 4.484)
@@ -536,7 +536,7 @@ def ci95(values: Iterable[float]) -> tuple[float, float]:
 def format_mean_std(mean: float, std: float, digits: int = 2) -> str:
   """Formats ``mean ± std`` with ``digits`` decimals, e.g. ``"97.50 ± 0.30"``.
 
-  Example:
+  Examples:
     >>> format_mean_std(97.5, 0.3)
     '97.50 ± 0.30'
     >>> format_mean_std(*mean_std([1, 2, 3]), digits=1)

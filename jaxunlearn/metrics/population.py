@@ -87,7 +87,7 @@ def logit_scaled_confidence(logits: Any, labels: Any) -> np.ndarray:
   overflows or takes the log of 0. (The challenge's code adds 1e-45 inside both logs,
   which caps its confidences near ±103.6; below that they agree to float rounding.)
 
-  Example:
+  Examples:
     >>> import numpy as np
     >>> c = logit_scaled_confidence(np.array([[2.0, 0.0, 0.0], [0.0, 1e4, 0.0]]), np.array([0, 0]))
     >>> np.round(c, 4).tolist()
@@ -275,7 +275,7 @@ def final_score(
   """The challenge's final score: ``score × (RA_u / RA_r) × (TA_u / TA_r)``, each accuracy
   the mean over its population.
 
-  Example:
+  Examples:
     >>> final_score(0.5, retain_unlearned=90, retain_retrained=100,
     ...             test_unlearned=80, test_retrained=80)
     0.45
@@ -301,7 +301,7 @@ def location_and_spread(unlearned_confs: Any, retrained_confs: Any) -> LocationS
   than retrained models do; the interval rule, and below a ratio of 0.01 the cap, catch
   that).
 
-  Example:
+  Examples:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> ls = location_and_spread(rng.normal(2.0, 0.5, (4000, 3)), rng.normal(0.0, 1.0, (4000, 3)))
@@ -356,7 +356,7 @@ def lira_separability(
   "unlearned" when the ratio is positive, and the ROC AUC of the ratio. 50 % means the
   unlearned models look retrained; 100 % that every one is recognised.
 
-  Example:
+  Examples:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> far = lira_separability(rng.normal(4, 1, (64, 30)), rng.normal(0, 1, (64, 30)))

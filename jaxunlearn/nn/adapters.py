@@ -34,7 +34,7 @@ class FunctionModel:
 
   Hashable by its function and loss, so the same adapter reuses one compiled step.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> fm, params, state = as_functional(lambda p, x: x @ p["w"], {"w": jnp.ones((3, 2))})
     >>> fm.apply(params, state, jnp.ones((4, 3)), train=True)[0].shape
@@ -106,7 +106,7 @@ def as_functional(model, params=None, model_state=None, *, loss: Callable | None
     model_state: mutable non-parameter state (BatchNorm statistics), ``{}`` if none.
     loss: ``loss(logits, labels) -> per-example losses``.
 
-  Example:
+  Examples:
     >>> import flax.linen as nn, jax, jax.numpy as jnp
     >>> module = nn.Dense(3)
     >>> variables = module.init(jax.random.key(0), jnp.ones((1, 5)))

@@ -19,7 +19,7 @@ from flax import nnx
 def time_embedding(t, dim: int = 128):
   """Sinusoidal embedding of integer timesteps, shape ``(B, dim)``.
 
-  Example:
+  Examples:
     >>> time_embedding(jnp.array([0, 10]), 8).shape
     (2, 8)
   """
@@ -32,7 +32,7 @@ def time_embedding(t, dim: int = 128):
 class MLPDenoiser(nnx.Module):
   """ε-prediction denoiser: ``model((x_t, t, labels)) -> ε̂`` with the shape of ``x_t``.
 
-  Example:
+  Examples:
     >>> m = MLPDenoiser((8, 8, 1), num_classes=10, rngs=nnx.Rngs(0), hidden=32, embed=16)
     >>> m((jnp.zeros((3, 8, 8, 1)), jnp.array([0, 5, 9]), jnp.array([0, 1, 10]))).shape
     (3, 8, 8, 1)

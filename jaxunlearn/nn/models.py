@@ -89,7 +89,7 @@ class MLP(nnx.Module):
     num_classes: number of output logits.
     rngs: ``nnx.Rngs`` used for initialisation.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> m = create_model("mlp", num_classes=10, input_shape=(8, 8, 1), seed=0, hidden=(32,))
     >>> m(jnp.zeros((2, 8, 8, 1))).shape
@@ -185,7 +185,7 @@ class StridedCNN(_ConvStack):
     hidden: width of the dense hidden layer; ``None`` for a linear head.
     rngs: ``nnx.Rngs`` used for initialisation.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> m = create_model("cnn", num_classes=10, input_shape=(28, 28, 1), seed=0)
     >>> m(jnp.zeros((2, 28, 28, 1))).shape
@@ -217,7 +217,7 @@ class PooledCNN(_ConvStack):
     hidden: width of the dense hidden layer; ``None`` for a linear head.
     rngs: ``nnx.Rngs`` used for initialisation.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> m = create_model("pooled-cnn", num_classes=10, input_shape=(28, 28, 1), seed=0)
     >>> m(jnp.zeros((2, 28, 28, 1))).shape
@@ -300,7 +300,7 @@ class ResNet18(nnx.Module):
   matmuls on CPU (0.86x XLA's ResNet-18 step time, benchmarks/conv_grad.py);
   still, use accelerators for ResNet-18 and MLP/StridedCNN on CPU.
 
-  Example:
+  Examples:
     >>> import jax
     >>> from flax import nnx
     >>> m = nnx.eval_shape(lambda: create_model(
@@ -395,7 +395,7 @@ def create_model(
     ValueError: unknown ``name`` or bad ``input_shape``.
     TypeError: an option the model does not take.
 
-  Example:
+  Examples:
     >>> m = create_model("cnn", num_classes=10, input_shape=(8, 8, 1), seed=0)
     >>> type(m).__name__
     'StridedCNN'
@@ -449,7 +449,7 @@ class FunctionalModel:
   Hashable (it holds only the ``nnx.GraphDef``), so it can be closed over or
   passed as a static argument to ``jax.jit``.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> m = create_model("resnet18", num_classes=10, input_shape=(8, 8, 3), seed=0,
     ...                  width=2, stage_sizes=(1,))
@@ -498,7 +498,7 @@ def functional(model: nnx.Module) -> tuple[FunctionalModel, dict, dict]:
   (BatchNorm running statistics), ``{}`` when there is none. The module is
   not modified.
 
-  Example:
+  Examples:
     >>> import optax
     >>> m = create_model("mlp", num_classes=10, input_shape=(8, 8, 1), seed=0, hidden=(16,))
     >>> fm, params, state = functional(m)

@@ -42,7 +42,7 @@ def _aggregator(weighting) -> optax.GradientTransformation:
 def linear(weights) -> optax.GradientTransformation:
   r"""Linear scalarisation: d = Σ_i w_i g_i with fixed weights.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, jaxunlearn
     >>> tx = jaxunlearn.aggregators.linear([1.0, 0.5])
     >>> d, _ = tx.update({"w": jnp.array([[2.0], [4.0]])}, tx.init(None))
@@ -93,7 +93,7 @@ def mgda(*, iterations: int = 250) -> optax.GradientTransformation:
   d = Σ_i w_i g_i with w = argmin_{w ∈ Δ} ‖Σ_i w_i g_i‖². d is a common descent
   direction: ⟨g_i, d⟩ ≥ ‖d‖² for all i. Exact for two objectives, Frank–Wolfe beyond.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, jaxunlearn
     >>> tx = jaxunlearn.aggregators.mgda()
     >>> d, _ = tx.update({"w": jnp.array([[1.0, 0.0], [0.0, 1.0]])}, tx.init(None))
@@ -132,7 +132,7 @@ def pcgrad(*, reduction: str = "sum") -> optax.GradientTransformation:
   the paper) or the mean (``"mean"``). For two objectives no conflict remains:
   ⟨g_0', g_1⟩ ≥ 0 and ⟨g_1', g_0⟩ ≥ 0.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, jaxunlearn
     >>> tx = jaxunlearn.aggregators.pcgrad()
     >>> d, _ = tx.update({"w": jnp.array([[1.0, 0.0], [-1.0, 1.0]])}, tx.init(None))
@@ -201,7 +201,7 @@ def cagrad(c: float = 0.4, *, rescale: int = 1) -> optax.GradientTransformation:
   g_w = Σ w_i g_i, and d = g_0 + (c‖g_0‖/‖g_w‖) g_w, divided by 1 + c² (``rescale=1``,
   the authors' default), 1 + c (``2``) or left as is (``0``).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, jaxunlearn
     >>> tx = jaxunlearn.aggregators.cagrad(c=0.0)  # c = 0 is the plain mean
     >>> d, _ = tx.update({"w": jnp.array([[1.0, 0.0], [0.0, 3.0]])}, tx.init(None))

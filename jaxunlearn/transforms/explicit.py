@@ -51,7 +51,7 @@ def explicit_gradient_surgery(
       ⟨g_r, d⟩ ≥ −ε still holds for β ≥ 0.
     eps: δ in the denominator, for a vanishing retain gradient.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, jaxunlearn
     >>> tx = jaxunlearn.explicit_gradient_surgery()
     >>> g = {"w": jnp.array([[1.0, 0.0], [-1.0, 1.0]])}  # g_r, g_f conflict
@@ -101,7 +101,7 @@ def objective_gradients(loss_fns, params, *args, has_aux: bool = False):
     ``(losses, grads)`` — ``losses`` of shape (k,), ``grads`` a pytree like ``params``
     whose leaves have a leading axis k; with ``has_aux``, ``(losses, auxes, grads)``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, jaxunlearn
     >>> f = lambda p: jnp.sum(p["w"] ** 2); g = lambda p: jnp.sum(p["w"])
     >>> losses, grads = jaxunlearn.objective_gradients((f, g), {"w": jnp.ones(2)})

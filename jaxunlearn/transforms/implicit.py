@@ -44,7 +44,7 @@ def default_dual_optimizer(learning_rate: float = 1.0, weight_decay: float = 0.0
   This is what ``torch.optim.Adam(lr, weight_decay=0.01)`` does, the dual optimiser of
   the paper's code. The projection λ ← max(λ, 0) is applied by the caller.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> dual = default_dual_optimizer(0.1, weight_decay=0.0)
     >>> lam = jnp.array(0.0)
@@ -129,7 +129,7 @@ def check_loss(loss, name: str, log_losses=False):
   one comparison): under ``jax.jit`` the error surfaces as a ``JaxRuntimeError`` that
   carries this message.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> check_loss(jnp.ones(3), "retain_loss")
     Traceback (most recent call last):
@@ -176,7 +176,7 @@ class Variant(NamedTuple):
 #: weights (λ, 1), dual Adam(lr 1) with L2 0.01 on λ, tolerance 0.
 #: ``"anchored"``: the constraint of the problem statement, L_r(θ) ≤ L_r(θ_0) + ε on
 #: each batch (raw losses), normalised weights (λ, 1)/(1+λ), dual SGD with step 30,
-#: ε = 0.02 (see docs/design.md §6 for why, and the README for the measurements).
+#: ε = 0.02 (see docs/design.md §6 for why, and docs/studies.md for the measurements).
 VARIANTS = {
   "paper": Variant("previous", False, True, 0.0, "adam", 1.0, 0.01),
   "anchored": Variant("start", True, False, 0.02, "sgd", 30.0, 0.0),
@@ -188,7 +188,7 @@ def dual_optimizer(kind: str, learning_rate: float, weight_decay: float = 0.0):
   """The optimiser acting on λ: ``"adam"`` (:func:`default_dual_optimizer`, the paper's)
   or ``"sgd"`` (a step proportional to the signal), both with L2 ``weight_decay`` on λ.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> tx = dual_optimizer("sgd", 30.0)
     >>> lam = jnp.array(0.0)
@@ -300,7 +300,7 @@ def implicit_gradient_surgery(
     the batch, and ``retain_loss_fn(p)`` = L_r(p) on the same batch (needed by
     ``"reevaluate"`` and ``"jvp"``). Other extra arguments go to ``inner``.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, optax, jaxunlearn
     >>> x = jnp.linspace(-1, 1, 8)[:, None]; y_r = 2 * x; y_f = -2 * x
     >>> params = {"w": jnp.ones((1, 1))}
@@ -441,7 +441,7 @@ def with_anchor(opt_state, params):
   *original* model across successive deletion requests, not the last request's start).
   Other states are returned unchanged.
 
-  Example:
+  Examples:
     >>> import optax, jax.numpy as jnp, jaxunlearn
     >>> tx = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1))  # anchored: start reference
     >>> state = with_anchor(tx.init({"w": jnp.zeros(2)}), {"w": jnp.ones(2)})
@@ -463,7 +463,7 @@ def with_anchor(opt_state, params):
 def retain_decrease(opt_state) -> jax.Array:
   """The last observed decrease Δ_t of φ(L_r) held by the IGS state in ``opt_state``.
 
-  Example:
+  Examples:
     >>> import optax, jax.numpy as jnp, jaxunlearn
     >>> tx = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1))
     >>> float(retain_decrease(tx.init({"w": jnp.zeros(2)})))  # 0 before any update

@@ -71,7 +71,7 @@ def famo(
   Under ``optax.inject_hyperparams`` list ``num_objectives`` in ``static_args`` (it fixes
   array shapes).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, optax, jaxunlearn
     >>> tx = jaxunlearn.famo(optax.sgd(0.1))
     >>> state = tx.init({"w": jnp.zeros(2)})
@@ -154,7 +154,7 @@ def primal_dual(
 
   ``update(grads, state, params, *, retain_loss)``: ``retain_loss`` = L_r(params).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, optax, jaxunlearn
     >>> tx = jaxunlearn.primal_dual(optax.sgd(0.1), threshold=0.5, dual_learning_rate=1.0)
     >>> state = tx.init({"w": jnp.zeros(1)})

@@ -12,7 +12,7 @@ def masked_updates(mask) -> optax.GradientTransformation:
 
   Chain it before the optimiser so momentum only ever sees masked gradients.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, optax
     >>> tx = optax.chain(masked_updates({"w": jnp.array([1.0, 0.0])}), optax.sgd(1.0))
     >>> params = {"w": jnp.zeros(2)}

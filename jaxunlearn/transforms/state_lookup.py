@@ -32,7 +32,7 @@ def register_state(*, weights: bool, multiplier: bool, sees_applied_step: bool =
   (IGS and FAMO re-evaluate the losses after it), so no later transformation of a chain
   may change that step; :func:`scalarized_loss` checks it.
 
-  Example:
+  Examples:
     >>> from typing import NamedTuple
     >>> @register_state(weights=False, multiplier=True)
     ... class MyState(NamedTuple):
@@ -82,7 +82,7 @@ def find_weighting_state(opt_state):
   Raises:
     ValueError: if there is none, or more than one (ambiguous).
 
-  Example:
+  Examples:
     >>> import optax, jax.numpy as jnp, jaxunlearn
     >>> tx = optax.chain(optax.clip(1.0), jaxunlearn.famo(optax.sgd(0.1)))
     >>> type(find_weighting_state(tx.init({"w": jnp.zeros(2)}))).__name__
@@ -97,7 +97,7 @@ def loss_weights(opt_state):
   For implicit gradient surgery and primal–dual these are ``(w_retain, w_forget)``
   (``(λ, 1)`` or ``(λ/(1+λ), 1/(1+λ))``); for FAMO the softmax weights ``z``.
 
-  Example:
+  Examples:
     >>> import optax, jax.numpy as jnp, jaxunlearn
     >>> tx = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1), init_multiplier=0.5)
     >>> w_r, w_f = jaxunlearn.loss_weights(tx.init({"w": jnp.zeros(2)}))
@@ -114,7 +114,7 @@ def loss_weights(opt_state):
 def multiplier(opt_state):
   """The dual variable λ held in the optimiser state (IGS, primal–dual, explicit surgery's last λ*).
 
-  Example:
+  Examples:
     >>> import optax, jax.numpy as jnp, jaxunlearn
     >>> tx = jaxunlearn.primal_dual(optax.sgd(0.1), threshold=0.1, init_multiplier=0.3)
     >>> round(float(multiplier(tx.init({"w": jnp.zeros(2)}))), 4)
@@ -193,7 +193,7 @@ def check_outermost(opt_state) -> None:
   or before it in the chain, so IGS is last. ``optax.MultiSteps(igs, k)`` is fine: it
   applies IGS's step once every ``k`` calls.
 
-  Example:
+  Examples:
     >>> import optax, jax.numpy as jnp, jaxunlearn
     >>> igs = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1))
     >>> check_outermost(optax.chain(optax.clip(1.0), igs).init({"w": jnp.zeros(2)}))  # fine
@@ -228,7 +228,7 @@ def scalarized_loss(opt_state, *losses):
   transformation that learns from the step it returns (IGS, FAMO) must be the last of
   its chain (:func:`check_outermost`).
 
-  Example:
+  Examples:
     >>> import optax, jax, jax.numpy as jnp, jaxunlearn
     >>> tx = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1), variant="paper",
     ...                                           log_losses=False, init_multiplier=2.0)

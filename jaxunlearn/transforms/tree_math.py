@@ -17,7 +17,7 @@ Array = jax.Array
 def tree_vdot(a, b) -> Array:
   """Returns ⟨a, b⟩ = Σ_leaves Σ_i a_i b_i as a float32 scalar.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> float(tree_vdot({"w": jnp.ones(3)}, {"w": jnp.arange(3.0)}))
     3.0

@@ -13,6 +13,7 @@ COMMANDS = [
   "experiments.igs_variants",
   "experiments.ranks",
   "experiments.audit",
+  "experiments.results_page",
   "benchmarks.forget_score",
   "benchmarks.conv_grad",
   "benchmarks.convex",

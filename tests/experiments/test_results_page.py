@@ -1,0 +1,29 @@
+"""The documentation's results page is what experiments.results_page writes from the
+committed JSON, and its tables are those the experiments wrote beside that JSON."""
+
+import json
+import pathlib
+
+from experiments import compare, igs_variants, results_page
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_the_committed_page_is_generated_from_the_committed_results():
+  committed = (ROOT / "docs" / "results.md").read_text()
+  assert committed == results_page.page(), (
+    "docs/results.md is stale: python -m experiments.results_page --out docs/results.md"
+  )
+
+
+def test_tables_rebuilt_from_json_equal_the_ones_the_runs_wrote():
+  found = 0
+  for path in sorted((ROOT / "docs" / "results").glob("*/*/results.json")):
+    results = json.loads(path.read_text())
+    if "summary" in results and "reference" in results:
+      assert compare.results_table(results) == (path.parent / "results.md").read_text(), path
+      found += 1
+  assert found >= 6
+  variants = ROOT / "docs" / "results" / "igs_variants"
+  table = igs_variants.variants_table(json.loads((variants / "igs_variants.json").read_text()))
+  assert table == (variants / "igs_variants.md").read_text()

@@ -1,0 +1,72 @@
+"""The documentation site builds with warnings as errors and renders in a real browser.
+
+The build needs the docs packages of the ``test`` extra; the browser check needs Debian's
+Chromium (``apt-get install chromium``) and skips, saying so, where it is absent.
+"""
+
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+  out = tmp_path_factory.mktemp("site")
+  proc = subprocess.run(
+    [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"},
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return out
+
+
+def test_every_page_of_the_navigation_is_built(site):
+  for page in (
+    "index.html",
+    "api/index.html",
+    "results/index.html",
+    "guides/your-model/index.html",
+  ):
+    assert (site / page).stat().st_size > 0, page
+  api = (site / "api" / "index.html").read_text()
+  for name in ("implicit_gradient_surgery", "scalarized_loss", "DeletionLedger", "unlearn"):
+    assert name in api, name
+
+
+def _browser() -> str:
+  found = shutil.which("chromium") or shutil.which("chromium-browser")
+  if found is None:
+    pytest.skip("no Chromium here (apt-get install chromium) to render the site in")
+  return found
+
+
+def _rendered(browser: str, page: pathlib.Path) -> str:
+  proc = subprocess.run(
+    [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return proc.stdout
+
+
+@pytest.mark.parametrize("page", ["index.html", "api/index.html"])
+def test_the_home_and_api_pages_render_with_their_navigation(site, page):
+  dom = _rendered(_browser(), site / page)
+  assert "<nav" in dom and 'class="md-nav' in dom
+  for entry in ("Quick start", "Your own model", "Results", "API reference"):
+    assert entry in dom, entry
+  if page.startswith("api"):
+    assert 'id="jaxunlearn.transforms.implicit.implicit_gradient_surgery"' in dom
+  else:
+    assert "implicit gradient surgery" in dom
