@@ -73,3 +73,12 @@ def test_readme_audit_table_is_generated_from_the_committed_results():
   folders, table = match.group(1).split(), match.group(2)
   results = [json.loads((ROOT / f / "results.json").read_text()) for f in folders]
   assert table == audit_report.summary_table(results)
+
+
+def test_readme_is_a_front_door():
+  """What it is, install, the two commands, the quick start, one headline table, links:
+  at most 250 lines; the rest lives in the documentation site (issue 23)."""
+  lines = (ROOT / "README.md").read_text().splitlines()
+  assert len(lines) <= 250, len(lines)
+  sections = [line for line in lines if line.startswith("## ")]
+  assert len(sections) <= 6, sections

@@ -4,15 +4,27 @@ It solves, one step at a time, the constrained problem of Zhou et al.,
 *Efficient Utility-Preserving Machine Unlearning with Implicit Gradient Surgery*
 (NeurIPS 2025, arXiv:2510.22124):
 
-    minimise L_f(θ)  subject to  L_r rising by at most ε per step,
+    minimise L_f(θ)  subject to  L_r(θ) ≤ L_r(θ_0) + ε,
 
 with L_r the retain (utility) loss, L_f the forget objective (e.g. cross-entropy to
-random labels) and the step θ ← θ − η d. Linearised, the step direction solves
-min_d ‖d − g_f‖² s.t. ⟨g_r, d⟩ ≥ −ε.
+random labels) and θ_0 the original model. Two variants (:data:`VARIANTS`):
 
-Sign convention (one signed ``tolerance`` ε everywhere): ε is the *tolerated
-per-step increase* of the retain loss. Larger ε ⇒ more forgetting, less protection.
-The paper's code calls −ε its ``error`` (a required decrease).
+* ``"anchored"`` (the default, ours): the constraint as written, held on every batch
+  against θ_0, on raw losses, with an SGD dual step;
+* ``"paper"``: the update of the authors' code, which bounds each *step's* increase of
+  log L_r instead (L_r rising by at most ε per step) with an Adam dual.
+
+Fidelity: ``variant="paper"`` reproduces, step by step, the log-loss ``EU`` update of
+the authors' classification code with λ projected to ≥ 0 after each dual step
+(S = λ·log L_r + log L_f, δ = log L_r − log L_r⁺ re-evaluated on the same batch, Adam
+lr 1 with L2 0.01 on λ, λ_0 = 0). Some versions of that repository put raw losses in S
+or do not clamp λ; those differ from it (``tests/transforms/test_implicit.py`` checks
+the update against a numpy transcription, and that the unclamped one departs from it).
+
+Sign convention (one signed ``tolerance`` ε everywhere): ε is the *tolerated increase*
+of the retain loss (per step for ``"paper"``, against θ_0 for ``"anchored"``). Larger ε ⇒
+more forgetting, less protection. The paper's code calls −ε its ``error`` (a required
+decrease).
 """
 
 from __future__ import annotations
@@ -232,12 +244,14 @@ def implicit_gradient_surgery(
 
   1. the caller differentiates the scalarised loss
      S(θ) = w_r·φ(L_r) + w_f·φ(L_f) with (w_r, w_f) = (λ, 1), or (λ, 1)/(1+λ) when
-     ``normalize_weights``; φ = log (default, scale-free) or identity. Build S with
-     :func:`jaxunlearn.scalarized_loss` so the settings cannot mismatch.
+     ``normalize_weights`` (the default); φ = identity (the default) or log (scale-free,
+     the paper's). Build S with :func:`jaxunlearn.scalarized_loss` so the settings
+     cannot mismatch.
   2. ``inner`` turns ∇S into the parameter step Δθ (so this wrapper sees the actual step).
   3. the observed decrease Δ_t = φ(L_r(θ_t)) − φ(L_r(θ_{t+1})) gives the dual gradient
      u_t = Δ_t + ε, and λ ← max(0, λ − α·dualopt(u_t)): λ grows while the retain loss
-     rises by more than the tolerance ε per step, and decays when it falls.
+     rises by more than the tolerance ε (against the reference below), and decays when
+     it falls.
 
   Ways to observe Δ_t (``signal``):
 
