@@ -11,7 +11,7 @@ once, before the clock starts):
 * ``sequential``: every run alone (``compare --sequential``);
 * ``batched``: the runs that share a compiled program — a method's seeds and the sweep
   points that differ only in numeric hyperparameters — as one vmapped program
-  (:func:`jaxunlearn.engine.unlearning.unlearn_batch`, what ``compare`` does by default),
+  (:func:`jaxunlearn.engine.unlearning.run_batch`, what ``compare`` does by default),
   with a cold compilation cache;
 * ``batched_warm``: the same with JAX's persistent compilation cache already filled by an
   identical earlier process, as for a rerun with other seeds, other numeric

@@ -43,7 +43,7 @@ from jaxunlearn.engine.locking import WorkdirLock
 from jaxunlearn.engine.methods import make_config
 from jaxunlearn.engine.records import check_workdir, machine_info, write_json_atomic
 from jaxunlearn.engine.training import load_trained, train
-from jaxunlearn.engine.unlearning import unlearn
+from jaxunlearn.engine.unlearning import run_method
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.nn import models
 from jaxunlearn.nn.denoiser import MLPDenoiser
@@ -249,7 +249,7 @@ def _run_experiment(workdir, forget, seeds, methods, quick, data_dir) -> dict:
         seed=seed,
         weight_decay=0.0,
       )
-      result = unlearn(
+      result = run_method(
         cfg, fm, original, {}, dataset, forget_set, progress=False, optimizer=optax.adam(1e-4)
       )
       m, images = evaluate(result.params, seed)

@@ -31,7 +31,7 @@ from jaxunlearn.engine.methods import get_method, make_config
 from jaxunlearn.engine.progress import hidden
 from jaxunlearn.engine.records import write_json_atomic
 from jaxunlearn.engine.training import TrainedModel, load_trained, train
-from jaxunlearn.engine.unlearning import program_config, unlearn, unlearn_batch
+from jaxunlearn.engine.unlearning import program_config, run_batch, run_method
 from jaxunlearn.errors import ConfigError, WorkdirBusyError
 
 # Histories kept in a run's record (the full history stays in memory only).
@@ -163,7 +163,7 @@ def job_config(ctx: ScenarioContext, job: Job, overrides=()):
 def run_job(ctx: ScenarioContext, job: Job, cfg) -> dict:
   """Runs one job and returns its record (metrics, Avg. Gap, time, histories)."""
   m = ctx.original
-  res = unlearn(cfg, m.fm, m.params, m.model_state, ctx.dataset, ctx.forget_set, progress=False)
+  res = run_method(cfg, m.fm, m.params, m.model_state, ctx.dataset, ctx.forget_set, progress=False)
   return job_record(ctx, job, cfg, res)
 
 
@@ -213,7 +213,7 @@ def run_jobs(
   Every config is built (and so checked) before the first run starts. With ``batched``
   the unfinished runs of one method that share a compiled program — its seeds, and the
   points of a tuning grid or sweep that differ only in numeric hyperparameters — run
-  together as one vmapped program (:func:`~jaxunlearn.engine.unlearning.unlearn_batch`,
+  together as one vmapped program (:func:`~jaxunlearn.engine.unlearning.run_batch`,
   chunked to the memory budget); their results equal one-at-a-time runs to float
   tolerance.
   """
@@ -276,7 +276,7 @@ def _run_group(ctx, jobs, configs_, group, records, say=None) -> None:
   if len(group) == 1:
     new = [run_job(ctx, jobs[group[0]], configs_[group[0]])]
   else:
-    results = unlearn_batch(
+    results = run_batch(
       [configs_[i] for i in group],
       m.fm,
       m.params,

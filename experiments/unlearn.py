@@ -40,7 +40,7 @@ from jaxunlearn.engine.locking import WorkdirLock
 from jaxunlearn.engine.methods import METHODS, make_config
 from jaxunlearn.engine.records import check_workdir, write_json_atomic
 from jaxunlearn.engine.training import model_description
-from jaxunlearn.engine.unlearning import unlearn
+from jaxunlearn.engine.unlearning import run_method
 from jaxunlearn.errors import ConfigError
 
 BUDGETS = ("original", "request")
@@ -191,7 +191,7 @@ def _run(args, workdir, lock) -> dict:
     reference = (anchor_model.params, anchor_model.model_state)
   anchor = reference[0] if earlier else None
   lock.ensure()  # before the first write (creates the workdir)
-  result = unlearn(
+  result = run_method(
     cfg,
     start.fm,
     start.params,

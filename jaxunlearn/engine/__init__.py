@@ -4,7 +4,7 @@
 * :mod:`~jaxunlearn.engine.methods` — the registry of unlearning methods;
 * :mod:`~jaxunlearn.engine.steps` — jitted train, predict and unlearning steps;
 * :mod:`~jaxunlearn.engine.training` — pretraining / retraining loop, :func:`load_trained`;
-* :mod:`~jaxunlearn.engine.unlearning` — the unlearning loop, :func:`unlearn`;
+* :mod:`~jaxunlearn.engine.unlearning` — the unlearning loops (:func:`run_method`, run_batch);
 * :mod:`~jaxunlearn.engine.evaluation` — :func:`evaluate` (accuracies, UA/RA/TA/MIA);
 * :mod:`~jaxunlearn.engine.checkpoint` — Orbax checkpoints (latest and best);
 * :mod:`~jaxunlearn.engine.parallel` — data-parallel meshes;
@@ -15,7 +15,7 @@ from jaxunlearn.engine.config import TrainConfig, UnlearnConfig, override
 from jaxunlearn.engine.evaluation import evaluate
 from jaxunlearn.engine.methods import METHODS, get_method, make_config
 from jaxunlearn.engine.training import TrainedModel, load_trained, train
-from jaxunlearn.engine.unlearning import UnlearnResult, unlearn
+from jaxunlearn.engine.unlearning import UnlearnResult, run_method
 
 __all__ = [
   "METHODS",
@@ -28,6 +28,6 @@ __all__ = [
   "load_trained",
   "make_config",
   "override",
+  "run_method",
   "train",
-  "unlearn",
 ]

@@ -44,7 +44,7 @@ from jaxunlearn.engine.loading import Loaded, in_structure_of, load
 from jaxunlearn.engine.records import check_workdir
 from jaxunlearn.engine.steps import make_predict
 from jaxunlearn.engine.training import model_description
-from jaxunlearn.engine.unlearning import unlearn as run_unlearning
+from jaxunlearn.engine.unlearning import run_method
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.nn.adapters import as_functional
 from jaxunlearn.nn.models import FunctionalModel, to_module
@@ -413,7 +413,7 @@ def unlearn(
 
   first = not len(series.ledger)
   anchor = None if (first or budget_from != "original") else reference[0]
-  result = run_unlearning(
+  result = run_method(
     cfg, fm, *series.start, dataset, step_set, progress=progress, optimizer=optimizer,
     anchor=anchor,
   )  # fmt: skip

@@ -170,7 +170,7 @@ class UnlearnConfig:
 # The numeric fields that every method reads by arithmetic only (never in a Python ``if``,
 # a shape, or what ``Method.prepare`` computes), so a batch of runs may pass them as
 # traced arrays: one compiled program for every value of them
-# (:func:`jaxunlearn.engine.unlearning.unlearn_batch`; tests/engine/test_batching.py runs
+# (:func:`jaxunlearn.engine.unlearning.run_batch`; tests/engine/test_batching.py runs
 # every method with them traced). Not here: ``momentum`` and ``weight_decay`` (a zero
 # leaves a transformation out), ``aggregate_scale``, ``clip_norm`` (same), and
 # ``salun_sparsity`` (it sizes SalUn's mask before the loop).

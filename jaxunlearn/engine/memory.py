@@ -1,6 +1,6 @@
 """How many runs fit in memory at once: the budget a batch of runs is chunked to.
 
-A batch of runs (:func:`jaxunlearn.engine.unlearning.unlearn_batch`) holds every run's
+A batch of runs (:func:`jaxunlearn.engine.unlearning.run_batch`) holds every run's
 params, optimiser state and activations at once, so its memory grows with the number of
 runs. The budget is ``JAXUNLEARN_MEMORY_BUDGET`` (bytes, or with a unit: ``512MiB``,
 ``4GiB``) when set; otherwise half of an accelerator's memory, or a quarter of the

@@ -26,7 +26,7 @@ Single host, any number of local devices::
 
     from jaxunlearn import parallel
     mesh = parallel.make_mesh()                 # all devices, axis "data"
-    result = unlearn(cfg, fm, params, state, dataset, forget_set, mesh=mesh)
+    result = run_method(cfg, fm, params, state, dataset, forget_set, mesh=mesh)
     metrics = pretraining.train(config, workdir, mesh=mesh)
 
 To try it on a CPU-only machine, fake several devices *before* JAX starts::
@@ -47,13 +47,13 @@ the mesh over the *global* device list — :func:`make_mesh` does, since
                                num_processes=int(sys.argv[1]), process_id=int(sys.argv[2]))
     from jaxunlearn import data, parallel, pretraining
     from jaxunlearn.methods import make_config
-    from jaxunlearn.unlearning import unlearn
+    from jaxunlearn.engine.unlearning import run_method
     mesh = parallel.make_mesh()                       # e.g. 2 hosts x 4 GPUs = 8 devices
     original = pretraining.load_trained("runs/orig")  # same files on every host
     ds = data.load_dataset("cifar10")
     fs = data.make_forget_set(ds, "random:4500")
     cfg = make_config("igs", n_retain=512, n_forget=128)   # both divisible by 8
-    result = unlearn(cfg, original.fm, original.params, original.model_state, ds, fs,
+    result = run_method(cfg, original.fm, original.params, original.model_state, ds, fs,
                      mesh=mesh, progress=jax.process_index() == 0)
 
 Command lines, one per host (host 0 also runs the coordinator on the port given)::

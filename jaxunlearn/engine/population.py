@@ -4,7 +4,7 @@ together, and the logits of N models at once.
 What population-based audits need (the NeurIPS 2023 challenge's forget score compares
 hundreds of unlearned runs with hundreds of retrained models, example by example): the
 seeds go through ``jax.vmap`` (or, for convolutions on CPU, a ``lax.map`` inside the one
-program, as :func:`~jaxunlearn.engine.unlearning.unlearn_batch` does), an epoch is one
+program, as :func:`~jaxunlearn.engine.unlearning.run_batch` does), an epoch is one
 ``lax.scan`` over its steps, and the models go in chunks that fit the memory budget
 (:mod:`jaxunlearn.engine.memory`). Member ``i`` is the recipe with ``seed=seeds[i]``:
 its initialisation and its batch order are those of
@@ -30,7 +30,7 @@ from jaxunlearn.engine import steps as steps_lib
 from jaxunlearn.engine.config import TrainConfig
 from jaxunlearn.engine.progress import CompileApartBar
 from jaxunlearn.engine.training import build_model, make_optimizer
-from jaxunlearn.engine.unlearning import lowers_to_convolution, unlearn_batch
+from jaxunlearn.engine.unlearning import lowers_to_convolution, run_batch
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.metrics import logit_scaled_confidence
 from jaxunlearn.nn.models import FunctionalModel
@@ -67,7 +67,7 @@ def _lowered(vectorize: str, jitted_of, args):
   """``(how, lowered)``: the program over the models in the form ``vectorize`` asks for,
   lowered once for ``args``; ``"auto"`` is vmap, except for a convolution on CPU, where
   XLA's vmapped convolution (a grouped one) is slower than the models in turn (see
-  :func:`~jaxunlearn.engine.unlearning.unlearn_batch`): there, a ``lax.map``."""
+  :func:`~jaxunlearn.engine.unlearning.run_batch`): there, a ``lax.map``."""
   if vectorize not in ("auto", "vmap", "map"):
     raise ValueError(f"vectorize must be 'auto', 'vmap' or 'map', got {vectorize!r}")
   how = "vmap" if vectorize == "auto" else vectorize
@@ -268,7 +268,7 @@ def unlearn_population(
   cfg, fm, params, model_state, dataset, forget_set, seeds, *, say=None
 ) -> Population:
   """``cfg`` run from one original ``(params, model_state)`` once per seed (batch order,
-  random labels), as one program (:func:`~jaxunlearn.engine.unlearning.unlearn_batch`,
+  random labels), as one program (:func:`~jaxunlearn.engine.unlearning.run_batch`,
   memory-budgeted chunks): the unlearned population of an audit.
 
   Examples:
@@ -287,7 +287,7 @@ def unlearn_population(
     raise ValueError("unlearn_population needs distinct seeds")
   start = time.perf_counter()
   configs = [dataclasses.replace(cfg, seed=s) for s in seeds]
-  results = unlearn_batch(configs, fm, params, model_state, dataset, forget_set, say=say)
+  results = run_batch(configs, fm, params, model_state, dataset, forget_set, say=say)
   return Population(
     fm,
     stack([r.params for r in results]),

@@ -207,7 +207,7 @@ def unlearn_step(
 ):
   """:func:`make_unlearn_step` before ``jax.jit``: a pure function to trace inside another
   program (``cfg``'s numbers may then be tracers: a batch of runs with traced
-  hyperparameters, :func:`jaxunlearn.engine.unlearning.unlearn_batch`)."""
+  hyperparameters, :func:`jaxunlearn.engine.unlearning.run_batch`)."""
   shape_step = _SHAPES[method.shape]
 
   def step(params, model_state, opt_state, batch, teacher, step_index):

@@ -1,4 +1,5 @@
-"""Run one unlearning method from an original model: the resumable, jitted loop.
+"""Run one unlearning method from an original model: the resumable, jitted loop
+(:func:`run_method`), and many runs of one method as one program (:func:`run_batch`).
 
 Importable logic behind ``python -m experiments.unlearn`` and ``experiments.compare``.
 """
@@ -35,7 +36,7 @@ class UnlearnResult:
   seconds: float  # wall time of the loop, compile included
   compile_seconds: float  # time of the first step (compile + one step)
   opt_state: Any = None  # the method's optimiser state at the end (λ for IGS)
-  batched_with: int = 1  # runs in the one program that ran it (unlearn_batch)
+  batched_with: int = 1  # runs in the one program that ran it (run_batch)
   batch_mode: str = "single"  # how that program went over its runs: "vmap" or "map"
 
 
@@ -89,7 +90,7 @@ def _step(cfg, fm, params, model_state, dataset, forget_set, optimizer):
   return tx, make_unlearn_step(fm, method, cfg, tx)
 
 
-def unlearn(
+def run_method(
   cfg: UnlearnConfig,
   fm,
   params,
@@ -134,7 +135,7 @@ def unlearn(
     >>> ds = data.load_dataset("digits")
     >>> fm, params, state = training.build_model(TrainConfig(), ds)
     >>> forget = data.make_forget_set(ds, "class:0")
-    >>> result = unlearn(make_config("igs", steps=5), fm, params, state, ds, forget,
+    >>> result = run_method(make_config("igs", steps=5), fm, params, state, ds, forget,
     ...                  progress=False)
     >>> sorted(result.history)
     ['forget_loss', 'multiplier', 'retain_decrease', 'retain_loss', 'skipped', 'weights']
@@ -283,7 +284,7 @@ def unlearn(
   return UnlearnResult(params, model_state, history, seconds, compile_seconds, opt_state)
 
 
-def unlearn_seeds(
+def run_seeds(
   cfg: UnlearnConfig,
   fm,
   params,
@@ -294,7 +295,7 @@ def unlearn_seeds(
   *,
   optimizer=None,
 ) -> list[UnlearnResult]:
-  """``cfg`` run for every seed in ``seeds`` at once (:func:`unlearn_batch`).
+  """``cfg`` run for every seed in ``seeds`` at once (:func:`run_batch`).
 
   Examples:
     >>> from jaxunlearn import data
@@ -304,21 +305,21 @@ def unlearn_seeds(
     >>> ds = data.load_dataset("digits")
     >>> fm, params, state = training.build_model(TrainConfig(), ds)
     >>> forget = data.make_forget_set(ds, "class:0")
-    >>> results = unlearn_seeds(make_config("igs", steps=3), fm, params, state, ds, forget, [0, 1])
+    >>> results = run_seeds(make_config("igs", steps=3), fm, params, state, ds, forget, [0, 1])
     >>> [r.history["multiplier"].shape for r in results]
     [(3,), (3,)]
   """
   seeds = [int(s) for s in seeds]
   if not seeds:
-    raise ValueError("unlearn_seeds needs at least one seed")
+    raise ValueError("run_seeds needs at least one seed")
   configs = [dataclasses.replace(cfg, seed=s) for s in seeds]
-  return unlearn_batch(configs, fm, params, model_state, dataset, forget_set, optimizer=optimizer)
+  return run_batch(configs, fm, params, model_state, dataset, forget_set, optimizer=optimizer)
 
 
 def program_config(cfg: UnlearnConfig) -> UnlearnConfig:
   """What the compiled program of a batch of runs depends on: ``cfg`` without its seed and
   its :data:`~jaxunlearn.engine.config.TRACEABLE` numbers. Runs whose program configs are
-  equal run together in :func:`unlearn_batch`.
+  equal run together in :func:`run_batch`.
 
   Examples:
     >>> from jaxunlearn.engine.methods import make_config
@@ -332,7 +333,7 @@ def program_config(cfg: UnlearnConfig) -> UnlearnConfig:
   return dataclasses.replace(cfg, seed=0, **{k: getattr(blank, k) for k in TRACEABLE})
 
 
-def unlearn_batch(
+def run_batch(
   configs,
   fm,
   params,
@@ -355,7 +356,7 @@ def unlearn_batch(
   compilation cache serves other values too). Anything else must be equal
   (:func:`program_config`); a mismatch names the key.
 
-  Each run's batches are exactly those of :func:`unlearn` with its config, and its result
+  Each run's batches are exactly those of :func:`run_method` with its config, and its result
   equals the one-at-a-time run to float tolerance (batched matrix products may sum in
   another order; ``tests/engine/test_batching.py`` checks every method).
 
@@ -379,7 +380,7 @@ def unlearn_batch(
     raise ValueError(f"vectorize must be 'auto', 'vmap' or 'map', got {vectorize!r}")
   configs = [c.validate() for c in configs]
   if not configs:
-    raise ValueError("unlearn_batch needs at least one config")
+    raise ValueError("run_batch needs at least one config")
   # The runs share one original, so its held-out level is measured once for all of them.
   level = None
   for i, c in enumerate(configs):
@@ -530,7 +531,7 @@ def _traced_program(fm, base, prepared, optimizer):
 
 def lowers_to_convolution(lowered) -> bool:
   """Whether a lowered program has a convolution (StableHLO's op): on CPU such a program
-  runs its runs through a ``lax.map`` rather than a ``vmap`` (see :func:`unlearn_batch`)."""
+  runs its runs through a ``lax.map`` rather than a ``vmap`` (see :func:`run_batch`)."""
   return "stablehlo.convolution" in lowered.as_text()
 
 

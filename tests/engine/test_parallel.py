@@ -27,7 +27,7 @@ CHILD = textwrap.dedent(r"""
     from jaxunlearn.engine import parallel, training as pretraining
     from jaxunlearn.engine.config import TrainConfig
     from jaxunlearn.engine.methods import make_config
-    from jaxunlearn.engine.unlearning import _cached_step, unlearn
+    from jaxunlearn.engine.unlearning import _cached_step, run_method
 
     RTOL, ATOL = 1e-5, 1e-6
     base = pathlib.Path(sys.argv[1])
@@ -77,13 +77,13 @@ CHILD = textwrap.dedent(r"""
         # A negative tolerance keeps the anchored IGS constraint active, so λ moves at once.
         extra = {"tolerance": -0.5} if method == "igs" else {}
         cfg = make_config(method, steps=5, n_retain=64, n_forget=16, learning_rate=0.1, **extra)
-        ref = unlearn(cfg, fm, orig.params, orig.model_state, ds, fs, progress=False)
+        ref = run_method(cfg, fm, orig.params, orig.model_state, ds, fs, progress=False)
         lam_ref = ref.history["multiplier"]
         assert lam_ref.max() > 0.1, (method, lam_ref)   # λ really moved, so the check bites
         errs = {}
         for n in (1, 2, 4, 8):
             mesh = parallel.make_mesh(n)
-            res = unlearn(cfg, fm, orig.params, orig.model_state, ds, fs, progress=False,
+            res = run_method(cfg, fm, orig.params, orig.model_state, ds, fs, progress=False,
                           mesh=mesh)
             assert_close(res.params, ref.params, f"{method} params, {n} devices")
             assert_close(res.model_state, ref.model_state, f"{method} model state, {n} devices")
@@ -96,7 +96,7 @@ CHILD = textwrap.dedent(r"""
         summary["unlearn"][method] = {"multiplier": lam_ref.tolist(), "errors": errs}
         try:
             cfg_bad = make_config(method, steps=1, n_retain=60, n_forget=16, layout="split")
-            unlearn(cfg_bad, fm, orig.params, orig.model_state, ds, fs, progress=False,
+            run_method(cfg_bad, fm, orig.params, orig.model_state, ds, fs, progress=False,
                     mesh=parallel.make_mesh(8))
             raise AssertionError("n_retain 60 on 8 devices should fail")
         except ValueError as e:

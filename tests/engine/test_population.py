@@ -14,7 +14,7 @@ from jaxunlearn.engine.config import TrainConfig
 from jaxunlearn.engine.evaluation import evaluate
 from jaxunlearn.engine.methods import make_config
 from jaxunlearn.engine.steps import make_predict
-from jaxunlearn.engine.unlearning import unlearn_batch
+from jaxunlearn.engine.unlearning import run_batch
 from jaxunlearn.errors import ConfigError
 
 CFG = TrainConfig(model_kwargs={"hidden": (32,)}, epochs=2)
@@ -97,9 +97,7 @@ def test_unlearned_population_is_unlearn_batch(ds, forget, pop):
   p, s = pop.member(0)
   cfg = make_config("igs", steps=4)
   u = population.unlearn_population(cfg, pop.fm, p, s, ds, forget, [0, 1, 2])
-  runs = unlearn_batch(
-    [dataclasses.replace(cfg, seed=k) for k in range(3)], pop.fm, p, s, ds, forget
-  )
+  runs = run_batch([dataclasses.replace(cfg, seed=k) for k in range(3)], pop.fm, p, s, ds, forget)
   for i, r in enumerate(runs):
     for a, b in zip(_leaves(u.member(i)[0]), _leaves(r.params)):
       np.testing.assert_array_equal(a, b)

@@ -27,7 +27,7 @@ from jaxunlearn.engine.methods import (
 )
 from jaxunlearn.engine.steps import make_unlearn_step
 from jaxunlearn.engine.training import build_model, load_trained, train
-from jaxunlearn.engine.unlearning import unlearn, unlearn_batch
+from jaxunlearn.engine.unlearning import run_batch, run_method
 from jaxunlearn.errors import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ def setup(tmp_path_factory):
 def test_every_method_runs_and_moves(method, setup):
   _, _, orig, ds, fs = setup
   cfg = make_config(method, steps=4, n_retain=32, n_forget=8)
-  res = unlearn(cfg, orig.fm, orig.params, orig.model_state, ds, fs, progress=False)
+  res = run_method(cfg, orig.fm, orig.params, orig.model_state, ds, fs, progress=False)
   moved = max(
     float(jnp.max(jnp.abs(a - b)))
     for a, b in zip(jax.tree.leaves(res.params), jax.tree.leaves(orig.params))
@@ -70,7 +70,7 @@ def test_every_method_runs_and_moves(method, setup):
 def test_igs_forgets_the_class_and_keeps_utility(setup):
   _, _, orig, ds, fs = setup
   before = evaluate(orig.fm, orig.params, orig.model_state, ds, fs)
-  res = unlearn(
+  res = run_method(
     make_config("igs", steps=60, learning_rate=0.003),
     orig.fm,
     orig.params,
@@ -87,7 +87,7 @@ def test_igs_forgets_the_class_and_keeps_utility(setup):
 def test_same_seed_same_numbers(setup):
   _, _, orig, ds, fs = setup
   runs = [
-    unlearn(
+    run_method(
       make_config("igs", steps=5, seed=s),
       orig.fm,
       orig.params,
@@ -296,9 +296,9 @@ def test_grid_batched_equals_one_at_a_time(method, setup):
   _, _, orig, ds, fs = setup
   configs = _grid_pair(method)
   assert configs[0] != configs[1]
-  batched = unlearn_batch(configs, orig.fm, orig.params, orig.model_state, ds, fs)
+  batched = run_batch(configs, orig.fm, orig.params, orig.model_state, ds, fs)
   for cfg, got in zip(configs, batched):
-    want = unlearn(cfg, orig.fm, orig.params, orig.model_state, ds, fs, progress=False)
+    want = run_method(cfg, orig.fm, orig.params, orig.model_state, ds, fs, progress=False)
     assert got.batched_with == 2
     # atol 1e-5 against parameter moves of ~3e-2: CAGrad's weights amplify the rounding of
     # batched sums (5e-6 measured on one weight here).
@@ -322,14 +322,14 @@ def test_batch_chunked_to_the_memory_budget_equals_unchunked(setup, monkeypatch)
   configs = [make_config("igs", steps=4, seed=s, learning_rate=0.01 * (1 + s)) for s in range(5)]
   args = (orig.fm, orig.params, orig.model_state, ds, fs)
   said = []
-  whole = unlearn_batch(configs, *args, memory_budget=10**15, say=said.append)
+  whole = run_batch(configs, *args, memory_budget=10**15, say=said.append)
   assert not said and [r.batched_with for r in whole] == [5] * 5
-  one_each = unlearn_batch(configs, *args, memory_budget=1, say=said.append)
+  one_each = run_batch(configs, *args, memory_budget=1, say=said.append)
   assert len(said) == 1 and "chunks of 1" in said[0] and "JAXUNLEARN_MEMORY_BUDGET" in said[0]
   assert [r.batched_with for r in one_each] == [1] * 5
   # chunks of 2: 2 + 2 + 1 padded to 2
   monkeypatch.setattr(memory_lib, "runs_that_fit", lambda needed, runs, budget: 2)
-  pairs = unlearn_batch(configs, *args, memory_budget=1, say=said.append)
+  pairs = run_batch(configs, *args, memory_budget=1, say=said.append)
   assert "chunks of 2" in said[-1] and [r.batched_with for r in pairs] == [2, 2, 2, 2, 1]
   for a, b, c in zip(whole, one_each, pairs):
     for x, y, z in zip(*(jax.tree.leaves(r.params) for r in (a, b, c))):
@@ -346,10 +346,10 @@ def test_runs_mapped_inside_one_program_equal_one_at_a_time(model, vectorize, mo
   _, _, _, ds, fs = setup
   fm, params, state = build_model(TrainConfig(model=model), ds)
   configs = [make_config("igs", steps=4, seed=s, tolerance=0.01 * s) for s in (0, 2)]
-  batched = unlearn_batch(configs, fm, params, state, ds, fs, vectorize=vectorize)
+  batched = run_batch(configs, fm, params, state, ds, fs, vectorize=vectorize)
   assert [r.batch_mode for r in batched] == [mode, mode]
   for cfg, got in zip(configs, batched):
-    want = unlearn(cfg, fm, params, state, ds, fs, progress=False)
+    want = run_method(cfg, fm, params, state, ds, fs, progress=False)
     for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(want.params)):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=1e-5)
     np.testing.assert_allclose(got.history["multiplier"], want.history["multiplier"], rtol=2e-5)
@@ -359,6 +359,6 @@ def test_batch_refuses_runs_of_different_programs(setup):
   _, _, orig, ds, fs = setup
   configs = [make_config("igs", steps=3), make_config("igs", steps=4)]
   with pytest.raises(ValueError, match="steps differs"):
-    unlearn_batch(configs, orig.fm, orig.params, orig.model_state, ds, fs)
+    run_batch(configs, orig.fm, orig.params, orig.model_state, ds, fs)
   with pytest.raises(ValueError, match="vectorize must be"):
-    unlearn_batch(configs[:1], orig.fm, orig.params, orig.model_state, ds, fs, vectorize="pmap")
+    run_batch(configs[:1], orig.fm, orig.params, orig.model_state, ds, fs, vectorize="pmap")
