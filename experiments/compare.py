@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from experiments import ddpm, plots, report, tuning
+from experiments import ddpm, plots, report, results_schema, tuning
 from experiments.cli import main_guard, parser
 from experiments.jobs import Job, is_main_run, prepare_scenario, run_jobs
 from experiments.scenarios import DEFAULT_SCENARIOS, SCENARIOS, get_scenario
@@ -96,6 +96,8 @@ def run_scenario(
 
   summary = summarize([r for r in runs if is_main_run(r)])
   results = {
+    "schema": results_schema.SCHEMA,
+    "metrics": list(COLUMNS),
     "scenario": name,
     "description": ctx.scenario.description,
     "forget": ctx.scenario.forget,

@@ -32,6 +32,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from experiments import results_schema
 from experiments.cli import main_guard, parser
 from jaxunlearn import data as data_lib
 from jaxunlearn import diffusion
@@ -253,26 +254,30 @@ def _run_experiment(workdir, forget, seeds, methods, quick, data_dir) -> dict:
         cfg, fm, original, {}, dataset, forget_set, progress=False, optimizer=optax.adam(1e-4)
       )
       m, images = evaluate(result.params, seed)
-      m.update(
-        method=method,
-        seed=seed,
-        seconds=result.seconds,
-        compile_seconds=result.compile_seconds,
-        skipped_steps=int(result.history["skipped"].sum()),
-        AvgGap=metrics_lib.avg_gap(m, rows["retrain"], REPORTED),
-      )
+      run = {
+        "method": method,
+        "seed": seed,
+        "metrics": m,
+        "AvgGap": metrics_lib.avg_gap(m, rows["retrain"], REPORTED),
+        "seconds": result.seconds,
+        "compile_seconds": result.compile_seconds,
+        "skipped_steps": int(result.history["skipped"].sum()),
+      }
       if "multiplier" in result.history:
-        m["multiplier"] = float(result.history["multiplier"][-1])
-      runs.append(m)
+        run["multiplier"] = float(result.history["multiplier"][-1])
+      runs.append(run)
       if seed == 0:
         grids[method] = images
   out = {
+    "schema": results_schema.SCHEMA,
+    "scenario": "digits-ddpm-class",
+    "metrics": list(REPORTED),
     "forget": forget,
     "budget": budget,
     "seeds": seeds,
     "pretrain_seconds": {"original": t_orig, "retrain": t_re},
-    "original": rows["original"],
-    "retrain": rows["retrain"],
+    "reference": rows,
+    "summary": results_schema.summarize(runs, REPORTED),
     "runs": runs,
     "machine": machine_info(),
   }
@@ -283,22 +288,22 @@ def _run_experiment(workdir, forget, seeds, methods, quick, data_dir) -> dict:
   return out
 
 
-def table(out: dict) -> str:
-  """Markdown: mean ± std over seeds of UA, RA, FID, run time and the Avg. Gap."""
+def table(results: dict) -> str:
+  """Markdown: mean ± std over seeds of UA, RA, FID, run time and the Avg. Gap, from a
+  results file (:mod:`experiments.results_schema`)."""
+  results = results_schema.upgrade(results)
   head = "| Method | UA | RA | FID | Avg. Gap | Time (s) |\n|---|---|---|---|---|---|\n"
   lines = []
   for name in ("original", "retrain"):
-    r = out[name]
+    r = results["reference"][name]
     lines.append(
       f"| {name.capitalize()} | {r['UA']:.2f} | {r['RA']:.2f} | {r['FID']:.3f} | — | — |"
     )
-  methods = list(dict.fromkeys(r["method"] for r in out["runs"]))
-  for method in methods:
-    rs = [r for r in out["runs"] if r["method"] == method]
-    cells = []
-    for key, digits in (("UA", 2), ("RA", 2), ("FID", 3), ("AvgGap", 2), ("seconds", 1)):
-      mean, std = metrics_lib.mean_std([r[key] for r in rs])
-      cells.append(metrics_lib.format_mean_std(mean, std, digits))
+  for method, s in results["summary"].items():
+    cells = [
+      metrics_lib.format_mean_std(*s[key], digits)
+      for key, digits in (("UA", 2), ("RA", 2), ("FID", 3), ("AvgGap", 2), ("seconds", 1))
+    ]
     lines.append(f"| {method} | " + " | ".join(cells) + " |")
   return head + "\n".join(lines) + "\n"
 

@@ -9,10 +9,9 @@ beside it).
 
 from __future__ import annotations
 
-import json
 import pathlib
 
-from experiments import plots
+from experiments import plots, results_schema
 from experiments.cli import main_guard, parser
 from experiments.compare import rank_summary, write_rank_summary
 from jaxunlearn.engine.records import write_json_atomic
@@ -36,7 +35,7 @@ def main(argv=None):
   paths = sorted(q for d in args.dirs for q in pathlib.Path(d).glob("*/results.json"))
   if not paths:
     raise ConfigError(f"no */results.json under {', '.join(args.dirs)}; run experiments.compare")
-  summary = rank_summary([json.loads(q.read_text()) for q in paths])
+  summary = rank_summary([results_schema.read(q) for q in paths])
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   write_rank_summary(summary, out)

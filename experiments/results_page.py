@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from experiments import audit_report, compare, ddpm, igs_variants
+from experiments import audit_report, compare, ddpm, igs_variants, results_schema
 from experiments.cli import main_guard, parser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -27,6 +27,10 @@ def _json(path: pathlib.Path) -> dict:
   return json.loads(path.read_text())
 
 
+def _results(path: pathlib.Path) -> dict:
+  return results_schema.read(path)
+
+
 def _link(folder: pathlib.Path, name: str, docs: pathlib.Path) -> str:
   return f"[{name}]({(folder / 'report.md').relative_to(docs).as_posix()})"
 
@@ -34,7 +38,7 @@ def _link(folder: pathlib.Path, name: str, docs: pathlib.Path) -> str:
 def _comparisons(group: pathlib.Path, docs: pathlib.Path) -> list[str]:
   lines = []
   for folder in sorted(p.parent for p in group.glob("*/results.json")):
-    results = _json(folder / "results.json")
+    results = _results(folder / "results.json")
     lines += [
       compare.results_table(results),
       f"Full report: {_link(folder, results['scenario'], docs)}.",
@@ -80,7 +84,7 @@ def page(results: pathlib.Path = RESULTS) -> str:
     "",
   ]
   for folder in sorted(p.parent for p in (results / "ddpm").glob("*/results.json")):
-    lines += [f"### {folder.name}", "", ddpm.table(_json(folder / "results.json")), ""]
+    lines += [f"### {folder.name}", "", ddpm.table(_results(folder / "results.json")), ""]
   lines += ["## Benchmarks", ""]
   for md in sorted(results.glob("*.md")):
     lines.append(f"- [{md.stem}]({md.relative_to(docs).as_posix()})")

@@ -28,24 +28,28 @@ class LinenMLP(linen.Module):
     return linen.Dense(2)(linen.relu(linen.Dense(16)(x)))
 
 
-def _trained_linen():
-  """A user's model trained by the user's own loop (Adam, full batch)."""
-  module = LinenMLP()
-  variables = module.init(jax.random.key(0), X[:1])
+def _fit(module, variables, x, y, steps):
+  """A user's own training loop: Adam, full batch, cross-entropy."""
   tx = optax.adam(1e-2)
 
   @jax.jit
   def step(v, s):
     g = jax.grad(
-      lambda v: optax.softmax_cross_entropy_with_integer_labels(module.apply(v, X), Y).mean()
+      lambda v: optax.softmax_cross_entropy_with_integer_labels(module.apply(v, x), y).mean()
     )(v)
     u, s = tx.update(g, s, v)
     return optax.apply_updates(v, u), s
 
   state = tx.init(variables)
-  for _ in range(100):
+  for _ in range(steps):
     variables, state = step(variables, state)
-  return module, variables
+  return variables
+
+
+def _trained_linen():
+  """A user's model trained by the user's own loop."""
+  module = LinenMLP()
+  return module, _fit(module, module.init(jax.random.key(0), X[:1]), X, Y, 100)
 
 
 MODULE, VARIABLES = _trained_linen()
@@ -192,21 +196,8 @@ def _wine():
   x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)[order]
   y = y[order].astype(np.int32)
   module = LinenMLP3()
-  variables = module.init(jax.random.key(1), x[:1])
-  tx = optax.adam(1e-2)
   xt, yt = x[:120], y[:120]
-
-  @jax.jit
-  def step(v, s):
-    g = jax.grad(
-      lambda v: optax.softmax_cross_entropy_with_integer_labels(module.apply(v, xt), yt).mean()
-    )(v)
-    u, s = tx.update(g, s, v)
-    return optax.apply_updates(v, u), s
-
-  state = tx.init(variables)
-  for _ in range(150):
-    variables, state = step(variables, state)
+  variables = _fit(module, module.init(jax.random.key(1), x[:1]), xt, yt, 150)
   return module, variables, (xt, yt), (x[120:], y[120:])
 
 
@@ -271,17 +262,7 @@ def test_evaluate_gives_exactly_the_reported_metrics_and_retrained_adds_the_gaps
   spec = "class:2"
   # "retrained": the user's model refit on the retained rows only (same loop, fewer rows)
   keep = y != 2
-  retrained = variables
-  tx = optax.adam(1e-2)
-  state = tx.init(retrained)
-  for _ in range(60):
-    g = jax.grad(
-      lambda v: optax.softmax_cross_entropy_with_integer_labels(
-        module.apply(v, x[keep]), y[keep]
-      ).mean()
-    )(retrained)
-    u, state = tx.update(g, state, retrained)
-    retrained = optax.apply_updates(retrained, u)
+  retrained = _fit(module, variables, x[keep], y[keep], 60)
   report = jaxunlearn.unlearn(
     module, variables, x, y, forget=spec, test=(xt, yt), steps=10, retrained=(module, retrained)
   )

@@ -107,8 +107,9 @@ def hand_trajectory(signal, steps, lr, tolerance, lam0, dual_lr, log_losses=True
   return np.array(lams), w
 
 
-def jax_trajectory(signal, steps, lr, tolerance, lam0, dual_lr, log_losses=True):
-  tx = jaxunlearn.implicit_gradient_surgery(
+def jax_trajectory(signal, steps, lr, tolerance, lam0, dual_lr, log_losses=True, tx=None):
+  """λ after each step, the final w and state; ``tx`` replaces the variant built here."""
+  tx = tx or jaxunlearn.implicit_gradient_surgery(
     optax.sgd(lr),
     variant="paper",
     tolerance=tolerance,
@@ -323,17 +324,11 @@ def test_paper_variant_at_its_defaults_is_the_clamped_log_loss_eu_update():
   unclamped version of their code departs from it on the same problem."""
   steps, lr = 30, 0.05
   tx = jaxunlearn.implicit_gradient_surgery(optax.sgd(lr), variant="paper")
-  params = {"w": jnp.asarray(W0, jnp.float32)}
-  state = tx.init(params)
-  step = jax.jit(_igs_step(tx))
-  got = []
-  for _ in range(steps):
-    params, state = step(params, state)
-    got.append(float(jaxunlearn.multiplier(state)))
+  got, w_got, _ = jax_trajectory(None, steps, lr, None, None, None, tx=tx)
   # the paper's code: tolerance 0 (error 0), λ_0 = 0, Adam lr 1 with L2 0.01, logs in S
   clamped, w = hand_trajectory("reevaluate", steps, lr, 0.0, 0.0, 1.0, log_losses=True)
   np.testing.assert_allclose(got, clamped, rtol=2e-3, atol=2e-4)
-  np.testing.assert_allclose(np.asarray(params["w"]), w, rtol=2e-3, atol=2e-4)
+  np.testing.assert_allclose(w_got, w, rtol=2e-3, atol=2e-4)
   unclamped, _ = hand_trajectory("reevaluate", steps, lr, 0.0, 0.0, 1.0, clamp=False)
   assert np.min(unclamped) < -0.1  # without the projection λ goes negative here
   assert np.max(np.abs(np.asarray(got) - unclamped)) > 0.1
