@@ -307,7 +307,7 @@ def make_step(method: str, losses: Losses, lr: float = 1e-3):
       lambda p: losses.forget(p, ms, batch)[0],
       lambda p: losses.both(p, ms, batch)[:2],  # one forward in the shared layout
     )
-    updates, opt_state = tx.update(g, opt_state, params, **entry.update_kwargs(observed))
+    updates, opt_state = tx.update(g, opt_state, params, **observed.extra_args())
     return optax.apply_updates(params, updates), new_ms, opt_state, values
 
   return tx, step

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jaxunlearn.errors import ConfigError
-from jaxunlearn.transforms.implicit import DUALS, REFERENCES, SIGNALS
+from jaxunlearn.transforms.implicit import DUALS, REFERENCES, SIGNALS, VARIANTS
 
 FORGET_OBJECTIVES = ("rl", "ga", "heldout")
 LAYOUTS = ("mixed", "split", "denoise")  # jaxunlearn.engine.layouts.LAYOUTS (tested equal)
@@ -64,6 +64,22 @@ class TrainConfig:
     return self
 
 
+def traced(default):
+  """A numeric field that every method reads by arithmetic only (never in a Python
+  ``if``, a shape, or what ``Method.prepare`` computes), so a batch of runs may pass it as
+  a traced array: one compiled program for every value of it
+  (:func:`jaxunlearn.engine.unlearning.run_batch`; tests/engine/test_unlearning.py runs
+  every method with them traced). Not traced: ``momentum`` and ``weight_decay`` (a zero
+  leaves a transformation out), ``aggregate_scale``, ``clip_norm`` (same), and
+  ``salun_sparsity`` (it sizes SalUn's mask before the loop)."""
+  return dataclasses.field(default=default, metadata={"traced": True})
+
+
+# The paper's update is the config's IGS default (the igs method's own defaults, in the
+# registry, are the anchored variant's): one source of truth, implicit.VARIANTS.
+_PAPER = VARIANTS["paper"]
+
+
 @dataclasses.dataclass(frozen=True)
 class UnlearnConfig:
   """Hyperparameters of one unlearning run; every method reads the keys it needs.
@@ -77,7 +93,7 @@ class UnlearnConfig:
 
   method: str = "igs"
   steps: int = 100
-  learning_rate: float = 0.01
+  learning_rate: float = traced(0.01)
   momentum: float = 0.9
   weight_decay: float = 5e-4  # the paper's unlearning SGD (coupled L2, before momentum)
   # "mixed": the paper's protocol — shuffled batches of n_retain + n_forget rows over
@@ -92,41 +108,40 @@ class UnlearnConfig:
   # "heldout": gradient ascent on the forget rows' true-label loss until their mean reaches
   # this held-out level (< 0: the original model's mean loss on the validation split,
   # measured when the run starts; retrain-blind)
-  heldout_loss: float = -1.0
+  heldout_loss: float = traced(-1.0)
   seed: int = 0
-  # implicit gradient surgery (defaults: the paper's update; the igs method's own
-  # defaults in the registry are the anchored variant)
-  tolerance: float = 0.0  # tolerated increase of φ(L_r) against the reference
+  # implicit gradient surgery (defaults: the paper's update, from implicit.VARIANTS)
+  tolerance: float = traced(_PAPER.tolerance)  # tolerated increase of φ(L_r)
   signal: str = "reevaluate"
-  reference: str = "previous"  # "previous" (per step, the paper's) or "start" (θ_0)
-  normalize_weights: bool = False  # weights (λ, 1)/(1+λ) instead of (λ, 1)
-  dual_optimizer: str = "adam"  # "adam" (the paper's) or "sgd"
-  dual_lr: float = 1.0
-  dual_weight_decay: float = 0.01
-  init_multiplier: float = 0.0
-  log_losses: bool = True
+  reference: str = _PAPER.reference  # "previous" (per step, the paper's) or "start" (θ_0)
+  normalize_weights: bool = _PAPER.normalize_weights  # weights (λ, 1)/(1+λ), not (λ, 1)
+  dual_optimizer: str = _PAPER.dual  # "adam" (the paper's) or "sgd"
+  dual_lr: float = traced(_PAPER.dual_lr)
+  dual_weight_decay: float = traced(_PAPER.dual_weight_decay)
+  init_multiplier: float = traced(0.0)
+  log_losses: bool = _PAPER.log_losses
   # explicit surgery
-  retain_weight: float = 0.0  # β in d = g_f + λ* g_r + β g_r
+  retain_weight: float = traced(0.0)  # β in d = g_f + λ* g_r + β g_r
   # two-gradient methods: the aggregated direction × aggregate_scale, then clipped to
   # clip_norm (0: no clipping)
   aggregate_scale: float = 1.0
   clip_norm: float = 0.0
   # linear scalarisation, GradDiff
-  retain_loss_weight: float = 1.0  # S = w·L_r + L_f
-  graddiff_alpha: float = 1.0  # L = L_r − α·CE_forget
+  retain_loss_weight: float = traced(1.0)  # S = w·L_r + L_f
+  graddiff_alpha: float = traced(1.0)  # L = L_r − α·CE_forget
   # FAMO, PDU
-  famo_lr: float = 0.025
-  pdu_threshold: float = 0.05  # absolute retain-loss level ε_abs
-  pdu_dual_lr: float = 0.1
+  famo_lr: float = traced(0.025)
+  pdu_threshold: float = traced(0.05)  # absolute retain-loss level ε_abs
+  pdu_dual_lr: float = traced(0.1)
   # CAGrad
-  cagrad_c: float = 0.4
+  cagrad_c: float = traced(0.4)
   # SalUn, ℓ1-sparse, SCRUB, NPO
   salun_sparsity: float = 0.5  # share of weights updated (largest |∇L_f|)
-  l1_gamma: float = 1e-4  # γ, decayed linearly to 0 over the run
-  scrub_alpha: float = 1.0  # weight of KL to the teacher on retain
-  scrub_gamma: float = 1.0  # weight of CE on retain
-  scrub_max_fraction: float = 0.5  # max-steps (−KL on forget) in this first share
-  npo_beta: float = 0.1
+  l1_gamma: float = traced(1e-4)  # γ, decayed linearly to 0 over the run
+  scrub_alpha: float = traced(1.0)  # weight of KL to the teacher on retain
+  scrub_gamma: float = traced(1.0)  # weight of CE on retain
+  scrub_max_fraction: float = traced(0.5)  # max-steps (−KL on forget) in this first share
+  npo_beta: float = traced(0.1)
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -167,33 +182,8 @@ class UnlearnConfig:
     return self
 
 
-# The numeric fields that every method reads by arithmetic only (never in a Python ``if``,
-# a shape, or what ``Method.prepare`` computes), so a batch of runs may pass them as
-# traced arrays: one compiled program for every value of them
-# (:func:`jaxunlearn.engine.unlearning.run_batch`; tests/engine/test_batching.py runs
-# every method with them traced). Not here: ``momentum`` and ``weight_decay`` (a zero
-# leaves a transformation out), ``aggregate_scale``, ``clip_norm`` (same), and
-# ``salun_sparsity`` (it sizes SalUn's mask before the loop).
-TRACEABLE = (
-  "learning_rate",
-  "tolerance",
-  "dual_lr",
-  "dual_weight_decay",
-  "init_multiplier",
-  "retain_weight",
-  "retain_loss_weight",
-  "graddiff_alpha",
-  "famo_lr",
-  "pdu_threshold",
-  "pdu_dual_lr",
-  "cagrad_c",
-  "l1_gamma",
-  "scrub_alpha",
-  "scrub_gamma",
-  "scrub_max_fraction",
-  "npo_beta",
-  "heldout_loss",
-)
+# The traced fields (:func:`traced`), in declaration order.
+TRACEABLE = tuple(f.name for f in dataclasses.fields(UnlearnConfig) if f.metadata.get("traced"))
 
 
 def check_finite(config) -> None:

@@ -61,6 +61,19 @@ class ObservedLosses(NamedTuple):
       return self.both_fn(params)
     return self.retain_fn(params), self.forget_fn(params)
 
+  def extra_args(self) -> dict:
+    """The one set of extra ``update`` arguments every weighting transformation gets
+    (optax's rule: each takes what it names and passes the rest on, where its inner
+    optimiser ignores it): ``retain_loss`` and ``retain_loss_fn`` (IGS, PDU), ``losses``
+    and ``losses_fn`` (FAMO). What a transformation does not read costs nothing: XLA
+    drops it from the compiled step."""
+    return dict(
+      retain_loss=self.retain,
+      retain_loss_fn=self.retain_fn,
+      losses=jnp.stack([self.retain, self.forget]),
+      losses_fn=lambda p: jnp.stack(self.both(p)),
+    )
+
 
 class PrepareContext(NamedTuple):
   """What a method may look at before its loop: the original model and the data."""
@@ -75,11 +88,6 @@ class PrepareContext(NamedTuple):
 def _inner_only(cfg, inner, prepared):
   del cfg, prepared
   return inner
-
-
-def _no_kwargs(observed: ObservedLosses) -> dict:
-  del observed
-  return {}
 
 
 def _no_logs(opt_state) -> dict:
@@ -128,8 +136,6 @@ class Method:
       outputs ``out`` (see :func:`jaxunlearn.engine.steps.forward_outputs`).
     make_tx: ``make_tx(cfg, inner, prepared)``, the transformation over the base
       optimiser ``inner`` (weighted: a wrapper; aggregated: an aggregator before it).
-    update_kwargs: weighted shape: ``update_kwargs(ObservedLosses) -> dict``, the extra
-      arguments of its transformation's ``update``.
     prepare: ``prepare(PrepareContext, cfg) -> pytree`` computed once before the loop
       (e.g. SalUn's mask) and handed to ``make_tx``; ``None`` if nothing.
     state_logs: ``state_logs(opt_state) -> dict`` of scalars to log after each step
@@ -148,7 +154,6 @@ class Method:
   forget_target: Callable[[UnlearnConfig], str]
   loss: Callable | None = None
   make_tx: Callable = _inner_only
-  update_kwargs: Callable[[ObservedLosses], dict] = _no_kwargs
   prepare: Callable | None = None
   state_logs: Callable = _no_logs
   needs_teacher: bool = False
@@ -334,21 +339,6 @@ def salun_mask(ctx: PrepareContext, cfg: UnlearnConfig):
 # ------------------------------------------------------------------ what is logged / passed
 
 
-def _retain_only(observed: ObservedLosses) -> dict:
-  return dict(retain_loss=observed.retain)
-
-
-def _retain_and_fn(observed: ObservedLosses) -> dict:
-  return dict(retain_loss=observed.retain, retain_loss_fn=observed.retain_fn)
-
-
-def _both_losses(observed: ObservedLosses) -> dict:
-  return dict(
-    losses=jnp.stack([observed.retain, observed.forget]),
-    losses_fn=lambda p: jnp.stack(observed.both(p)),
-  )
-
-
 def _multiplier_log(opt_state) -> dict:
   return {"multiplier": transforms.multiplier(opt_state)}
 
@@ -382,7 +372,6 @@ METHODS = {
       "weighted",
       _objective_target,
       make_tx=_igs,
-      update_kwargs=_retain_and_fn,
       state_logs=_igs_logs,
       budget=_anchored_budget,
       # Ours: the anchored variant (the paper's update collapsed in 4 of 15 runs of the
@@ -395,7 +384,6 @@ METHODS = {
       "weighted",
       _objective_target,
       make_tx=_igs,
-      update_kwargs=_retain_and_fn,
       state_logs=_igs_logs,
       budget=_anchored_budget,  # None at the paper's reference ("previous")
       defaults=igs_variant_config("paper"),  # exactly the update of the paper's code
@@ -406,7 +394,6 @@ METHODS = {
       "weighted",
       _objective_target,
       make_tx=_famo,
-      update_kwargs=_both_losses,
       tune=_knob("famo_lr", (0.025, 0.25)),
     ),
     Method(
@@ -414,7 +401,6 @@ METHODS = {
       "weighted",
       _objective_target,
       make_tx=_pdu,
-      update_kwargs=_retain_only,
       state_logs=_multiplier_log,
       budget=_pdu_budget,
       tune=_knob("pdu_threshold", (0.05, 0.2)),

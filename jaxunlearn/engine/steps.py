@@ -139,7 +139,7 @@ def _weighted(fm, method, cfg, tx, params, model_state, opt_state, batch, teache
     _forget_loss_fn(fm, cfg, model_state, batch),
     _both_losses_fn(fm, cfg, model_state, batch),
   )
-  updates, opt_state = tx.update(grads, opt_state, params, **method.update_kwargs(observed))
+  updates, opt_state = tx.update(grads, opt_state, params, **observed.extra_args())
   logs = dict(
     retain_loss=l_r, forget_loss=l_f, weights=jnp.stack(transforms.loss_weights(opt_state))
   )
