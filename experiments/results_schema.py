@@ -33,7 +33,7 @@ def summarize(runs: list[dict], keys) -> dict:
   """Per method (in order of appearance): ``[mean, std]`` of each metric in ``keys``, of
   ``AvgGap`` and ``seconds``, over its runs whose metrics are finite; ``n``, ``diverged``.
 
-  Example:
+  Examples:
     >>> runs = [{"method": "igs", "metrics": {"UA": u}, "AvgGap": g, "seconds": 1.0}
     ...         for u, g in ((10.0, 1.0), (20.0, 3.0))]
     >>> s = summarize(runs, ["UA"])["igs"]
