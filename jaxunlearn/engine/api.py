@@ -169,6 +169,24 @@ def _request(dataset, forget, forget_ids, seed: int):
   return data_lib.forget_set_from_rows(dataset, rows, spec="forget")
 
 
+def _config(method, seed, config, pool, batch_size, steps, epochs):
+  """The run's config: the method's, with the batch and the budget in rows or epochs of
+  the ``pool`` rows in play."""
+  cfg = methods_lib.make_config(method, seed=seed, **config)
+  if batch_size is None:
+    batch_size = min(cfg.n_retain + cfg.n_forget, pool)
+  if batch_size < 2 or batch_size > pool:
+    raise ConfigError(f"batch_size must be in 2..{pool} (the rows in play), got {batch_size}")
+  # The config's 64 + 16 rows split (for the split layout) kept in proportion.
+  n_forget = max(1, min(cfg.n_forget, batch_size // 5))
+  overrides = {"n_retain": batch_size - n_forget, "n_forget": n_forget}
+  if epochs is not None:
+    steps = max(1, math.ceil(epochs * pool / batch_size))
+  if steps is not None:
+    overrides["steps"] = int(steps)
+  return methods_lib.make_config(method, seed=seed, **{**overrides, **config}).validate()
+
+
 def _dataset(x, y, ids, val, test, num_classes):
   if x is None or y is None:
     raise ConfigError("pass the training data: unlearn(model, params, x, y, forget=...)")
@@ -387,20 +405,8 @@ def unlearn(
   fm, series = _series(previous, fm, params, model_state, description, dataset, model, loss)
   step_set, union = series.ledger.begin(dataset, request)
 
-  cfg = methods_lib.make_config(method, seed=seed, **config)
   pool = len(step_set.forget_idx) + len(step_set.retain_idx)
-  if batch_size is None:
-    batch_size = min(cfg.n_retain + cfg.n_forget, pool)
-  if batch_size < 2 or batch_size > pool:
-    raise ConfigError(f"batch_size must be in 2..{pool} (the rows in play), got {batch_size}")
-  # The config's 64 + 16 rows split (for the split layout) kept in proportion.
-  n_forget = max(1, min(cfg.n_forget, batch_size // 5))
-  overrides = {"n_retain": batch_size - n_forget, "n_forget": n_forget}
-  if epochs is not None:
-    steps = max(1, math.ceil(epochs * pool / batch_size))
-  if steps is not None:
-    overrides["steps"] = int(steps)
-  cfg = methods_lib.make_config(method, seed=seed, **{**overrides, **config}).validate()
+  cfg = _config(method, seed, config, pool, batch_size, steps, epochs)
   reference = series.original if budget_from == "original" else series.start
   if reference is None:
     raise ConfigError(

@@ -530,6 +530,34 @@ METHODS = {
 }
 
 
+SHAPES = ("single", "weighted", "aggregated")
+
+
+def register(method: Method, *, replace: bool = False) -> Method:
+  """Adds ``method`` to the catalogue (:data:`METHODS`), so every command, comparison and
+  :func:`jaxunlearn.unlearn` can run it by name: a new method is one file that defines
+  its objective and calls this (CONTRIBUTING.md shows one).
+
+  Examples:
+    >>> toy = register(Method("toy_ft", "single", lambda cfg: "—",
+    ...                       loss=lambda out, cfg: retain_objective(out)))
+    >>> make_config("toy_ft").method, get_method("toy_ft") is toy
+    ('toy_ft', True)
+    >>> del METHODS["toy_ft"]
+  """
+  if method.shape not in SHAPES:
+    raise ConfigError(
+      f"{method.name}: shape must be one of {', '.join(SHAPES)}, got {method.shape!r}"
+    )
+  if method.shape == "single" and method.loss is None:
+    raise ConfigError(f"{method.name}: a single-shape method needs loss=(out, cfg) -> scalar")
+  if method.name in METHODS and not replace:
+    raise ConfigError(f"method {method.name!r} exists already; pass replace=True to redefine it")
+  check_keys(set(method.defaults) | set(method.tune), UnlearnConfig, f"{method.name}'s defaults")
+  METHODS[method.name] = method
+  return method
+
+
 def get_method(name: str) -> Method:
   """The registry entry of ``name``; an unknown name lists the valid ones.
 
