@@ -57,7 +57,7 @@ def upgrade(results: dict) -> dict:
   """``results`` in the current schema (a copy when it had to change)."""
   if results.get("schema") == SCHEMA:
     return results
-  if "reference" in results and "summary" in results:  # a classifier comparison
+  if "summary" in results:  # a classifier comparison (its summary is the schema's)
     return {"schema": SCHEMA, "metrics": list(CLASSIFIER_METRICS), **results}
   if "original" in results and "runs" in results:  # a DDPM run before the schema
     keys = ("UA", "RA", "FID")

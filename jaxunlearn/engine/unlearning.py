@@ -144,8 +144,7 @@ def run_method(
   cfg = with_heldout_loss(
     cfg.validate(), fm, params if anchor is None else anchor, model_state, dataset
   )
-  n_forget = min(cfg.n_forget, len(forget_set.forget_idx))
-  n_retain = min(cfg.n_retain, len(forget_set.retain_idx))
+  n_retain, n_forget = rows_a_step(cfg, forget_set)
   layout = LAYOUTS[cfg.layout]
   if mesh is not None:
     names = ("n_retain", "n_forget") if cfg.layout == "split" else ("n_retain + n_forget",)
@@ -157,131 +156,152 @@ def run_method(
     opt_state = transforms.with_anchor(opt_state, anchor)
   if mesh is not None:
     step_fn = parallel.data_parallel(step_fn, mesh)
-    params, model_state, opt_state = parallel.replicate((params, model_state, opt_state), mesh)
-  else:
-    # Committed to the device like the step's outputs, so the second step reuses the
-    # first one's executable (uncommitted inputs made XLA compile the step twice:
-    # 0.65 s + 0.63 s on digits, measured with JAX_LOG_COMPILES=1).
-    params, model_state, opt_state = jax.device_put(
-      (params, model_state, opt_state), jax.devices()[0]
-    )
-  teacher = (params, model_state)
+  place = functools.partial(_place, mesh=mesh)
+  state = place((params, model_state, opt_state))
+  teacher = state[:2]
   # History preallocated from the step's abstract output, so it checkpoints as arrays.
-  logs_shape = jax.eval_shape(
-    step_fn,
-    params,
-    model_state,
-    opt_state,
-    layout.shapes(dataset, n_retain, n_forget),
-    teacher,
-    jnp.zeros((), jnp.int32),
-  )[3].as_dict()
-  history = {k: np.zeros((cfg.steps,) + v.shape, v.dtype) for k, v in logs_shape.items()}
+  batch_shapes = layout.shapes(dataset, n_retain, n_forget)
+  logs_shape = jax.eval_shape(step_fn, *state, batch_shapes, teacher, jnp.zeros((), jnp.int32))
+  history = _History(cfg.steps, logs_shape[3].as_dict())
   first = 0
   if resume and checkpointer is not None and checkpointer.latest_step() is not None:
-    restored = checkpointer.restore(
-      {
-        "params": params,
-        "model_state": model_state,
-        "opt_state": opt_state,
-        "history": history,
-        "step": np.zeros((), np.int32),
-      }
-    )
-    params, model_state, opt_state = (
-      restored["params"],
-      restored["model_state"],
-      restored["opt_state"],
-    )
-    history = {k: np.array(v) for k, v in restored["history"].items()}
-    first = int(restored["step"])
-    if mesh is not None:
-      params, model_state, opt_state = parallel.replicate((params, model_state, opt_state), mesh)
-    else:
-      params, model_state, opt_state = jax.device_put(
-        (params, model_state, opt_state), jax.devices()[0]
-      )
+    state, history.arrays, first = _restore(checkpointer, state, history.arrays)
+    state = place(state)
+  saver = None
+  if checkpointer is not None:
+    meta = {"kind": "unlearned", "config": cfg.to_dict(), "forget_digest": forget_set.digest}
+    saver = _Saver(checkpointer, history, {**meta, **(metadata or {})})
 
-  # Logs stay on device until a save or the end: pulling them to the host every step
-  # would force a sync per step and serialise dispatch.
-  pending: list = []
+  def batch_at(t):
+    batch = layout.batch(dataset, forget_set, t, cfg, n_retain, n_forget)
+    if mesh is None:
+      return {k: jnp.asarray(v) for k, v in batch.items()}, jnp.asarray(t, jnp.int32)
+    # straight from host memory to each device's slice
+    return parallel.shard_batch(batch, mesh), parallel.replicate(jnp.asarray(t, jnp.int32), mesh)
 
-  def flush():
-    for t_done, logs_done in pending:
-      for k, v in logs_done.as_dict().items():
-        history[k][t_done] = np.asarray(v)
-    pending.clear()
+  state, seconds, compile_seconds = _loop(
+    cfg, step_fn, state, teacher, batch_at, first, history, saver, checkpoint_every, progress
+  )
+  history.flush()
+  if saver is not None:
+    saver.save(cfg.steps, state)
+    checkpointer.wait_until_finished()
+  return UnlearnResult(*state[:2], history.arrays, seconds, compile_seconds, state[2])
 
-  def save(step):
-    flush()
-    checkpointer.save(
+
+def rows_a_step(cfg: UnlearnConfig, forget_set) -> tuple[int, int]:
+  """``(n_retain, n_forget)`` a step: the config's, or fewer when a set is smaller."""
+  return (
+    min(cfg.n_retain, len(forget_set.retain_idx)),
+    min(cfg.n_forget, len(forget_set.forget_idx)),
+  )
+
+
+def _place(tree, mesh):
+  """Replicated over ``mesh``, or committed to the first device like the step's outputs,
+  so the second step reuses the first one's executable (uncommitted inputs made XLA
+  compile the step twice: 0.65 s + 0.63 s on digits, measured with JAX_LOG_COMPILES=1)."""
+  if mesh is not None:
+    return parallel.replicate(tree, mesh)
+  return jax.device_put(tree, jax.devices()[0])
+
+
+class _History:
+  """Per-step logs, preallocated; a step's logs stay on device until a save or the end
+  (pulling them every step would force a sync per step and serialise dispatch)."""
+
+  def __init__(self, steps: int, shapes: dict):
+    self.arrays = {k: np.zeros((steps,) + v.shape, v.dtype) for k, v in shapes.items()}
+    self.pending: list = []
+
+  def add(self, t, logs) -> None:
+    self.pending.append((t, logs))
+
+  def flush(self) -> None:
+    for t, logs in self.pending:
+      for k, v in logs.as_dict().items():
+        self.arrays[k][t] = np.asarray(v)
+    self.pending.clear()
+
+
+def _restore(checkpointer, state, history: dict):
+  """``(state, history, first step)`` of the latest checkpoint."""
+  params, model_state, opt_state = state
+  template = {
+    "params": params,
+    "model_state": model_state,
+    "opt_state": opt_state,
+    "history": history,
+    "step": np.zeros((), np.int32),
+  }
+  got = checkpointer.restore(template)
+  history = {k: np.array(v) for k, v in got["history"].items()}
+  return (got["params"], got["model_state"], got["opt_state"]), history, int(got["step"])
+
+
+class _Saver:
+  """Saves the loop's state, its history so far and the run's metadata."""
+
+  def __init__(self, checkpointer, history: _History, metadata: dict):
+    self.checkpointer, self.history, self.metadata = checkpointer, history, metadata
+    self.saved_at = None
+
+  def save(self, step: int, state) -> None:
+    self.history.flush()
+    params, model_state, opt_state = state
+    self.checkpointer.save(
       step,
       {
         "params": params,
         "model_state": model_state,
         "opt_state": opt_state,
-        "history": history,
+        "history": self.history.arrays,
         "step": np.asarray(step, np.int32),
       },
-      metadata={
-        "kind": "unlearned",
-        "config": cfg.to_dict(),
-        "forget_digest": forget_set.digest,
-        **(metadata or {}),
-      },
+      metadata=self.metadata,
     )
+    self.saved_at = step
 
+
+def _loop(cfg, step_fn, state, teacher, batch_at, first, history, saver, every, progress):
+  """Steps ``first .. cfg.steps``: progress, periodic checkpoints and the graceful stop
+  as hooks around one step call. Returns ``(state, seconds, compile_seconds)``."""
   start = time.perf_counter()
   compile_seconds = 0.0
-  saved_at = first
   bar = CompileApartBar(
     total=cfg.steps, initial=first, disable=not progress, desc=cfg.method, unit="step", leave=False
   )
   for t in range(first, cfg.steps):
-    batch = layout.batch(dataset, forget_set, t, cfg, n_retain, n_forget)
-    step_index = jnp.asarray(t, jnp.int32)
-    if mesh is None:
-      batch = {k: jnp.asarray(v) for k, v in batch.items()}
-    else:  # straight from host memory to each device's slice
-      batch = parallel.shard_batch(batch, mesh)
-      step_index = parallel.replicate(step_index, mesh)
-    params, model_state, opt_state, logs = step_fn(
-      params, model_state, opt_state, batch, teacher, step_index
-    )
-    pending.append((t, logs))
+    batch, step_index = batch_at(t)
+    *state, logs = step_fn(*state, batch, teacher, step_index)
+    history.add(t, logs)
     if t == first:
-      jax.block_until_ready(params)
+      jax.block_until_ready(state[0])
       compile_seconds = time.perf_counter() - start
       bar.first_step_done(t + 1, compile_seconds=compile_seconds)
     else:
       bar.update(1)
-    if (
-      checkpointer is not None
-      and checkpoint_every > 0
-      and (t + 1) % checkpoint_every == 0
-      and t + 1 < cfg.steps
-    ):
-      save(t + 1)
-      saved_at = t + 1
+    if saver is not None and every > 0 and (t + 1) % every == 0 and t + 1 < cfg.steps:
+      saver.save(t + 1, state)
     if stopping.requested() and t + 1 < cfg.steps:
-      jax.block_until_ready(params)
+      jax.block_until_ready(state[0])
       bar.close()
-      if checkpointer is None:
-        raise stopping.Stopped(f"stopped at step {t + 1} of {cfg.steps}; nothing was saved")
-      if saved_at != t + 1:  # not saved by the periodic checkpoint a moment ago
-        save(t + 1)
-      checkpointer.wait_until_finished()
-      raise stopping.Stopped(
-        f"stopped at step {t + 1} of {cfg.steps}, checkpoint saved; continue with --resume"
-      )
-  jax.block_until_ready(params)
+      _stop(cfg, t + 1, state, saver)
+  jax.block_until_ready(state[0])
   bar.close()
-  seconds = time.perf_counter() - start
-  flush()
-  if checkpointer is not None:
-    save(cfg.steps)
-    checkpointer.wait_until_finished()
-  return UnlearnResult(params, model_state, history, seconds, compile_seconds, opt_state)
+  return tuple(state), time.perf_counter() - start, compile_seconds
+
+
+def _stop(cfg, done: int, state, saver):
+  """A requested stop: save (unless the periodic checkpoint just did) and raise."""
+  if saver is None:
+    raise stopping.Stopped(f"stopped at step {done} of {cfg.steps}; nothing was saved")
+  if saver.saved_at != done:
+    saver.save(done, state)
+  saver.checkpointer.wait_until_finished()
+  raise stopping.Stopped(
+    f"stopped at step {done} of {cfg.steps}, checkpoint saved; continue with --resume"
+  )
 
 
 def run_seeds(
@@ -398,8 +418,7 @@ def run_batch(
         f"runs batched together must differ only in seed and {', '.join(TRACEABLE)}; "
         f"{key} differs ({getattr(base, key)!r} vs {getattr(other, key)!r}): run them apart"
       )
-  n_forget = min(base.n_forget, len(forget_set.forget_idx))
-  n_retain = min(base.n_retain, len(forget_set.retain_idx))
+  n_retain, n_forget = rows_a_step(base, forget_set)
   layout = LAYOUTS[base.layout]
   tx_of, programs = _program(base, fm, params, model_state, dataset, forget_set, optimizer)
   device = jax.devices()[0]
@@ -448,38 +467,51 @@ def run_batch(
     size = fits
     compiled = program_for(configs[:size], how)
   compile_seconds = time.perf_counter() - start
-  pick = lambda tree, i: jax.tree.map(lambda x: x[i], tree)
   results = []
   for first in range(0, len(configs), size):
     real = configs[first : first + size]
     chunk = real + [real[-1]] * (size - len(real))  # padded: one program for every chunk
-    v = values(chunk)
-    p, ms, os_ = states(chunk)
-    pending = []
-    for t in range(base.steps):
-      p, ms, os_, logs = compiled.executable(
-        v, p, ms, os_, inputs(chunk, t), teacher, jnp.asarray(t, jnp.int32)
-      )
-      pending.append(logs)
-      if first == 0 and t == 0:
-        jax.block_until_ready(p)
-        compile_seconds = time.perf_counter() - start
-    jax.block_until_ready(p)
-    history = {
-      k: np.stack([np.asarray(a) for a in xs], axis=1)  # (runs, steps, ...)
-      for k, xs in zip(pending[0].as_dict(), zip(*[lg.as_dict().values() for lg in pending]))
-    }
+    run = functools.partial(compiled.executable, values(chunk))
+    (p, ms, os_), history, first_done = _run_chunk(
+      run, states(chunk), lambda t, chunk=chunk: inputs(chunk, t), teacher, base.steps
+    )
+    if first == 0:  # the compile and the first step, as for a single run
+      compile_seconds = first_done - start
     for i in range(len(real)):
       results.append(
         UnlearnResult(
-          pick(p, i), pick(ms, i), {k: h[i] for k, h in history.items()}, 0.0, 0.0, pick(os_, i)
+          _pick(p, i), _pick(ms, i), {k: h[i] for k, h in history.items()}, 0.0, 0.0,
+          _pick(os_, i), batched_with=len(real), batch_mode=how,
         )
-      )
-      results[-1].batched_with, results[-1].batch_mode = len(real), how
+      )  # fmt: skip
   seconds = time.perf_counter() - start
   for r in results:
     r.seconds, r.compile_seconds = seconds / len(configs), compile_seconds / len(configs)
   return results
+
+
+def _pick(tree, i):
+  return jax.tree.map(lambda x: x[i], tree)
+
+
+def _run_chunk(run, state, inputs_at, teacher, steps):
+  """One chunk of runs through every step: ``(state, history (runs, steps, ...), when
+  its first step was done (perf_counter))``."""
+  p, ms, os_ = state
+  pending = []
+  first_done = 0.0
+  for t in range(steps):
+    p, ms, os_, logs = run(p, ms, os_, inputs_at(t), teacher, jnp.asarray(t, jnp.int32))
+    pending.append(logs)
+    if t == 0:
+      jax.block_until_ready(p)
+      first_done = time.perf_counter()
+  jax.block_until_ready(p)
+  history = {
+    k: np.stack([np.asarray(a) for a in xs], axis=1)
+    for k, xs in zip(pending[0].as_dict(), zip(*[lg.as_dict().values() for lg in pending]))
+  }
+  return (p, ms, os_), history, first_done
 
 
 def _stderr(message: str) -> None:

@@ -8,10 +8,13 @@ from experiments import ddpm
 def test_quick_run_writes_table_json_and_grid(tmp_path, capsys):
   ddpm.main(["--workdir", str(tmp_path / "w"), "--quick", "--seeds", "1", "--methods", "igs,ft"])
   out = json.loads((tmp_path / "w" / "results.json").read_text())
+  assert out["schema"] == 1 and out["metrics"] == ["UA", "RA", "FID"]  # experiments.results_schema
   assert [r["method"] for r in out["runs"]] == ["igs", "ft"]
-  for row in [out["original"], out["retrain"], *out["runs"]]:
+  ref = out["reference"]
+  for row in [ref["original"], ref["retrain"], *(r["metrics"] for r in out["runs"])]:
     assert 0 <= row["UA"] <= 100 and 0 <= row["RA"] <= 100 and row["FID"] >= 0
     assert set(map(int, row["per_class"])) == set(range(10))
+  assert list(out["summary"]) == ["igs", "ft"] and out["summary"]["ft"]["n"] == 1
   table = (tmp_path / "w" / "table.md").read_text()
   assert table.count("\n") == 2 + 2 + 2  # header, original, retrain, two methods
   assert (tmp_path / "w" / "samples.png").stat().st_size > 0
