@@ -141,14 +141,7 @@ def _run(args, workdir, lock) -> dict:
   request = data_lib.make_forget_set(dataset, args.forget, seed=args.forget_seed)
   ledger = _ledger(start, args.original, dataset)
   step_set, union = ledger.begin(dataset, request)
-  retrained = None
-  if args.retrained:  # checked before the work, so a mismatch costs nothing
-    retrained = load(args.retrained)
-    if retrained.metadata.get("forget_digest") != union.digest:
-      raise ConfigError(
-        f"{args.retrained} was retrained with another forget set than every example "
-        f"forgotten so far ({len(union.forget_idx)} examples)"
-      )
+  retrained = _retrained(args.retrained, union)  # before the work: a mismatch costs nothing
   checkpoints = workdir / "checkpoints"
   interrupted = checkpoints.exists() and any(checkpoints.iterdir())
   if interrupted and not args.resume:
@@ -164,17 +157,7 @@ def _run(args, workdir, lock) -> dict:
     "versions": ckpt.package_versions(),
   }
   manager = ckpt.Checkpointer(checkpoints, keep_best=False)
-  if interrupted:
-    saved = manager.metadata()
-    if (
-      saved.get("config") != cfg.to_dict()
-      or saved.get("forget_digest") != step_set.digest
-      or saved.get("union_digest") != union.digest
-    ):
-      raise ConfigError("cannot resume: the saved run's config or forget set differs from this one")
-    started = saved.get("started")
-  else:
-    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  started = _started(manager, interrupted, cfg, step_set, union)
   metadata["started"] = started
   # The ledger goes with the checkpoint, so the next request (by this command, or
   # jaxunlearn.unlearn(previous=workdir)) reads it; the metrics follow in metrics.json.
@@ -182,14 +165,8 @@ def _run(args, workdir, lock) -> dict:
     dataset, request, step_set, method=args.method, workdir=workdir.resolve(), time=started
   )
   metadata["ledger"] = ledger.to_dict()
-  # What the retain budget holds against: the model before the first request, or this
-  # request's starting model.
-  reference = (start.params, start.model_state)
-  earlier = len(ledger) > 1
-  if earlier and args.budget_from == "original":
-    anchor_model = load(ledger.anchor)
-    reference = (anchor_model.params, anchor_model.model_state)
-  anchor = reference[0] if earlier else None
+  reference = _reference(start, ledger, args.budget_from)
+  anchor = reference[0] if len(ledger) > 1 else None
   lock.ensure()  # before the first write (creates the workdir)
   result = run_method(
     cfg,
@@ -206,6 +183,67 @@ def _run(args, workdir, lock) -> dict:
     anchor=anchor,
   )
   manager.close()
+  out = _metrics(args, cfg, start, result, dataset, step_set, union, reference, retrained)
+  keys = ("UA", "RA", "TA", "MIA", "LossAUC")
+  this = evaluate(
+    start.fm, result.params, result.model_state, dataset, request_only(step_set, union)
+  )
+  ledger = ledger.with_metrics(
+    {k: out[k] for k in keys if k in out}, {k: this[k] for k in keys if k in this}
+  )
+  out["request_metrics"] = ledger.requests[-1].request_metrics
+  out["requests"] = [{k: v for k, v in r.to_dict().items() if k != "ids"} for r in ledger.requests]
+  plots.run_history(
+    result.history, workdir / "history.png", f"{args.method} on {dataset.name}, {args.forget}"
+  )
+  write_json_atomic(workdir / "metrics.json", out, indent=2)
+  return out
+
+
+def _retrained(workdir, union):
+  """The retrained model of ``--retrained``, refused unless it left out exactly ``union``."""
+  if not workdir:
+    return None
+  retrained = load(workdir)
+  if retrained.metadata.get("forget_digest") != union.digest:
+    raise ConfigError(
+      f"{workdir} was retrained with another forget set than every example "
+      f"forgotten so far ({len(union.forget_idx)} examples)"
+    )
+  return retrained
+
+
+def _started(manager, interrupted: bool, cfg, step_set, union) -> str:
+  """When this request started: now, or (resuming) when the saved run did, which must be
+  this very run."""
+  if not interrupted:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  saved = manager.metadata()
+  if (
+    saved.get("config") != cfg.to_dict()
+    or saved.get("forget_digest") != step_set.digest
+    or saved.get("union_digest") != union.digest
+  ):
+    raise ConfigError("cannot resume: the saved run's config or forget set differs from this one")
+  return saved.get("started")
+
+
+def _reference(start, ledger, budget_from: str):
+  """What the retain budget holds against: the model before the first request, or this
+  request's starting model."""
+  if len(ledger) > 1 and budget_from == "original":
+    if not ledger.anchor:
+      raise ConfigError(
+        "the model before the first request is not a workdir here; pass --budget-from request"
+      )
+    anchor = load(ledger.anchor)
+    return anchor.params, anchor.model_state
+  return start.params, start.model_state
+
+
+def _metrics(args, cfg, start, result, dataset, step_set, union, reference, retrained) -> dict:
+  """What ``metrics.json`` holds: the metrics over every forgotten row, the run, its
+  budget and, with ``--retrained``, the retrained model's metrics and the Avg. Gap."""
   out = evaluate(start.fm, result.params, result.model_state, dataset, union)
   out.update(
     method=args.method,
@@ -227,17 +265,6 @@ def _run(args, workdir, lock) -> dict:
     retrain = evaluate(retrained.fm, retrained.params, retrained.model_state, dataset, union)
     out["retrain"] = retrain
     out["AvgGap"] = metrics_lib.avg_gap(out, retrain)
-  keys = ("UA", "RA", "TA", "MIA", "LossAUC")
-  this = evaluate(start.fm, *final, dataset, request_only(step_set, union))
-  ledger = ledger.with_metrics(
-    {k: out[k] for k in keys if k in out}, {k: this[k] for k in keys if k in this}
-  )
-  out["request_metrics"] = ledger.requests[-1].request_metrics
-  out["requests"] = [{k: v for k, v in r.to_dict().items() if k != "ids"} for r in ledger.requests]
-  plots.run_history(
-    result.history, workdir / "history.png", f"{args.method} on {dataset.name}, {args.forget}"
-  )
-  write_json_atomic(workdir / "metrics.json", out, indent=2)
   return out
 
 
