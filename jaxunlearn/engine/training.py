@@ -120,6 +120,47 @@ def train(
     lock.release()
 
 
+def _resumed(workdir, resume: bool, metadata: dict, state):
+  """``(manager, state, first epoch)``: a new run's, or the saved run's when resuming
+  one with the same config, data and forget set (anything else is refused)."""
+  checkpoints = workdir / "checkpoints"
+  if not (checkpoints.exists() and any(checkpoints.iterdir())):
+    return None, state, 0
+  if not resume:
+    raise ConfigError(
+      f"{workdir} already holds a run; pass --resume to continue it or choose a new --workdir"
+    )
+  manager = ckpt.Checkpointer(checkpoints)
+  saved = manager.metadata()
+  for key in ("config", "dataset", "forget_digest", "kind"):
+    if saved.get(key) != metadata.get(key):
+      raise ConfigError(
+        f"cannot resume: the saved run's {key} differs from this one's "
+        f"({saved.get(key)!r} vs {metadata.get(key)!r})"
+      )
+  params, model_state, opt_state = state
+  template = {
+    "params": params,
+    "model_state": model_state,
+    "opt_state": opt_state,
+    "epoch": jnp.zeros((), jnp.int32),
+  }
+  got = manager.restore(template)
+  return manager, (got["params"], got["model_state"], got["opt_state"]), int(got["epoch"])
+
+
+def _batch(config, images, labels, idx, aug_rng, mesh):
+  """One training batch of rows ``idx``, augmented when the recipe says so, on device
+  (or straight from host memory to each device's slice of ``mesh``)."""
+  x = images[idx]
+  if config.augment:
+    x = data_lib.augment(x, aug_rng)
+  y = labels[idx]
+  if mesh is None:
+    return jnp.asarray(x), jnp.asarray(y)
+  return parallel.shard_batch((x, y), mesh)
+
+
 def _train(
   config, workdir, lock, forget_spec, retrain, resume, data_dir, forget_seed, progress, mesh
 ):
@@ -139,38 +180,12 @@ def _train(
   opt_state = tx.init(params)
   metadata = _metadata(config, dataset, forget_set, retrain)
 
-  checkpoints = workdir / "checkpoints"
-  start_epoch = 0
-  manager = None
-  if checkpoints.exists() and any(checkpoints.iterdir()):
-    if not resume:
-      raise ConfigError(
-        f"{workdir} already holds a run; pass --resume to continue it or choose a new --workdir"
-      )
-    manager = ckpt.Checkpointer(checkpoints)
-    saved = manager.metadata()
-    for key in ("config", "dataset", "forget_digest", "kind"):
-      if saved.get(key) != metadata.get(key):
-        raise ConfigError(
-          f"cannot resume: the saved run's {key} differs from this one's "
-          f"({saved.get(key)!r} vs {metadata.get(key)!r})"
-        )
-    template = {
-      "params": params,
-      "model_state": model_state,
-      "opt_state": opt_state,
-      "epoch": jnp.zeros((), jnp.int32),
-    }
-    restored = manager.restore(template)
-    params, model_state, opt_state = (
-      restored["params"],
-      restored["model_state"],
-      restored["opt_state"],
-    )
-    start_epoch = int(restored["epoch"])
+  manager, (params, model_state, opt_state), start_epoch = _resumed(
+    workdir, resume, metadata, (params, model_state, opt_state)
+  )
   lock.ensure()  # before the first write (creates the workdir)
   if manager is None:
-    manager = ckpt.Checkpointer(checkpoints)
+    manager = ckpt.Checkpointer(workdir / "checkpoints")
 
   step_fn = steps.make_train_step(fm, tx)
   if mesh is not None:
@@ -191,28 +206,27 @@ def _train(
     desc="retrain" if retrain else "pretrain",
     unit="step",
   )
+  state = (params, model_state, opt_state)
+
+  def tick():  # after each step: the compile apart from the rate
+    nonlocal compile_seconds
+    if compile_seconds is None:
+      jax.block_until_ready(state[0])
+      compile_seconds = time.perf_counter() - start
+      bar.first_step_done(bar_start + 1, compile_seconds=compile_seconds)
+    else:
+      bar.update(1)
+
   for epoch in range(start_epoch, config.epochs):
     losses, accs = [], []
     aug_rng = np.random.default_rng([config.seed, epoch, 7])
     for batch in data_lib.epoch_batches(len(train_idx), config.batch_size, config.seed, epoch):
-      idx = train_idx[batch]
-      x = images[idx]
-      if config.augment:
-        x = data_lib.augment(x, aug_rng)
-      y = labels[idx]
-      if mesh is None:
-        x, y = jnp.asarray(x), jnp.asarray(y)
-      else:  # straight from host memory to each device's slice
-        x, y = parallel.shard_batch((x, y), mesh)
-      params, model_state, opt_state, m = step_fn(params, model_state, opt_state, x, y)
+      x, y = _batch(config, images, labels, train_idx[batch], aug_rng, mesh)
+      *state, m = step_fn(*state, x, y)
       losses.append(m["loss"])
       accs.append(m["accuracy"])
-      if compile_seconds is None:
-        jax.block_until_ready(params)
-        compile_seconds = time.perf_counter() - start
-        bar.first_step_done(bar_start + 1, compile_seconds=compile_seconds)
-      else:
-        bar.update(1)
+      tick()
+    params, model_state, opt_state = state
     val_acc = _split_accuracy(predict, params, model_state, dataset.val)
     record = {
       "epoch": epoch + 1,
