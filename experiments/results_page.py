@@ -76,6 +76,8 @@ def page(results: pathlib.Path = RESULTS) -> str:
     "## Tuned, on a CNN (retrain-blind tuning)",
     "",
     *_comparisons(results / "tuned", docs),
+    "### The same tuned comparison with its seeds batched in one program",
+    "",
     *_comparisons(results / "tuned_batched", docs),
     "## IGS variants",
     "",
