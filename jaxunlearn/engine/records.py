@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import platform
+import uuid
 
 import jax
 
@@ -16,7 +17,10 @@ from jaxunlearn.errors import ConfigError
 
 def write_json_atomic(path, obj, *, indent: int = 1) -> None:
   """Writes ``obj`` as JSON to ``path`` through a temporary file and a rename, so a
-  killed run never leaves a half-written file.
+  killed run never leaves a half-written file. The temporary file is the writer's own
+  (pid and a random suffix): two processes writing the same file at once (the workers
+  of one comparison finishing together) each rename a whole file, the last one wins,
+  and neither finds its temporary file taken (a shared ``.tmp`` name made one fail).
 
   Examples:
     >>> import tempfile, pathlib
@@ -25,9 +29,12 @@ def write_json_atomic(path, obj, *, indent: int = 1) -> None:
     {'a': 1}
   """
   path = pathlib.Path(path)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=indent))
-  os.replace(tmp, path)
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+  try:
+    tmp.write_text(json.dumps(obj, indent=indent))
+    os.replace(tmp, path)
+  finally:
+    tmp.unlink(missing_ok=True)
 
 
 def check_workdir(workdir) -> pathlib.Path:

@@ -1,0 +1,29 @@
+"""What runs write beside their checkpoints (jaxunlearn.engine.records)."""
+
+import json
+import threading
+
+from jaxunlearn.engine.records import write_json_atomic
+
+
+def test_concurrent_writers_of_one_file_never_fail_and_leave_a_whole_file(tmp_path):
+  """Two workers of one comparison may write its results.json at the same moment (seen in
+  CI: one rename found the shared .tmp taken)."""
+  path = tmp_path / "results.json"
+  errors = []
+
+  def writer(k):
+    try:
+      for i in range(300):
+        write_json_atomic(path, {"writer": k, "i": i, "pad": "x" * 2000})
+    except Exception as e:  # noqa: BLE001 - any failure is what this test looks for
+      errors.append(e)
+
+  threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert not errors, errors[0]
+  assert json.loads(path.read_text())["i"] == 299  # whole, and one writer's last
+  assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary left
