@@ -682,8 +682,13 @@ def markdown(report: dict) -> str:
     "Compiled total memory (arg + out − alias + temp), ratio to plain", ratio("total_bytes")
   )
 
+  return "\n".join(lines + _detail(report)) + "\n"
+
+
+def _detail(report: dict) -> list[str]:
+  """The detail table of :func:`markdown`: every method of every setting, one row."""
   gpu = any(r.get("device_memory") for s in report["settings"] for r in s["methods"].values())
-  lines += [
+  lines = [
     "## Detail",
     "",
     "| model | params | B | layout | method | ms/step | × plain | steps/s | compile s "
@@ -719,7 +724,7 @@ def markdown(report: dict) -> str:
       "Device peak is the allocator's process-wide peak after the method ran "
       "(methods run in the order listed, so it never decreases).",
     ]
-  return "\n".join(lines) + "\n"
+  return lines
 
 
 # ------------------------------------------------------------------ command line

@@ -33,8 +33,9 @@ from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.data.ledger import DeletionLedger, data_digest, request_only
 from jaxunlearn.engine import checkpoint as ckpt
+from jaxunlearn.engine.api import BUDGETS
 from jaxunlearn.engine.config import override
-from jaxunlearn.engine.evaluation import evaluate, retain_budget
+from jaxunlearn.engine.evaluation import evaluate, evaluate_sets, retain_budget
 from jaxunlearn.engine.loading import load
 from jaxunlearn.engine.locking import WorkdirLock
 from jaxunlearn.engine.methods import METHODS, make_config
@@ -42,8 +43,6 @@ from jaxunlearn.engine.records import check_workdir, write_json_atomic
 from jaxunlearn.engine.training import model_description
 from jaxunlearn.engine.unlearning import run_method
 from jaxunlearn.errors import ConfigError
-
-BUDGETS = ("original", "request")
 
 
 def build_parser():
@@ -183,11 +182,8 @@ def _run(args, workdir, lock) -> dict:
     anchor=anchor,
   )
   manager.close()
-  out = _metrics(args, cfg, start, result, dataset, step_set, union, reference, retrained)
+  out, this = _metrics(args, cfg, start, result, dataset, step_set, union, reference, retrained)
   keys = ("UA", "RA", "TA", "MIA", "LossAUC")
-  this = evaluate(
-    start.fm, result.params, result.model_state, dataset, request_only(step_set, union)
-  )
   ledger = ledger.with_metrics(
     {k: out[k] for k in keys if k in out}, {k: this[k] for k in keys if k in this}
   )
@@ -241,10 +237,13 @@ def _reference(start, ledger, budget_from: str):
   return start.params, start.model_state
 
 
-def _metrics(args, cfg, start, result, dataset, step_set, union, reference, retrained) -> dict:
-  """What ``metrics.json`` holds: the metrics over every forgotten row, the run, its
-  budget and, with ``--retrained``, the retrained model's metrics and the Avg. Gap."""
-  out = evaluate(start.fm, result.params, result.model_state, dataset, union)
+def _metrics(args, cfg, start, result, dataset, step_set, union, reference, retrained):
+  """``(metrics.json, this request's own metrics)``: the metrics over every forgotten row,
+  the run, its budget and, with ``--retrained``, the retrained model's metrics and the
+  Avg. Gap; both from one prediction of the data."""
+  out, this = evaluate_sets(
+    start.fm, result.params, result.model_state, dataset, [union, request_only(step_set, union)]
+  )
   out.update(
     method=args.method,
     seconds=result.seconds,
@@ -265,7 +264,7 @@ def _metrics(args, cfg, start, result, dataset, step_set, union, reference, retr
     retrain = evaluate(retrained.fm, retrained.params, retrained.model_state, dataset, union)
     out["retrain"] = retrain
     out["AvgGap"] = metrics_lib.avg_gap(out, retrain)
-  return out
+  return out, this
 
 
 def summary(out: dict) -> dict:

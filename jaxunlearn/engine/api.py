@@ -38,8 +38,7 @@ from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.data.ledger import DeletionLedger, data_digest, request_only
 from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine import methods as methods_lib
-from jaxunlearn.engine.evaluation import evaluate as evaluate_split
-from jaxunlearn.engine.evaluation import retain_budget
+from jaxunlearn.engine.evaluation import evaluate_sets, retain_budget
 from jaxunlearn.engine.loading import Loaded, in_structure_of, load
 from jaxunlearn.engine.records import check_workdir
 from jaxunlearn.engine.steps import make_predict
@@ -108,10 +107,6 @@ class UnlearnReport:
   def requests(self) -> list[dict]:
     """The ledger's requests, oldest first, as dicts."""
     return [r.to_dict() for r in self.ledger.requests]
-
-  @property
-  def data_digest(self) -> str:
-    return self.ledger.data_digest
 
   @property
   def model(self):
@@ -193,9 +188,11 @@ def _dataset(x, y, ids, val, test, num_classes):
   return data_lib.from_arrays(x, y, ids=ids, val=val, test=test, num_classes=num_classes)
 
 
-def _metrics(fm, params, model_state, dataset, forget_set) -> dict:
-  m = evaluate_split(fm, params, model_state, dataset, forget_set)
-  return {k: float(m[k]) for k in REPORTED if k in m and np.isfinite(m[k])}
+def _metrics(fm, params, model_state, dataset, *forget_sets):
+  """The reported metrics for each forget set (one prediction of the data for all)."""
+  found = evaluate_sets(fm, params, model_state, dataset, forget_sets)
+  out = [{k: float(m[k]) for k in REPORTED if k in m and np.isfinite(m[k])} for m in found]
+  return out[0] if len(out) == 1 else out
 
 
 def _model(model, params, model_state, loss):
@@ -424,8 +421,7 @@ def unlearn(
     anchor=anchor,
   )  # fmt: skip
   final = (result.params, result.model_state)
-  metrics = _metrics(fm, *final, dataset, union)
-  request_metrics = _metrics(fm, *final, dataset, request_only(step_set, union))
+  metrics, request_metrics = _metrics(fm, *final, dataset, union, request_only(step_set, union))
   budget = retain_budget(cfg, fm, reference, final, dataset, union.retain_idx)
   ledger = series.ledger.add(
     dataset,

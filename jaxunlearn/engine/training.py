@@ -149,6 +149,47 @@ def _resumed(workdir, resume: bool, metadata: dict, state):
   return manager, (got["params"], got["model_state"], got["opt_state"]), int(got["epoch"])
 
 
+def _training_rows(config, dataset, forget_spec, forget_seed, retrain):
+  """``(forget set or None, the train rows trained on)``: all of them, or the retained
+  ones for a retrain; a batch larger than them is refused."""
+  forget_set = (
+    data_lib.make_forget_set(dataset, forget_spec, seed=forget_seed) if forget_spec else None
+  )
+  train_idx = forget_set.retain_idx if retrain else np.arange(len(dataset.train.labels))
+  if config.batch_size > len(train_idx):
+    raise ConfigError(
+      f"batch_size {config.batch_size} is larger than the training set ({len(train_idx)} examples)"
+    )
+  return forget_set, train_idx
+
+
+def _end_epoch(predict, state, dataset, epoch, losses, accs, log_path, manager, metadata):
+  """An epoch's record (mean loss, batch accuracy, validation accuracy), appended to the
+  log; the state saved as the checkpoint of epoch ``epoch + 1`` (ranked by validation)."""
+  params, model_state, opt_state = state
+  val_acc = _split_accuracy(predict, params, model_state, dataset.val)
+  record = {
+    "epoch": epoch + 1,
+    "loss": float(np.mean(losses)),
+    "train_batch_accuracy": 100 * float(np.mean(accs)),
+    "val_accuracy": val_acc,
+  }
+  with log_path.open("a") as f:
+    f.write(json.dumps(record) + "\n")
+  manager.save(
+    epoch + 1,
+    {
+      "params": params,
+      "model_state": model_state,
+      "opt_state": opt_state,
+      "epoch": jnp.asarray(epoch + 1, jnp.int32),
+    },
+    metadata=metadata,
+    metrics={"val_accuracy": val_acc},
+  )
+  return record
+
+
 def _batch(config, images, labels, idx, aug_rng, mesh):
   """One training batch of rows ``idx``, augmented when the recipe says so, on device
   (or straight from host memory to each device's slice of ``mesh``)."""
@@ -165,14 +206,7 @@ def _train(
   config, workdir, lock, forget_spec, retrain, resume, data_dir, forget_seed, progress, mesh
 ):
   dataset = data_lib.load_dataset(config.dataset, data_dir)
-  forget_set = (
-    data_lib.make_forget_set(dataset, forget_spec, seed=forget_seed) if forget_spec else None
-  )
-  train_idx = forget_set.retain_idx if retrain else np.arange(len(dataset.train.labels))
-  if config.batch_size > len(train_idx):
-    raise ConfigError(
-      f"batch_size {config.batch_size} is larger than the training set ({len(train_idx)} examples)"
-    )
+  forget_set, train_idx = _training_rows(config, dataset, forget_spec, forget_seed, retrain)
   per_epoch = data_lib.steps_per_epoch(len(train_idx), config.batch_size)
 
   fm, params, model_state = build_model(config, dataset)
@@ -227,27 +261,8 @@ def _train(
       accs.append(m["accuracy"])
       tick()
     params, model_state, opt_state = state
-    val_acc = _split_accuracy(predict, params, model_state, dataset.val)
-    record = {
-      "epoch": epoch + 1,
-      "loss": float(np.mean(losses)),
-      "train_batch_accuracy": 100 * float(np.mean(accs)),
-      "val_accuracy": val_acc,
-    }
-    bar.set_postfix_str(f"loss {record['loss']:.3f}, val {val_acc:.1f}%")
-    with log_path.open("a") as f:
-      f.write(json.dumps(record) + "\n")
-    manager.save(
-      epoch + 1,
-      {
-        "params": params,
-        "model_state": model_state,
-        "opt_state": opt_state,
-        "epoch": jnp.asarray(epoch + 1, jnp.int32),
-      },
-      metadata=metadata,
-      metrics={"val_accuracy": val_acc},
-    )
+    record = _end_epoch(predict, state, dataset, epoch, losses, accs, log_path, manager, metadata)
+    bar.set_postfix_str(f"loss {record['loss']:.3f}, val {record['val_accuracy']:.1f}%")
     if stopping.requested() and epoch + 1 < config.epochs:
       bar.close()
       manager.close()

@@ -446,26 +446,9 @@ def run_batch(
     args = (values(chunk), p, ms, os_, inputs(chunk, 0), teacher, jnp.asarray(0, jnp.int32))
     return programs.compiled(how, args)
 
-  how = vectorize if vectorize != "auto" else "vmap"
-  compiled = program_for(configs, how)
-  if vectorize == "auto" and device.platform == "cpu" and compiled.convolves:
-    # XLA:CPU turns a convolution vmapped over runs (one kernel each) into a grouped
-    # convolution that runs 1.6–2× slower than the runs one after another (mnist-cnn,
-    # 4 IGS runs × 30 steps: 4.4 s against 2.4 s): there the runs go through a lax.map
-    # inside the one program instead (compiled once, dispatched once a step).
-    how = "map"
-    compiled = program_for(configs, how)
-  size = len(configs)
-  budget = memory_lib.budget_bytes(device) if memory_budget is None else int(memory_budget)
-  needed = memory_lib.program_bytes(compiled.executable)
-  fits = memory_lib.runs_that_fit(needed, size, budget)
-  if fits < size:
-    (say or _stderr)(
-      f"{base.method}: {size} runs need {needed / 2**20:.0f} MiB at once, over the memory "
-      f"budget of {budget / 2**20:.0f} MiB ({memory_lib.ENV}); running them in chunks of {fits}"
-    )
-    size = fits
-    compiled = program_for(configs[:size], how)
+  compiled, how, size = _compile_to_fit(
+    program_for, configs, vectorize, device, memory_budget, say or _stderr
+  )
   compile_seconds = time.perf_counter() - start
   results = []
   for first in range(0, len(configs), size):
@@ -488,6 +471,33 @@ def run_batch(
   for r in results:
     r.seconds, r.compile_seconds = seconds / len(configs), compile_seconds / len(configs)
   return results
+
+
+def _compile_to_fit(program_for, configs, vectorize, device, memory_budget, say):
+  """``(compiled, how, runs a chunk)``: the batch's program in the form that runs it
+  fastest here, for as many runs at once as the memory budget allows."""
+  how = vectorize if vectorize != "auto" else "vmap"
+  compiled = program_for(configs, how)
+  if vectorize == "auto" and device.platform == "cpu" and compiled.convolves:
+    # XLA:CPU turns a convolution vmapped over runs (one kernel each) into a grouped
+    # convolution that runs 1.6–2× slower than the runs one after another (mnist-cnn,
+    # 4 IGS runs × 30 steps: 4.4 s against 2.4 s): there the runs go through a lax.map
+    # inside the one program instead (compiled once, dispatched once a step).
+    how = "map"
+    compiled = program_for(configs, how)
+  size = len(configs)
+  budget = memory_lib.budget_bytes(device) if memory_budget is None else int(memory_budget)
+  needed = memory_lib.program_bytes(compiled.executable)
+  fits = memory_lib.runs_that_fit(needed, size, budget)
+  if fits < size:
+    say(
+      f"{configs[0].method}: {size} runs need {needed / 2**20:.0f} MiB at once, over the "
+      f"memory budget of {budget / 2**20:.0f} MiB ({memory_lib.ENV}); running them in "
+      f"chunks of {fits}"
+    )
+    size = fits
+    compiled = program_for(configs[:size], how)
+  return compiled, how, size
 
 
 def _pick(tree, i):

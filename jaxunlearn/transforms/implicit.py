@@ -336,23 +336,12 @@ def implicit_gradient_surgery(
     >>> bool(jaxunlearn.multiplier(state) > 0)  # the dual variable reacted
     True
   """
-  if signal not in SIGNALS:
-    raise ValueError(f"unknown signal {signal!r}; choose one of {', '.join(SIGNALS)}")
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-  preset = VARIANTS[variant]
+  preset = _preset(variant, signal)
   tolerance = preset.tolerance if tolerance is None else tolerance
   reference = preset.reference if reference is None else reference
   log_losses = preset.log_losses if log_losses is None else log_losses
   normalize_weights = preset.normalize_weights if normalize_weights is None else normalize_weights
-  if reference not in REFERENCES:
-    raise ValueError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
-  # Python and numpy numbers only: optax.inject_hyperparams passes traced arrays.
-  for name, value in (("tolerance", tolerance), ("init_multiplier", init_multiplier)):
-    if isinstance(value, numbers.Real) and not math.isfinite(value):
-      raise ValueError(f"{name} must be finite, got {value}")
-  if isinstance(loss_floor, numbers.Real) and not 0 < loss_floor < math.inf:
-    raise ValueError(f"loss_floor must be a positive finite number, got {loss_floor}")
+  _check_arguments(reference, tolerance, init_multiplier, loss_floor)
   inner = optax.with_extra_args_support(inner)
   dual = dual_optimizer if dual_optimizer is not None else preset.dual_optimizer()
   anchored = reference == "start"
@@ -364,15 +353,7 @@ def implicit_gradient_surgery(
 
   def init_fn(params):
     inner_state = inner.init(params)
-    if any(
-      isinstance(x, optax.MultiStepsState)
-      for x in jax.tree.leaves(inner_state, is_leaf=lambda x: isinstance(x, optax.MultiStepsState))
-    ):
-      raise ValueError(
-        "optax.MultiSteps inside implicit_gradient_surgery would show IGS the zero steps of "
-        "the accumulation mini-steps; put it outside: "
-        "optax.MultiSteps(implicit_gradient_surgery(inner), every_k_schedule=k)"
-      )
+    _refuse_multisteps_inside(inner_state)
     lam = jnp.maximum(jnp.asarray(init_multiplier, jnp.float32), 0.0)
     return state_type(
       count=jnp.zeros((), jnp.int32),
@@ -401,18 +382,9 @@ def implicit_gradient_surgery(
     updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
     before = phi(retain_loss)
 
-    # φ(L_r) after the step, observed as the signal says.
-    if signal == "reevaluate":
-      after = phi(retain_loss_fn(optax.apply_updates(params, updates)))
-    elif signal == "jvp":
-      # d/dt L_r(θ + t·Δθ) at t = 0 is ⟨g_r, Δθ⟩; φ = log scales it by 1/L_r.
-      primal, tangent = jax.jvp(retain_loss_fn, (params,), (updates,))
-      tangent = jnp.asarray(tangent, jnp.float32)
-      if log_losses:
-        tangent = tangent / jnp.maximum(jnp.asarray(primal, jnp.float32), loss_floor)
-      after = before + tangent
-    else:  # consecutive: no look after the step; this batch's loss stands for it.
-      after = before
+    after = _observed_after(
+      signal, phi, retain_loss_fn, params, updates, before, log_losses, loss_floor
+    )
 
     if anchored:  # against θ_0 on the same batch: L_r(θ) ≤ L_r(θ_0) + ε over the whole run
       decrease = phi(retain_loss_fn(state.start_params)) - after
@@ -424,13 +396,7 @@ def implicit_gradient_surgery(
       decrease = before - after
       ready = jnp.asarray(True)
 
-    dual_grad = decrease + jnp.asarray(tolerance, jnp.float32)
-    apply = jnp.logical_and(ready, jnp.isfinite(dual_grad))
-    dual_grad = jnp.where(apply, dual_grad, 0.0)
-    dual_updates, new_dual_state = dual.update(dual_grad, state.dual_state, state.multiplier)
-    new_lam = jnp.maximum(optax.apply_updates(state.multiplier, dual_updates), 0.0)
-    lam = jnp.where(apply, new_lam, state.multiplier)
-    dual_state = optax.tree.where(apply, new_dual_state, state.dual_state)
+    lam, dual_state, apply = _dual_step(dual, state, decrease, tolerance, ready)
 
     new_state = state_type(
       count=optax.safe_increment(state.count),
@@ -447,6 +413,62 @@ def implicit_gradient_surgery(
     return updates, new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _observed_after(signal, phi, retain_loss_fn, params, updates, before, log_losses, floor):
+  """φ(L_r) after the step, observed as ``signal`` says."""
+  if signal == "reevaluate":
+    return phi(retain_loss_fn(optax.apply_updates(params, updates)))
+  if signal == "jvp":
+    # d/dt L_r(θ + t·Δθ) at t = 0 is ⟨g_r, Δθ⟩; φ = log scales it by 1/L_r.
+    primal, tangent = jax.jvp(retain_loss_fn, (params,), (updates,))
+    tangent = jnp.asarray(tangent, jnp.float32)
+    if log_losses:
+      tangent = tangent / jnp.maximum(jnp.asarray(primal, jnp.float32), floor)
+    return before + tangent
+  return before  # consecutive: no look after the step; this batch's loss stands for it
+
+
+def _refuse_multisteps_inside(inner_state) -> None:
+  is_multisteps = lambda x: isinstance(x, optax.MultiStepsState)
+  if any(is_multisteps(x) for x in jax.tree.leaves(inner_state, is_leaf=is_multisteps)):
+    raise ValueError(
+      "optax.MultiSteps inside implicit_gradient_surgery would show IGS the zero steps of "
+      "the accumulation mini-steps; put it outside: "
+      "optax.MultiSteps(implicit_gradient_surgery(inner), every_k_schedule=k)"
+    )
+
+
+def _preset(variant: str, signal: str) -> Variant:
+  if signal not in SIGNALS:
+    raise ValueError(f"unknown signal {signal!r}; choose one of {', '.join(SIGNALS)}")
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+  return VARIANTS[variant]
+
+
+def _check_arguments(reference, tolerance, init_multiplier, loss_floor) -> None:
+  if reference not in REFERENCES:
+    raise ValueError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
+  # Python and numpy numbers only: optax.inject_hyperparams passes traced arrays.
+  for name, value in (("tolerance", tolerance), ("init_multiplier", init_multiplier)):
+    if isinstance(value, numbers.Real) and not math.isfinite(value):
+      raise ValueError(f"{name} must be finite, got {value}")
+  if isinstance(loss_floor, numbers.Real) and not 0 < loss_floor < math.inf:
+    raise ValueError(f"loss_floor must be a positive finite number, got {loss_floor}")
+
+
+def _dual_step(dual, state, decrease, tolerance, ready):
+  """The projected dual step: λ ← max(0, λ − dualopt(Δ + ε)), skipped (λ and the dual
+  state kept) before the signal is ready or when it is not finite. Returns
+  ``(λ, dual state, applied)``."""
+  dual_grad = decrease + jnp.asarray(tolerance, jnp.float32)
+  apply = jnp.logical_and(ready, jnp.isfinite(dual_grad))
+  dual_grad = jnp.where(apply, dual_grad, 0.0)
+  dual_updates, new_dual_state = dual.update(dual_grad, state.dual_state, state.multiplier)
+  new_lam = jnp.maximum(optax.apply_updates(state.multiplier, dual_updates), 0.0)
+  lam = jnp.where(apply, new_lam, state.multiplier)
+  return lam, optax.tree.where(apply, new_dual_state, state.dual_state), apply
 
 
 def with_anchor(opt_state, params):

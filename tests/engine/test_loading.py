@@ -1,5 +1,7 @@
 """jaxunlearn.load round-trips every workdir kind (issue 11)."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +17,16 @@ from jaxunlearn.errors import CheckpointError, ConfigError, DataError
 SMALL = TrainConfig(epochs=1, model_kwargs={"hidden": (16,)})
 
 
+def _command(base, data_dir, original, forget, workdir, *extra, method="igs"):
+  """python -m experiments.unlearn from workdir ``original`` into ``workdir``; returns
+  its metrics.json."""
+  unlearn_cli.main(
+    ["--method", method, "--original", str(base / original), "--forget", forget,
+     "--workdir", str(base / workdir), "--data-dir", str(data_dir), "--no-progress", *extra]
+  )  # fmt: skip
+  return json.loads((base / workdir / "metrics.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   base = tmp_path_factory.mktemp("load")
@@ -24,13 +36,7 @@ def runs(tmp_path_factory):
   train(
     SMALL, base / "retrain", data_dir=data_dir, progress=False, retrain=True, forget_spec="class:1"
   )
-  unlearn_cli.main(
-    [
-      "--method", "igs", "--original", str(base / "orig"), "--forget", "class:1",
-      "--workdir", str(base / "cli"), "--data-dir", str(data_dir), "--no-progress",
-      "--set", "steps=20",
-    ]
-  )  # fmt: skip
+  _command(base, data_dir, "orig", "class:1", "cli", "--set", "steps=20")
   return base, data_dir
 
 
@@ -56,8 +62,6 @@ def test_cli_unlearned_workdir_with_lambda(runs, capsys):
   capsys.readouterr()
   loaded = jaxunlearn.load(base / "cli", optimizer_state=True)
   assert loaded.kind == "unlearned" and loaded.step == 20
-  import json
-
   metrics = json.loads((base / "cli" / "metrics.json").read_text())
   assert float(loaded.multiplier) == pytest.approx(metrics["history"]["multiplier"][-1])
   ds = data.load_dataset("digits", data_dir)
@@ -99,7 +103,6 @@ def test_a_directory_without_checkpoints_is_one_clear_error(tmp_path):
 def test_one_ledger_a_series_continues_across_the_api_and_the_command(runs, capsys):
   """orig → command (class 1, the fixture) → API (class 2) → command (class 3) → API:
   each continues the other's workdir; a request sent again is refused by both (issue 22)."""
-  import json
 
   from jaxunlearn.errors import ForgetSpecError
   from jaxunlearn.transforms.implicit import ImplicitGradientSurgeryState
@@ -122,14 +125,7 @@ def test_one_ledger_a_series_continues_across_the_api_and_the_command(runs, caps
     jaxunlearn.unlearn(None, previous=base / "api2", forget="class:1", steps=1, **arrays)
 
   capsys.readouterr()
-  unlearn_cli.main(
-    [
-      "--method", "igs", "--original", str(base / "api2"), "--forget", "class:3",
-      "--workdir", str(base / "cli3"), "--data-dir", str(data_dir), "--no-progress",
-      "--set", "steps=5",
-    ]
-  )  # fmt: skip
-  out = json.loads((base / "cli3" / "metrics.json").read_text())
+  out = _command(base, data_dir, "api2", "class:3", "cli3", "--set", "steps=5")
   assert out["forgotten_examples"] == len(classes(1, 2, 3))
   assert [r["spec"] for r in out["requests"]] == ["class:1", "class:2", "class:3"]
   assert out["budget"]["kind"] == "increase" and isinstance(out["budget"]["held"], bool)
@@ -139,10 +135,7 @@ def test_one_ledger_a_series_continues_across_the_api_and_the_command(runs, caps
     100 * np.mean(pred[rows] != ds.train.labels[rows])
   )
   with pytest.raises(SystemExit) as exit_:
-    unlearn_cli.main(
-      ["--method", "igs", "--original", str(base / "cli3"), "--forget", "class:2",
-       "--workdir", str(base / "again"), "--data-dir", str(data_dir), "--no-progress"]
-    )  # fmt: skip
+    _command(base, data_dir, "cli3", "class:2", "again")
   assert exit_.value.code == 2 and "applied already" in capsys.readouterr().err
   assert not (base / "again").exists()
 
@@ -161,7 +154,6 @@ def test_one_ledger_a_series_continues_across_the_api_and_the_command(runs, caps
 def test_an_api_series_from_a_pretrained_workdir_continues_with_the_command(runs, capsys):
   """model=jaxunlearn.load(pretrained): the API's workdir names the model, the dataset and
   the anchor, so the command takes it as --original (issue 22)."""
-  import json
 
   base, data_dir = runs
   ds = data.load_dataset("digits", data_dir)
@@ -172,14 +164,7 @@ def test_an_api_series_from_a_pretrained_workdir_continues_with_the_command(runs
   assert first.ledger.anchor == str((base / "orig").resolve())
   assert jaxunlearn.load(base / "api1").fm is not None  # the model is rebuilt, not raw dicts
   capsys.readouterr()
-  unlearn_cli.main(
-    [
-      "--method", "ft", "--original", str(base / "api1"), "--forget", "class:6",
-      "--workdir", str(base / "cli2"), "--data-dir", str(data_dir), "--no-progress",
-      "--set", "steps=3",
-    ]
-  )  # fmt: skip
-  out = json.loads((base / "cli2" / "metrics.json").read_text())
+  out = _command(base, data_dir, "api1", "class:6", "cli2", "--set", "steps=3", method="ft")
   assert [r["spec"] for r in out["requests"]] == ["class:5", "class:6"]
   assert out["budget"] == {}  # fine-tuning promises nothing about the retain loss
   assert out["forgotten_examples"] == int(np.isin(ds.train.labels, [5, 6]).sum())
