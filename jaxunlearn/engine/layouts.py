@@ -8,15 +8,14 @@
 * ``split``: every step ``n_retain`` retain rows and ``n_forget`` forget rows in separate
   forward passes (a fixed forget share; BatchNorm statistics from the retain pass only).
 
-Both give a step the same parts: ``retain_logits, retain_label, retain_weight`` and
-``forget_logits, forget_label`` (the random target), ``forget_true_label``,
-``forget_weight`` (weights ``None`` for split: plain means), and the per-example losses
-``retain_losses`` (to the retain labels), ``forget_losses`` (to the forget targets) and
-``forget_true_losses`` (to the forget rows' true labels) under the model's per-example
-loss (:func:`example_loss`).
+Both give a step the same :class:`Parts`, and a step gives a single-shape method's loss
+those parts with its context (:class:`StepInputs`). Every layout implements
+:class:`Layout`.
 """
 
 from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +26,85 @@ from jaxunlearn import data as data_lib
 from jaxunlearn import diffusion
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.objectives import cross_entropy, per_example_cross_entropy
+
+
+class Parts(NamedTuple):
+  """What a layout's forward pass gives a step, per part of the batch.
+
+  ``retain_*``: the retain rows' logits, labels and weights; ``forget_*``: the forget
+  rows' logits, targets (``forget_label``: the random labels), true labels and weights.
+  Weights are ``None`` for plain means (split) or per-row weights summing to the part's
+  share of the batch (mixed). The per-example losses under the model's loss
+  (:func:`example_loss`): ``retain_losses`` (to the retain labels), ``forget_losses`` (to
+  the forget targets), ``forget_true_losses`` (to the forget rows' true labels). A pass
+  over one part leaves the other's fields ``None``; a DDPM has no logits.
+  """
+
+  retain_logits: jax.Array | None = None
+  retain_label: jax.Array | None = None
+  retain_weight: jax.Array | None = None
+  retain_losses: jax.Array | None = None
+  forget_logits: jax.Array | None = None
+  forget_label: jax.Array | None = None
+  forget_true_label: jax.Array | None = None
+  forget_weight: jax.Array | None = None
+  forget_losses: jax.Array | None = None
+  forget_true_losses: jax.Array | None = None
+
+
+class StepInputs(NamedTuple):
+  """What a single-shape method's ``loss(inputs, cfg)`` sees: the :class:`Parts` fields,
+  then the step's context — the step index, the run's progress in [0, 1), the params
+  being differentiated, and the original model's logits on each part (for methods with
+  ``needs_teacher``; ``None`` otherwise)."""
+
+  retain_logits: jax.Array | None
+  retain_label: jax.Array | None
+  retain_weight: jax.Array | None
+  retain_losses: jax.Array | None
+  forget_logits: jax.Array | None
+  forget_label: jax.Array | None
+  forget_true_label: jax.Array | None
+  forget_weight: jax.Array | None
+  forget_losses: jax.Array | None
+  forget_true_losses: jax.Array | None
+  step: jax.Array
+  progress: jax.Array
+  params: Any
+  teacher_retain_logits: jax.Array | None = None
+  teacher_forget_logits: jax.Array | None = None
+
+
+class Layout(Protocol):
+  """How an unlearning step sees its data (:class:`Mixed`, :class:`Split`,
+  :class:`Denoise`): a batch as a pure function of (seed, step), its shapes, the rows a
+  data-parallel step splits, and the forward passes over it."""
+
+  name: str
+
+  def batch(self, dataset, forget_set, step: int, cfg, n_retain: int, n_forget: int) -> dict:
+    """The host arrays of step ``step``, by name."""
+
+  def shapes(self, dataset, n_retain: int, n_forget: int) -> dict:
+    """``jax.ShapeDtypeStruct`` of each array of :meth:`batch`."""
+
+  def rows(self, n_retain: int, n_forget: int) -> tuple[int, ...]:
+    """The row counts of the batch's forward passes (a mesh must divide each)."""
+
+  def forward(self, fm, params, model_state, batch) -> tuple[Parts, Any]:
+    """Both parts, in the fewest forward passes, and the new model state."""
+
+  def retain_part(self, fm, params, model_state, batch) -> tuple[Parts, Any]:
+    """At least the retain fields, and the new model state."""
+
+  def forget_part(self, fm, params, model_state, batch) -> tuple[Parts, Any]:
+    """At least the forget fields, and the new model state."""
+
+  def teacher_logits(self, fm, teacher, batch) -> tuple[jax.Array, jax.Array]:
+    """The original model's eval-mode logits on the retain and forget rows."""
+
+  def saliency_gradient(self, fm, params, model_state, dataset, forget_set, cfg) -> Any:
+    """The gradient SalUn's saliency mask is taken from."""
 
 
 def example_loss(fm):
@@ -60,13 +138,15 @@ def cross_entropy_saliency(fm, params, model_state, dataset, forget_set, cfg, ba
   return total
 
 
-def _with_losses(fm, parts: dict) -> dict:
+def _with_losses(fm, parts: Parts) -> Parts:
   loss = example_loss(fm)
-  if "retain_logits" in parts:
-    parts["retain_losses"] = loss(parts["retain_logits"], parts["retain_label"])
-  if "forget_logits" in parts:
-    parts["forget_losses"] = loss(parts["forget_logits"], parts["forget_label"])
-    parts["forget_true_losses"] = loss(parts["forget_logits"], parts["forget_true_label"])
+  if parts.retain_logits is not None:
+    parts = parts._replace(retain_losses=loss(parts.retain_logits, parts.retain_label))
+  if parts.forget_logits is not None:
+    parts = parts._replace(
+      forget_losses=loss(parts.forget_logits, parts.forget_label),
+      forget_true_losses=loss(parts.forget_logits, parts.forget_true_label),
+    )
   return parts
 
 
@@ -116,25 +196,26 @@ class Split:
   @staticmethod
   def retain_part(fm, params, model_state, batch):
     logits, new_state = fm.apply(params, model_state, batch["retain_image"], train=True)
-    part = {"retain_logits": logits, "retain_label": batch["retain_label"], "retain_weight": None}
+    part = Parts(retain_logits=logits, retain_label=batch["retain_label"])
     return _with_losses(fm, part), new_state
 
   @staticmethod
   def forget_part(fm, params, model_state, batch):
     logits, new_state = fm.apply(params, model_state, batch["forget_image"], train=True)
-    part = {
-      "forget_logits": logits,
-      "forget_label": batch["forget_label"],
-      "forget_true_label": batch["forget_true_label"],
-      "forget_weight": None,
-    }
+    part = Parts(
+      forget_logits=logits,
+      forget_label=batch["forget_label"],
+      forget_true_label=batch["forget_true_label"],
+    )
     return _with_losses(fm, part), new_state
 
   @staticmethod
   def forward(fm, params, model_state, batch):
     retain, new_state = Split.retain_part(fm, params, model_state, batch)
     forget, _ = Split.forget_part(fm, params, model_state, batch)
-    return {**retain, **forget}, new_state
+    return retain._replace(
+      **{k: v for k, v in forget._asdict().items() if v is not None}
+    ), new_state
 
   @staticmethod
   def teacher_logits(fm, teacher, batch):
@@ -182,15 +263,15 @@ class Mixed:
     logits, new_state = fm.apply(params, model_state, batch["image"], train=True)
     share = jnp.float32(1.0 / logits.shape[0])
     is_forget = batch["is_forget"].astype(jnp.float32)
-    parts = {
-      "retain_logits": logits,
-      "retain_label": batch["label"],
-      "retain_weight": (1.0 - is_forget) * share,
-      "forget_logits": logits,
-      "forget_label": batch["label"],
-      "forget_true_label": batch["true_label"],
-      "forget_weight": is_forget * share,
-    }
+    parts = Parts(
+      retain_logits=logits,
+      retain_label=batch["label"],
+      retain_weight=(1.0 - is_forget) * share,
+      forget_logits=logits,
+      forget_label=batch["label"],
+      forget_true_label=batch["true_label"],
+      forget_weight=is_forget * share,
+    )
     return _with_losses(fm, parts), new_state
 
   retain_part = forward
@@ -230,7 +311,7 @@ class Denoise:
     grad = jax.jit(
       jax.grad(
         lambda p, b: jnp.sum(
-          Denoise.forward(fm, p, model_state, b)[0]["forget_true_losses"] * b["is_forget"]
+          Denoise.forward(fm, p, model_state, b)[0].forget_true_losses * b["is_forget"]
         )
       )
     )
@@ -272,16 +353,16 @@ class Denoise:
     denoise = diffusion.per_example_mse(eps, batch["noise"])
     share = jnp.float32(1.0 / eps.shape[0])
     is_forget = batch["is_forget"].astype(jnp.float32)
-    parts = {
-      "retain_label": batch["true_label"],
-      "retain_weight": (1.0 - is_forget) * share,
-      "retain_losses": denoise,
-      "forget_label": batch["label"],
-      "forget_true_label": batch["true_label"],
-      "forget_weight": is_forget * share,
-      "forget_losses": diffusion.per_example_mse(eps, target),
-      "forget_true_losses": denoise,
-    }
+    parts = Parts(
+      retain_label=batch["true_label"],
+      retain_weight=(1.0 - is_forget) * share,
+      retain_losses=denoise,
+      forget_label=batch["label"],
+      forget_true_label=batch["true_label"],
+      forget_weight=is_forget * share,
+      forget_losses=diffusion.per_example_mse(eps, target),
+      forget_true_losses=denoise,
+    )
     return parts, new_state
 
   retain_part = forward
@@ -293,4 +374,4 @@ class Denoise:
     raise ConfigError("methods that read a teacher's logits (scrub, npo) do not apply to DDPMs")
 
 
-LAYOUTS = {layout.name: layout for layout in (Mixed, Split, Denoise)}
+LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (Mixed, Split, Denoise)}

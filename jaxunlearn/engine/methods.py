@@ -132,8 +132,8 @@ class Method:
     name: the registry key (``--method``).
     shape: ``"single"``, ``"weighted"`` or ``"aggregated"``.
     forget_target: ``cfg -> str``, what the forget objective pushes towards (tables).
-    loss: single shape: ``loss(out, cfg)``, the scalar to minimise from the forward
-      outputs ``out`` (see :func:`jaxunlearn.engine.steps.forward_outputs`).
+    loss: single shape: ``loss(out, cfg)``, the scalar to minimise from the step's
+      inputs ``out`` (a :class:`~jaxunlearn.engine.layouts.StepInputs`).
     make_tx: ``make_tx(cfg, inner, prepared)``, the transformation over the base
       optimiser ``inner`` (weighted: a wrapper; aggregated: an aggregator before it).
     prepare: ``prepare(PrepareContext, cfg) -> pytree`` computed once before the loop
@@ -171,12 +171,14 @@ class Method:
 
 
 def retain_objective(out):
-  """L_r: the model's loss (cross-entropy by default) on the retain part of ``out``."""
-  return objectives.reduce_losses(out["retain_losses"], out["retain_weight"])
+  """L_r: the model's loss (cross-entropy by default) on the retain part of ``out`` (a
+  :class:`~jaxunlearn.engine.layouts.Parts` or :class:`~jaxunlearn.engine.layouts.StepInputs`)."""
+  return objectives.reduce_losses(out.retain_losses, out.retain_weight)
 
 
 def forget_objective(out, cfg: UnlearnConfig):
-  """L_f of the surgery/MOO/weighting methods, from the forward outputs ``out``."""
+  """L_f of the surgery/MOO/weighting methods, from the parts ``out`` (see
+  :func:`retain_objective`)."""
   if cfg.forget_objective == "rl":
     return _random_labels(out)
   if cfg.forget_objective == "ga":
@@ -199,7 +201,7 @@ def _up_to_heldout(out, level):
   held-out level. The share (the forget part's weight in the batch) keeps the mixed
   batches' scaling of the other objectives.
   """
-  losses, weight = out["forget_true_losses"], out["forget_weight"]
+  losses, weight = out.forget_true_losses, out.forget_weight
   if weight is None:  # split layout: a plain mean
     return jnp.maximum(level - jnp.mean(losses), 0.0)
   share = jnp.sum(weight)
@@ -209,24 +211,24 @@ def _up_to_heldout(out, level):
 
 def _forget_ce(out):
   """The model's loss on the forget part's true labels (cross-entropy by default)."""
-  return objectives.reduce_losses(out["forget_true_losses"], out["forget_weight"])
+  return objectives.reduce_losses(out.forget_true_losses, out.forget_weight)
 
 
 def _random_labels(out):
   """The model's loss on the forget part's targets (random labels): RL."""
-  return objectives.reduce_losses(out["forget_losses"], out["forget_weight"])
+  return objectives.reduce_losses(out.forget_losses, out.forget_weight)
 
 
 def _scrub_loss(out, cfg):
   """Min-step: α·KL(teacher‖student) + γ·CE on retain; max-step: −KL on forget."""
   kl_r = objectives.kl_to_teacher(
-    out["retain_logits"], out["teacher_retain_logits"], weights=out["retain_weight"]
+    out.retain_logits, out.teacher_retain_logits, weights=out.retain_weight
   )
   kl_f = objectives.kl_to_teacher(
-    out["forget_logits"], out["teacher_forget_logits"], weights=out["forget_weight"]
+    out.forget_logits, out.teacher_forget_logits, weights=out.forget_weight
   )
   min_loss = cfg.scrub_alpha * kl_r + cfg.scrub_gamma * retain_objective(out)
-  is_max = (out["step"] % 2 == 0) & (out["progress"] < cfg.scrub_max_fraction)
+  is_max = (out.step % 2 == 0) & (out.progress < cfg.scrub_max_fraction)
   return jnp.where(is_max, -kl_f, min_loss)
 
 
@@ -496,8 +498,7 @@ METHODS = {
       "single",
       _fixed("— (retain only)"),
       loss=lambda out, cfg: (
-        retain_objective(out)
-        + cfg.l1_gamma * (1 - out["progress"]) * objectives.l1_norm(out["params"])
+        retain_objective(out) + cfg.l1_gamma * (1 - out.progress) * objectives.l1_norm(out.params)
       ),
       tune=_knob("l1_gamma", (1e-4, 1e-3)),
     ),
@@ -515,11 +516,11 @@ METHODS = {
       _fixed("NPO (true labels)"),
       loss=lambda out, cfg: (
         objectives.npo_loss(
-          out["forget_logits"],
-          out["teacher_forget_logits"],
-          out["forget_true_label"],
+          out.forget_logits,
+          out.teacher_forget_logits,
+          out.forget_true_label,
           cfg.npo_beta,
-          weights=out["forget_weight"],
+          weights=out.forget_weight,
         )
         + retain_objective(out)
       ),

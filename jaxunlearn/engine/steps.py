@@ -27,7 +27,7 @@ import optax
 
 from jaxunlearn import objectives, transforms
 from jaxunlearn.engine.config import UnlearnConfig
-from jaxunlearn.engine.layouts import LAYOUTS
+from jaxunlearn.engine.layouts import LAYOUTS, StepInputs
 from jaxunlearn.engine.methods import Method, ObservedLosses, forget_objective, retain_objective
 from jaxunlearn.nn.models import FunctionalModel
 
@@ -95,19 +95,13 @@ class StepLogs(NamedTuple):
 def forward_outputs(
   fm, method: Method, cfg: UnlearnConfig, params, model_state, batch, teacher, step_index
 ):
-  """Forward passes of one batch: the dict a single-shape method's ``loss`` reads.
-
-  The layout's parts (see :mod:`jaxunlearn.engine.layouts`), the step, the run's progress
-  in [0, 1), the params, and the original model's logits for methods that need a teacher.
-  """
+  """Forward passes of one batch: the :class:`~jaxunlearn.engine.layouts.StepInputs` a
+  single-shape method's ``loss`` reads, and the new model state."""
   layout = LAYOUTS[cfg.layout]
-  out, new_state = layout.forward(fm, params, model_state, batch)
-  out.update(step=step_index, progress=step_index / cfg.steps, params=params)
-  if method.needs_teacher:
-    out["teacher_retain_logits"], out["teacher_forget_logits"] = layout.teacher_logits(
-      fm, teacher, batch
-    )
-  return out, new_state
+  parts, new_state = layout.forward(fm, params, model_state, batch)
+  teacher_logits = layout.teacher_logits(fm, teacher, batch) if method.needs_teacher else ()
+  inputs = StepInputs(*parts, step_index, step_index / cfg.steps, params, *teacher_logits)
+  return inputs, new_state
 
 
 def _all_finite(tree):

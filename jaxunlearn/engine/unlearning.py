@@ -172,21 +172,26 @@ def run_method(
     meta = {"kind": "unlearned", "config": cfg.to_dict(), "forget_digest": forget_set.digest}
     saver = _Saver(checkpointer, history, {**meta, **(metadata or {})})
 
-  def batch_at(t):
+  def inputs_at(t):
     batch = layout.batch(dataset, forget_set, t, cfg, n_retain, n_forget)
     if mesh is None:
-      return {k: jnp.asarray(v) for k, v in batch.items()}, jnp.asarray(t, jnp.int32)
+      return {k: jnp.asarray(v) for k, v in batch.items()}, teacher, jnp.asarray(t, jnp.int32)
     # straight from host memory to each device's slice
-    return parallel.shard_batch(batch, mesh), parallel.replicate(jnp.asarray(t, jnp.int32), mesh)
+    index = parallel.replicate(jnp.asarray(t, jnp.int32), mesh)
+    return parallel.shard_batch(batch, mesh), teacher, index
 
-  state, seconds, compile_seconds = _loop(
-    cfg, step_fn, state, teacher, batch_at, first, history, saver, checkpoint_every, progress
+  bar = CompileApartBar(
+    total=cfg.steps, initial=first, disable=not progress, desc=cfg.method, unit="step", leave=False
   )
-  history.flush()
+  start = time.perf_counter()
+  state, first_done = _loop(
+    step_fn, state, inputs_at, range(first, cfg.steps), history, bar, saver, checkpoint_every
+  )
+  seconds = time.perf_counter() - start
   if saver is not None:
     saver.save(cfg.steps, state)
     checkpointer.wait_until_finished()
-  return UnlearnResult(*state[:2], history.arrays, seconds, compile_seconds, state[2])
+  return UnlearnResult(*state[:2], history.arrays, seconds, first_done - start, state[2])
 
 
 def rows_a_step(cfg: UnlearnConfig, forget_set) -> tuple[int, int]:
@@ -210,14 +215,20 @@ class _History:
   """Per-step logs, preallocated; a step's logs stay on device until a save or the end
   (pulling them every step would force a sync per step and serialise dispatch)."""
 
-  def __init__(self, steps: int, shapes: dict):
-    self.arrays = {k: np.zeros((steps,) + v.shape, v.dtype) for k, v in shapes.items()}
-    self.pending: list = []
+  def __init__(self, steps: int, shapes: dict | None = None):
+    self.steps, self.arrays, self.pending = steps, None, []
+    if shapes is not None:
+      self._allocate(shapes)
+
+  def _allocate(self, shapes: dict) -> None:
+    self.arrays = {k: np.zeros((self.steps,) + v.shape, v.dtype) for k, v in shapes.items()}
 
   def add(self, t, logs) -> None:
     self.pending.append((t, logs))
 
   def flush(self) -> None:
+    if self.arrays is None and self.pending:  # shapes from the first step's logs
+      self._allocate(self.pending[0][1].as_dict())
     for t, logs in self.pending:
       for k, v in logs.as_dict().items():
         self.arrays[k][t] = np.asarray(v)
@@ -263,44 +274,46 @@ class _Saver:
     self.saved_at = step
 
 
-def _loop(cfg, step_fn, state, teacher, batch_at, first, history, saver, every, progress):
-  """Steps ``first .. cfg.steps``: progress, periodic checkpoints and the graceful stop
-  as hooks around one step call. Returns ``(state, seconds, compile_seconds)``."""
-  start = time.perf_counter()
-  compile_seconds = 0.0
-  bar = CompileApartBar(
-    total=cfg.steps, initial=first, disable=not progress, desc=cfg.method, unit="step", leave=False
-  )
-  for t in range(first, cfg.steps):
-    batch, step_index = batch_at(t)
-    *state, logs = step_fn(*state, batch, teacher, step_index)
+def _loop(step, state, inputs_at, steps, history, bar, saver=None, every=0, stoppable=True):
+  """The engine's one unlearning loop, for a single run and for a batch of runs alike:
+  ``state = step(*state, *inputs_at(t))`` for ``t`` in ``steps`` (a range), the logs into
+  ``history``, with progress (``bar``), periodic checkpoints (``saver`` every ``every``
+  steps) and the graceful stop (``stoppable``) as hooks around the step call. A batch of
+  runs has no saver and is not stoppable: its runs are short and stored whole, and the
+  comparison stops between batches. Returns ``(state, when the first step was done
+  (perf_counter))``, the first step holding the compile."""
+  start = first_done = time.perf_counter()
+  end = steps.stop
+  for t in steps:
+    *state, logs = step(*state, *inputs_at(t))
     history.add(t, logs)
-    if t == first:
+    if t == steps.start:
       jax.block_until_ready(state[0])
-      compile_seconds = time.perf_counter() - start
-      bar.first_step_done(t + 1, compile_seconds=compile_seconds)
+      first_done = time.perf_counter()
+      bar.first_step_done(t + 1, compile_seconds=first_done - start)
     else:
       bar.update(1)
-    if saver is not None and every > 0 and (t + 1) % every == 0 and t + 1 < cfg.steps:
+    if saver is not None and every > 0 and (t + 1) % every == 0 and t + 1 < end:
       saver.save(t + 1, state)
-    if stopping.requested() and t + 1 < cfg.steps:
+    if stoppable and stopping.requested() and t + 1 < end:
       jax.block_until_ready(state[0])
       bar.close()
-      _stop(cfg, t + 1, state, saver)
+      _stop(end, t + 1, state, saver)
   jax.block_until_ready(state[0])
   bar.close()
-  return tuple(state), time.perf_counter() - start, compile_seconds
+  history.flush()
+  return tuple(state), first_done
 
 
-def _stop(cfg, done: int, state, saver):
+def _stop(steps: int, done: int, state, saver):
   """A requested stop: save (unless the periodic checkpoint just did) and raise."""
   if saver is None:
-    raise stopping.Stopped(f"stopped at step {done} of {cfg.steps}; nothing was saved")
+    raise stopping.Stopped(f"stopped at step {done} of {steps}; nothing was saved")
   if saver.saved_at != done:
     saver.save(done, state)
   saver.checkpointer.wait_until_finished()
   raise stopping.Stopped(
-    f"stopped at step {done} of {cfg.steps}, checkpoint saved; continue with --resume"
+    f"stopped at step {done} of {steps}, checkpoint saved; continue with --resume"
   )
 
 
@@ -455,16 +468,23 @@ def run_batch(
     real = configs[first : first + size]
     chunk = real + [real[-1]] * (size - len(real))  # padded: one program for every chunk
     run = functools.partial(compiled.executable, values(chunk))
-    (p, ms, os_), history, first_done = _run_chunk(
-      run, states(chunk), lambda t, chunk=chunk: inputs(chunk, t), teacher, base.steps
+    history = _History(base.steps)
+
+    def inputs_at(t, chunk=chunk):
+      return inputs(chunk, t), teacher, jnp.asarray(t, jnp.int32)
+
+    bar = CompileApartBar(total=base.steps, disable=True)
+    (p, ms, os_), first_done = _loop(
+      run, states(chunk), inputs_at, range(base.steps), history, bar, stoppable=False
     )
     if first == 0:  # the compile and the first step, as for a single run
       compile_seconds = first_done - start
     for i in range(len(real)):
+      logs = {k: np.ascontiguousarray(h[:, i]) for k, h in history.arrays.items()}
       results.append(
         UnlearnResult(
-          _pick(p, i), _pick(ms, i), {k: h[i] for k, h in history.items()}, 0.0, 0.0,
-          _pick(os_, i), batched_with=len(real), batch_mode=how,
+          _pick(p, i), _pick(ms, i), logs, 0.0, 0.0, _pick(os_, i),
+          batched_with=len(real), batch_mode=how,
         )
       )  # fmt: skip
   seconds = time.perf_counter() - start
@@ -502,26 +522,6 @@ def _compile_to_fit(program_for, configs, vectorize, device, memory_budget, say)
 
 def _pick(tree, i):
   return jax.tree.map(lambda x: x[i], tree)
-
-
-def _run_chunk(run, state, inputs_at, teacher, steps):
-  """One chunk of runs through every step: ``(state, history (runs, steps, ...), when
-  its first step was done (perf_counter))``."""
-  p, ms, os_ = state
-  pending = []
-  first_done = 0.0
-  for t in range(steps):
-    p, ms, os_, logs = run(p, ms, os_, inputs_at(t), teacher, jnp.asarray(t, jnp.int32))
-    pending.append(logs)
-    if t == 0:
-      jax.block_until_ready(p)
-      first_done = time.perf_counter()
-  jax.block_until_ready(p)
-  history = {
-    k: np.stack([np.asarray(a) for a in xs], axis=1)
-    for k, xs in zip(pending[0].as_dict(), zip(*[lg.as_dict().values() for lg in pending]))
-  }
-  return (p, ms, os_), history, first_done
 
 
 def _stderr(message: str) -> None:

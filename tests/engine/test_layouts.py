@@ -129,8 +129,8 @@ def test_denoise_losses_against_a_hand_computation(setup):
   e_true, e_target = eps(batch["true_label"]), eps(batch["label"])
   denoise = ((e_true - np.asarray(batch["noise"])) ** 2).reshape(32, -1).mean(-1)
   relabel = ((e_true - e_target) ** 2).reshape(32, -1).mean(-1)
-  np.testing.assert_allclose(np.asarray(parts["retain_losses"]), denoise, rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(np.asarray(parts["forget_losses"]), relabel, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(parts.retain_losses), denoise, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(parts.forget_losses), relabel, rtol=1e-4, atol=1e-6)
   is_forget = np.asarray(batch["is_forget"])
   assert is_forget.any() and (np.asarray(batch["true_label"])[is_forget] == 7).all()
   assert (relabel[~is_forget] < 1e-10).all()  # retain rows: target label is the true one

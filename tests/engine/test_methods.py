@@ -35,19 +35,20 @@ def test_heldout_objective_is_ascent_up_to_the_level():
   import jax
   import jax.numpy as jnp
 
+  from jaxunlearn.engine.layouts import Parts
   from jaxunlearn.engine.methods import forget_objective, make_config
 
   losses = jnp.array([0.1, 0.3, 9.0, 0.0])  # the third row is a retain row (weight 0)
   weight = jnp.array([0.25, 0.25, 0.0, 0.25])
-  out = {"forget_true_losses": losses, "forget_weight": weight}
+  out = Parts(forget_true_losses=losses, forget_weight=weight)
   cfg = make_config("igs", forget_objective="heldout", heldout_loss=0.5)
   # the forget part: mean (0.1 + 0.3 + 0) / 3, share 0.75
   assert float(forget_objective(out, cfg)) == pytest.approx(0.75 * (0.5 - 0.4 / 3))
   above = make_config("igs", forget_objective="heldout", heldout_loss=0.1)
   assert float(forget_objective(out, above)) == 0.0
-  grad = jax.grad(lambda l: forget_objective({**out, "forget_true_losses": l}, cfg))(losses)
+  grad = jax.grad(lambda l: forget_objective(out._replace(forget_true_losses=l), cfg))(losses)
   np.testing.assert_allclose(grad, -weight, atol=1e-7)  # ascent on each forget row's loss
-  split = {"forget_true_losses": jnp.array([0.1, 0.3]), "forget_weight": None}
+  split = Parts(forget_true_losses=jnp.array([0.1, 0.3]))
   assert float(forget_objective(split, cfg)) == pytest.approx(0.3)
 
 
