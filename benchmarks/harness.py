@@ -19,7 +19,8 @@ from jaxunlearn.engine.records import write_json_atomic
 
 
 def interleaved(fns: dict, args: tuple = (), rounds: int = 5, warmup: int = 1) -> dict:
-  """``{name: {"median_ms", "min_ms", "n"}}`` of each ``fn(*args)`` in ``fns``."""
+  """``{name: {"median_ms", "mean_ms", "min_ms", "max_ms", "n"}}`` of each ``fn(*args)``
+  in ``fns``."""
   for _ in range(warmup):
     for f in fns.values():
       jax.block_until_ready(f(*args))
@@ -31,7 +32,13 @@ def interleaved(fns: dict, args: tuple = (), rounds: int = 5, warmup: int = 1) -
       jax.block_until_ready(fns[k](*args))
       times[k].append(1000 * (time.perf_counter() - t0))
   return {
-    k: {"median_ms": float(np.median(v)), "min_ms": float(np.min(v)), "n": len(v)}
+    k: {
+      "median_ms": float(np.median(v)),
+      "mean_ms": float(np.mean(v)),
+      "min_ms": float(np.min(v)),
+      "max_ms": float(np.max(v)),
+      "n": len(v),
+    }
     for k, v in times.items()
   }
 

@@ -17,11 +17,16 @@ it, in one process, for each method, model, batch size and batch layout:
 * each as a **ratio to the plain fine-tune step** (one ``value_and_grad`` of the retain
   loss, then SGD) measured in the same run and setting.
 
-Methods (all with the same inner optimiser, SGD lr 1e-3 momentum 0.9):
+Every step is the engine's own (:func:`jaxunlearn.engine.steps.unlearn_step` on the
+engine's layouts, built from the method registry as
+:func:`jaxunlearn.engine.unlearning.run_method` builds it: the non-finite guard, the
+logs and the model state included), so the table times the code the experiments run.
+All methods share the inner optimiser: SGD lr 1e-3, momentum 0.9, weight decay 5e-4.
 
 ==================  ==============================================================
-``plain``           fine-tune on the retain loss: one value_and_grad
-``igs-reevaluate``  IGS, one backprop of S = λ log L_r + log L_f, + one forward of L_r
+``plain``           the registry's ``ft``: one value_and_grad of the retain loss
+``igs-paper``       the paper's IGS update: one backprop of S + one forward of L_r
+``igs-reevaluate``  IGS (ours, anchored): one backprop + forwards of L_r at θ and θ_0
 ``igs-consecutive`` IGS, one backprop, no extra work (signal from consecutive batches)
 ``igs-jvp``         IGS, one backprop + one forward-mode jvp of L_r along the step
 ``explicit``        explicit surgery: two gradients (objective_gradients), closed form
@@ -29,44 +34,42 @@ Methods (all with the same inner optimiser, SGD lr 1e-3 momentum 0.9):
 ``mgda``            MGDA (min-norm) on the two gradients
 ``cagrad``          CAGrad on the two gradients
 ``famo``            FAMO: one backprop + one forward of both losses
-``pdu``             primal–dual with an absolute threshold: one backprop
+``pdu``             primal–dual with an absolute threshold: one backprop + one forward
 ==================  ==============================================================
 
-Batch layouts, because they decide where one backprop pays:
+Batch layouts (the engine's, :mod:`jaxunlearn.engine.layouts`), because they decide where
+one backprop pays:
 
-* ``split`` — B retain examples and ``--forget-fraction``·B forget examples in separate
-  forward passes (L_r = CE with true labels on the retain batch, L_f = CE with random wrong
-  labels on the forget batch). Two backward passes then cost about one backward over the
-  union, so one backprop saves little time.
-* ``shared`` — one batch of B examples; both losses come from the same logits (L_r = CE
-  with the true labels, L_f = CE with random wrong labels). One-backprop methods do one
-  forward and one backward; two-gradient methods a second full backward.
+* ``split`` — B retain rows and ``--forget-fraction``·B forget rows in separate forward
+  passes. Two backward passes then cost about one backward over the union, so one
+  backprop saves little time.
+* ``mixed`` (the paper's protocol) — one batch of B rows, a share f/(1+f) of them forget
+  rows (f = ``--forget-fraction``, half by default); both losses come from the same
+  logits. One-backprop methods do one forward and one backward; two-gradient methods a
+  second full backward. A DDPM's mixed batches are the engine's ``denoise`` layout (it
+  has no split one).
 
-The plain step always differentiates L_r on B examples (in ``split`` the retain batch), so
-in ``split`` every unlearning method also processes the forget examples the plain step
-does not see.
-
-Data are synthetic (random normal inputs, random labels): cost does not depend on the
-values, and no dataset is needed. Default input CIFAR-shaped 32×32×3 with 10 classes
-(``--synthetic`` names that default explicitly; ``--input-shape``/``--num-classes`` change
-it). Parameters, model state and optimiser state are donated to the step, as in a real
-training loop (``alias`` bytes in the memory analysis).
+Data are synthetic (random normal inputs, random labels) in a dataset of exactly one
+batch's rows: cost does not depend on the values. Default input CIFAR-shaped 32×32×3
+with 10 classes (``--synthetic`` names that default explicitly;
+``--input-shape``/``--num-classes`` change it). Parameters, model state and optimiser
+state are donated to the step, as in a real training loop (``alias`` bytes in the memory
+analysis).
 
     python -m benchmarks.step_cost                   # MLP + strided CNN on CPU, +ResNet-18 on GPU
     python -m benchmarks.step_cost --quick           # MLP, batch 256, both layouts (< 1 min, CPU)
     python -m benchmarks.step_cost --models resnet18 --batch-sizes 256 --synthetic   # on a GPU
 
-Writes ``--out`` (JSON, default ``results/step_cost.json``) and a markdown table beside it
-(``results/step_cost.md``), both with the machine they came from.
+Writes ``--out`` (JSON, default ``results/step_cost.json``, atomically) and a markdown
+table beside it (``results/step_cost.md``), both with the machine they came from
+(:func:`benchmarks.harness.write_report`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import pathlib
-import statistics
 import sys
 import time
 import warnings
@@ -75,15 +78,14 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-import jaxunlearn
-from benchmarks import synthetic
+from benchmarks import harness, synthetic
 from experiments.cli import HelpFormatter
-from jaxunlearn import diffusion
-from jaxunlearn.engine.layouts import DIFFUSION_STEPS
-from jaxunlearn.engine.methods import ObservedLosses, build_transformation, get_method, make_config
+from jaxunlearn import data as data_lib
+from jaxunlearn.engine.layouts import LAYOUTS as LAYOUTS_OF_ENGINE
+from jaxunlearn.engine.methods import build_transformation, get_method, make_config
 from jaxunlearn.engine.records import machine_info
+from jaxunlearn.engine.steps import unlearn_step
 from jaxunlearn.nn import models as models_lib
 from jaxunlearn.nn.denoiser import MLPDenoiser
 
@@ -100,10 +102,11 @@ METHODS = (
   "famo",
   "pdu",
 )
-LAYOUTS = ("split", "shared")
+LAYOUTS = ("split", "mixed")
 MODELS = ("mlp", "cnn", "resnet18", "ddpm")
 # Benchmark variant -> (registry method, config overrides).
 VARIANTS = {
+  "plain": ("ft", {}),  # fine-tuning on the retain loss: the baseline of every ratio
   "igs-paper": ("igs_paper", {}),  # the paper's update (re-evaluated, per step)
   "igs-reevaluate": ("igs", {"signal": "reevaluate"}),  # ours (anchored): one more forward
   "igs-consecutive": ("igs", {"signal": "consecutive"}),
@@ -132,185 +135,63 @@ DEFAULT_STEPS, DEFAULT_WARMUP = 20, 3
 DEFAULT_BATCH_SIZES = (64, 256, 1024)
 
 
-# ------------------------------------------------------------------ losses and data
+# ------------------------------------------------------------------ the engine's steps
 
 
-def cross_entropy(logits, labels):
-  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
-
-
-def make_batch(
-  seed: int,
-  layout: str,
-  batch_size: int,
-  forget_size: int,
-  input_shape,
-  num_classes: int,
-  forget_true: bool = False,
-) -> dict:
-  """Synthetic batch; forget labels are random *wrong* labels (never the true class);
-  ``forget_true``: also the split forget rows' true labels (``y_ft``, the DDPM's condition)."""
-  rng = np.random.default_rng(seed)
-
-  def part(n):
-    return tuple(map(jnp.asarray, synthetic.synthetic_examples(rng, n, input_shape, num_classes)))
-
+def rows(layout: str, batch_size: int, forget_fraction: float) -> tuple[int, int]:
+  """``(n_retain, n_forget)`` of a setting: split, B retain rows and ``forget_fraction``·B
+  forget rows; mixed, B rows of which the forget share is ``f / (1 + f)``."""
   if layout == "split":
-    x_r, y_r, _ = part(batch_size)
-    x_f, y_ft, y_f = part(forget_size)
-    out = {"x_r": x_r, "y_r": y_r, "x_f": x_f, "y_f": y_f}
-    return {**out, "y_ft": y_ft} if forget_true else out
-  if layout == "shared":
-    x, y, y_f = part(batch_size)
-    return {"x": x, "y": y, "y_f": y_f}
-  raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    return batch_size, max(1, int(round(forget_fraction * batch_size)))
+  n_forget = max(1, int(round(batch_size * forget_fraction / (1 + forget_fraction))))
+  return batch_size - n_forget, n_forget
 
 
-class Losses:
-  """Loss functions of one layout; each returns its loss(es) and the new model state.
+def engine_layout(model: str, layout: str) -> str | None:
+  """The engine's layout a setting runs: a DDPM's mixed batches are ``denoise``; a DDPM
+  has no split layout (``None``)."""
+  if model == "ddpm":
+    return "denoise" if layout == "mixed" else None
+  return layout
 
-  ``retain(p, ms, batch)`` and ``forget(p, ms, batch)`` are single losses (one forward
-  each), ``both(p, ms, batch)`` returns (L_r, L_f) from the fewest forwards the layout
-  allows: two in ``split``, one in ``shared``.
+
+def synthetic_data(seed: int, n_retain: int, n_forget: int, input_shape, num_classes: int):
+  """``(dataset, forget_set)``: synthetic rows, exactly ``n_retain`` retain and
+  ``n_forget`` forget ones (the first)."""
+  x, y, _ = synthetic.synthetic_examples(
+    np.random.default_rng(seed), n_retain + n_forget, input_shape, num_classes
+  )
+  dataset = data_lib.from_arrays(x, y, num_classes=num_classes, name="synthetic")
+  return dataset, data_lib.forget_set_from_rows(dataset, np.arange(n_forget))
+
+
+def engine_batch(
+  seed: int, layout: str, n_retain: int, n_forget: int, input_shape, num_classes: int
+) -> dict:
+  """Step 0's batch of the engine's ``layout`` over :func:`synthetic_data`, as device
+  arrays."""
+  dataset, forget = synthetic_data(seed, n_retain, n_forget, input_shape, num_classes)
+  cfg = make_config("ft", layout=layout, seed=seed, n_retain=n_retain, n_forget=n_forget)
+  batch = LAYOUTS_OF_ENGINE[layout].batch(dataset, forget, 0, cfg, n_retain, n_forget)
+  return {k: jnp.asarray(v) for k, v in batch.items()}
+
+
+def make_step(method: str, fm, layout: str, lr: float = 1e-3, steps: int = 100):
+  """``(tx, step)``: the engine's jitted-to-be step of ``method`` (a key of
+  :data:`VARIANTS`, or ``plain``: the registry's ``ft``) on ``layout``, exactly as
+  :func:`jaxunlearn.engine.unlearning.run_method` builds it
+  (:func:`jaxunlearn.engine.steps.unlearn_step`): ``step(params, ms, opt_state, batch) ->
+  (params, ms, opt_state, logs)`` at step index 0.
   """
-
-  def __init__(self, fm: models_lib.FunctionalModel, layout: str):
-    self.fm, self.layout = fm, layout
-    if layout not in LAYOUTS:
-      raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
-
-  def _forward(self, p, ms, x):
-    return self.fm.apply(p, ms, x, train=True)
-
-  def retain(self, p, ms, batch):
-    x, y = (batch["x_r"], batch["y_r"]) if self.layout == "split" else (batch["x"], batch["y"])
-    logits, new_ms = self._forward(p, ms, x)
-    return cross_entropy(logits, y), new_ms
-
-  def forget(self, p, ms, batch):
-    x = batch["x_f"] if self.layout == "split" else batch["x"]
-    logits, new_ms = self._forward(p, ms, x)
-    return cross_entropy(logits, batch["y_f"]), new_ms
-
-  def both(self, p, ms, batch):
-    if self.layout == "split":
-      l_r, new_ms = self.retain(p, ms, batch)
-      l_f, _ = self.forget(p, ms, batch)
-      return l_r, l_f, new_ms
-    logits, new_ms = self._forward(p, ms, batch["x"])
-    return cross_entropy(logits, batch["y"]), cross_entropy(logits, batch["y_f"]), new_ms
-
-
-class DenoiseLosses(Losses):
-  """The DDPM's losses (:mod:`jaxunlearn.diffusion`): retain = ‖ε̂(x_t, t, y) − ε‖², forget
-  = ‖ε̂(x_t, t, y) − sg(ε̂(x_t, t, y_f))‖² (the paper's "rl"), inputs taken as x_0.
-
-  Each loss is two forwards of the denoiser (one of them without gradient) over its rows,
-  so a two-gradient method pays a second backward over the same network.
-  """
-
-  schedule = diffusion.linear_schedule(DIFFUSION_STEPS)
-
-  def _losses(self, p, ms, x, t, noise, y, y_f):
-    x_t = diffusion.add_noise(self.schedule, x, t, noise)
-    eps, new_ms = self.fm.apply(p, ms, (x_t, t, y), train=True)
-    retain = diffusion.per_example_mse(eps, noise).mean()
-    target = jax.lax.stop_gradient(self.fm.apply(p, ms, (x_t, t, y_f), train=False)[0])
-    return retain, diffusion.per_example_mse(eps, target).mean(), new_ms
-
-  def _part(self, batch, part):
-    """(x_0, t, ε, condition, target condition) of the retain (``r``) or forget part."""
-    if self.layout == "split" and part == "r":
-      return batch["x_r"], batch["t_r"], batch["noise_r"], batch["y_r"], batch["y_r"]
-    if self.layout == "split":
-      return batch["x_f"], batch["t_f"], batch["noise_f"], batch["y_ft"], batch["y_f"]
-    return batch["x"], batch["t"], batch["noise"], batch["y"], batch["y_f"]
-
-  def retain(self, p, ms, batch):
-    x, t, noise, y, _ = self._part(batch, "r")
-    eps, new_ms = self.fm.apply(
-      p, ms, (diffusion.add_noise(self.schedule, x, t, noise), t, y), train=True
-    )
-    return diffusion.per_example_mse(eps, noise).mean(), new_ms
-
-  def forget(self, p, ms, batch):
-    _, l_f, new_ms = self._losses(p, ms, *self._part(batch, "f"))
-    return l_f, new_ms
-
-  def both(self, p, ms, batch):
-    if self.layout == "split":
-      l_r, new_ms = self.retain(p, ms, batch)
-      l_f, _ = self.forget(p, ms, batch)
-      return l_r, l_f, new_ms
-    return self._losses(p, ms, *self._part(batch, "r"))
-
-
-def with_noise(batch: dict, seed: int) -> dict:
-  """A DDPM batch: a timestep and a noise for every example of each part."""
-  rng = np.random.default_rng([seed, 5])
-  out = dict(batch)
-  for key, suffix in (("x", ""), ("x_r", "_r"), ("x_f", "_f")):
-    if key in batch:
-      n = batch[key].shape[0]
-      out["t" + suffix] = jnp.asarray(rng.integers(0, DIFFUSION_STEPS, n), jnp.int32)
-      out["noise" + suffix] = jnp.asarray(rng.standard_normal(batch[key].shape), jnp.float32)
-  return out
-
-
-# ------------------------------------------------------------------ steps
-
-
-def make_step(method: str, losses: Losses, lr: float = 1e-3):
-  """Returns ``(tx, step)``: ``step(params, ms, opt_state, batch) -> (params, ms, opt_state, aux)``.
-
-  ``method`` is the plain baseline or a variant in :data:`VARIANTS`, built from the
-  method registry: its transformation and the extra arguments of its ``update`` come from
-  the registry entry, the step body from its shape.
-  """
-  if method == BASELINE:
-    tx = optax.sgd(lr, momentum=0.9)
-
-    def step(params, ms, opt_state, batch):
-      (l_r, new_ms), g = jax.value_and_grad(losses.retain, has_aux=True)(params, ms, batch)
-      updates, opt_state = tx.update(g, opt_state, params)
-      return optax.apply_updates(params, updates), new_ms, opt_state, jnp.stack([l_r, l_r])
-
-    return tx, step
-
-  if method not in VARIANTS:
+  if method not in METHODS:
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
   name, overrides = VARIANTS[method]
-  cfg = make_config(name, learning_rate=lr, momentum=0.9, **overrides)
-  entry = get_method(name)
+  cfg = make_config(name, learning_rate=lr, momentum=0.9, layout=layout, steps=steps, **overrides)
   tx = build_transformation(cfg)
-
-  if entry.shape == "aggregated":
-
-    def step(params, ms, opt_state, batch):
-      fns = (lambda p: losses.retain(p, ms, batch), lambda p: losses.forget(p, ms, batch))
-      values, auxes, grads = jaxunlearn.objective_gradients(fns, params, has_aux=True)
-      updates, opt_state = tx.update(grads, opt_state, params)
-      return optax.apply_updates(params, updates), auxes[0], opt_state, values
-
-    return tx, step
-
-  def step(params, ms, opt_state, batch):  # weighted: one backprop of the scalarised loss
-    def objective(p):
-      l_r, l_f, new_ms = losses.both(p, ms, batch)
-      return jaxunlearn.scalarized_loss(opt_state, l_r, l_f), (jnp.stack([l_r, l_f]), new_ms)
-
-    (_, (values, new_ms)), g = jax.value_and_grad(objective, has_aux=True)(params)
-    observed = ObservedLosses(
-      values[0],
-      values[1],
-      lambda p: losses.retain(p, ms, batch)[0],
-      lambda p: losses.forget(p, ms, batch)[0],
-      lambda p: losses.both(p, ms, batch)[:2],  # one forward in the shared layout
-    )
-    updates, opt_state = tx.update(g, opt_state, params, **observed.extra_args())
-    return optax.apply_updates(params, updates), new_ms, opt_state, values
-
-  return tx, step
+  step = unlearn_step(fm, get_method(name), cfg, tx)
+  index = jnp.zeros((), jnp.int32)
+  # No method here reads a teacher (SCRUB and NPO are not timed), so none is passed.
+  return tx, lambda p, ms, opt_state, batch: step(p, ms, opt_state, batch, None, index)
 
 
 # ------------------------------------------------------------------ measuring
@@ -406,7 +287,6 @@ class Compiled:
     t2 = time.perf_counter()
     self.batch = batch
     self.carry = (params, model_state, opt_state)
-    self.times: list[float] = []
     self.result = {
       "lower_s": t1 - t0,
       "compile_s": t2 - t1,
@@ -423,17 +303,17 @@ class Compiled:
     self.carry = out[:3]
     return dt
 
-  def finish(self) -> dict:
-    times = self.times
-    med = statistics.median(times) if times else float("nan")
-    nan = float("nan")
+  def finish(self, timing: dict) -> dict:
+    """The result, with ``timing`` (:func:`benchmarks.harness.interleaved`'s figures of
+    this step) and whether its params stayed finite."""
+    med = timing["median_ms"]
     self.result.update(
-      median_ms=1e3 * med,
-      mean_ms=1e3 * statistics.fmean(times) if times else nan,
-      min_ms=1e3 * min(times) if times else nan,
-      max_ms=1e3 * max(times) if times else nan,
-      steps_per_s=(1.0 / med) if med > 0 else None,
-      timed_steps=len(times),
+      median_ms=med,
+      mean_ms=timing["mean_ms"],
+      min_ms=timing["min_ms"],
+      max_ms=timing["max_ms"],
+      steps_per_s=(1e3 / med) if med > 0 else None,
+      timed_steps=timing["n"],
       finite=_all_finite(self.carry[0]),
     )
     self.carry = self.executable = None
@@ -454,9 +334,10 @@ def measure_setting(
 
   Each method is compiled ahead of time (lowering and compiling timed apart), run
   ``warmup`` times, and the device memory is read. Then the timed steps are
-  *interleaved*: ``steps`` rounds, each running every method once in a rotating order,
-  so drifting load on a shared machine hits every method alike (the ratios to the plain
-  step are what matter). Failures (e.g. out of memory) are recorded as ``error``.
+  interleaved (:func:`benchmarks.harness.interleaved`: ``steps`` rounds, each method once
+  a round in a rotating order), so drifting load on a shared machine hits every method
+  alike (the ratios to the plain step are what matter). A method that fails to compile
+  or warm up (e.g. out of memory) is recorded as ``error``.
   """
   results, live = {}, {}
   for method, make in steps_of.items():
@@ -470,21 +351,10 @@ def measure_setting(
       live[method] = c
     except Exception as e:  # pylint: disable=broad-except  # e.g. out of memory
       results[method] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
-  order = list(live)
   tick("time")
-  for r in range(steps if order else 0):
-    shift = r % len(order)
-    for method in order[shift:] + order[:shift]:
-      c = live.get(method)
-      if c is None:  # failed in an earlier round
-        continue
-      try:
-        c.times.append(c())
-      except Exception as e:  # pylint: disable=broad-except
-        results[method] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
-        del live[method]
+  timed = harness.interleaved(live, rounds=steps, warmup=0) if live else {}
   for method, c in live.items():
-    results[method] = c.finish()
+    results[method] = c.finish(timed[method])
   return {m: results[m] for m in steps_of}
 
 
@@ -546,6 +416,7 @@ def run(config: dict, progress: bool = True) -> dict:
     for m in config["models"]
     for b in config["batch_sizes"]
     for l in config["layouts"]
+    if engine_layout(m, l) is not None
     for meth in config["methods"]
   ]
   bar = (
@@ -564,29 +435,23 @@ def run(config: dict, progress: bool = True) -> dict:
     )
     n_params = models_lib.count_params(params)
     for batch_size in config["batch_sizes"]:
-      forget_size = max(1, int(round(config["forget_fraction"] * batch_size)))
       for layout in config["layouts"]:
-        batch = make_batch(
-          config["seed"],
-          layout,
-          batch_size,
-          forget_size,
-          config["input_shape"],
-          config["num_classes"],
-          forget_true=model_name == "ddpm",
+        engine = engine_layout(model_name, layout)
+        if engine is None:
+          continue
+        n_retain, n_forget = rows(layout, batch_size, config["forget_fraction"])
+        batch = engine_batch(
+          config["seed"], engine, n_retain, n_forget, config["input_shape"], config["num_classes"]
         )
-        if model_name == "ddpm":
-          batch, losses = with_noise(batch, config["seed"]), DenoiseLosses(fm, layout)
-        else:
-          losses = Losses(fm, layout)
         setting = {
           "model": model_name,
           "model_kwargs": model_kwargs,
           "num_params": n_params,
           "batch_size": batch_size,
           "layout": layout,
-          "forget_batch_size": forget_size if layout == "split" else batch_size,
-          "methods": {},
+          "engine_layout": engine,
+          "n_retain": n_retain,
+          "n_forget": n_forget,
         }
         desc = f"{model_name} b{batch_size} {layout}"
         tick = (
@@ -595,7 +460,7 @@ def run(config: dict, progress: bool = True) -> dict:
           else (lambda what: None)
         )
         steps_of = {
-          m: (lambda m=m, losses=losses: make_step(m, losses, config["lr"]))
+          m: (lambda m=m, fm=fm, engine=engine: make_step(m, fm, engine, config["lr"]))
           for m in config["methods"]
         }
         setting["methods"] = measure_setting(
@@ -647,9 +512,11 @@ def markdown(report: dict) -> str:
     "",
     f"Synthetic data {tuple(c['input_shape'])}, {c['num_classes']} classes; median of "
     f"{c['steps']} timed steps after {c['warmup']} warm-up steps; SGD lr {c['lr']} "
-    f"momentum 0.9; split layout forget batch = {c['forget_fraction']:g} × B; "
+    f"momentum 0.9, weight decay 5e-4; forget rows: split {c['forget_fraction']:g} × B, "
+    f"mixed a share {c['forget_fraction']:g}/(1 + {c['forget_fraction']:g}) of B; "
     f"total run {report['total_seconds']:.0f} s.",
-    "Ratios are to the plain fine-tune step (one value_and_grad of the retain loss) of "
+    "Every step is the engine's own (jaxunlearn.engine.steps.unlearn_step). Ratios are to "
+    "the plain fine-tune step (the registry's ft: one value_and_grad of the retain loss) of "
     "the same setting. Memory from XLA's compiled memory analysis; "
     "total = argument + output − alias (donated) + temp.",
     "",
@@ -760,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     help=f"comma list; unset: {','.join(map(str, DEFAULT_BATCH_SIZES))}, 256 with --quick",
   )
   p.add_argument(
-    "--layouts", type=_csv(), default=None, help="comma list of split,shared; unset: both"
+    "--layouts", type=_csv(), default=None, help="comma list of split,mixed; unset: both"
   )
   p.add_argument(
     "--methods", type=_csv(), default=None, help=f"comma list; unset: all ({','.join(METHODS)})"
@@ -804,7 +671,6 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument(
     "--out", default="results/step_cost.json", help="JSON file to write (markdown beside it)"
   )
-  p.add_argument("--md", default=None, help="markdown path; unset: --out with .md")
   p.add_argument("--no-progress", action="store_true", help="no tqdm bar on stderr")
   return p
 
@@ -855,15 +721,10 @@ def main(argv=None) -> dict:
   with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
     report = run(config, progress=not args.no_progress)
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(report, indent=1))
-  md_path = pathlib.Path(args.md) if args.md else out.with_suffix(".md")
-  md_path.parent.mkdir(parents=True, exist_ok=True)
-  text = markdown(report)
-  md_path.write_text(text)
+  text = harness.write_report(args.out, report, markdown)
   print(text)
-  print(f"wrote {out} and {md_path} ({report['total_seconds']:.0f} s)", file=sys.stderr)
+  md = pathlib.Path(args.out).with_suffix(".md")
+  print(f"wrote {args.out} and {md} ({report['total_seconds']:.0f} s)", file=sys.stderr)
   return report
 
 

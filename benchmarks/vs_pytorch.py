@@ -5,8 +5,9 @@
     python -m benchmarks.vs_pytorch --quick  # MLP only, shared layout (< 1 min)
 
 Steps (SGD lr 1e-3, momentum 0.9; the unlearning steps with the protocol's weight decay
-5e-4, as in ``benchmarks.step_cost``), written in PyTorch from the formulas as the
-paper's code computes them:
+5e-4), written in both frameworks from the formulas as the paper's code computes them
+(the JAX side: ``benchmarks.twin_steps``; ``benchmarks.step_cost`` times the engine's own
+steps):
 
 * ``plain``: one backward of the retain cross-entropy, SGD;
 * ``igs-paper``: one backward of S = λ·log L_r + log L_f, SGD, one more forward of L_r
@@ -44,7 +45,7 @@ import time
 import jax
 import numpy as np
 
-from benchmarks import harness, step_cost
+from benchmarks import harness, step_cost, twin_steps
 from experiments.cli import HelpFormatter
 from jaxunlearn.engine.records import machine_info
 
@@ -315,11 +316,11 @@ def run(
   for name in models:
     fm, params, ms, _ = step_cost.build_model(name, INPUT, 10, seed, resnet_width)
     for layout in layouts:
-      batch = step_cost.make_batch(seed, layout, batch_size, batch_size, INPUT, 10)
-      losses = step_cost.Losses(fm, layout)
+      batch = twin_steps.make_batch(seed, layout, batch_size, batch_size, INPUT, 10)
+      losses = twin_steps.Losses(fm, layout)
       jax_steps, torch_steps = {}, {}
       for method in METHODS:
-        tx, step = step_cost.make_step(method, losses)
+        tx, step = twin_steps.make_step(method, losses)
         jax_steps[method] = step_cost.Compiled(step, tx, params, ms, batch)
         torch_steps[method] = torch_step(method, torch_model(name, params, ms), layout, batch)
       for _ in range(warmup):

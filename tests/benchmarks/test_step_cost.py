@@ -55,7 +55,7 @@ def test_every_method_in_every_setting(report):
   settings = data["settings"]
   assert {(s["model"], s["batch_size"], s["layout"]) for s in settings} == {
     ("mlp", 32, "split"),
-    ("mlp", 32, "shared"),
+    ("mlp", 32, "mixed"),
   }
   for s in settings:
     assert s["num_params"] > 0
@@ -93,9 +93,9 @@ def test_memory_fields_are_non_negative_ints_or_null(report):
       assert dm is None or all(v is None or (isinstance(v, int) and v >= 0) for v in dm.values())
 
 
-def test_two_gradient_methods_report_temp_memory_in_shared_layout(report):
+def test_two_gradient_methods_report_temp_memory_in_mixed_layout(report):
   data, _ = report
-  shared = next(s for s in data["settings"] if s["layout"] == "shared")
+  shared = next(s for s in data["settings"] if s["layout"] == "mixed")
   plain_temp = shared["methods"]["plain"]["memory"]["temp_bytes"]
   for method in [
     v for v, (m, _) in step_cost.VARIANTS.items() if get_method(m).shape == "aggregated"
@@ -128,32 +128,40 @@ def test_quick_defaults_and_plain_always_measured():
     step_cost.parse_config(["--methods", "nope"])
 
 
-def test_ddpm_losses_match_the_engine_layout_and_every_method_steps(tmp_path):
-  """The benchmark's DDPM losses are the denoising losses of jaxunlearn.diffusion."""
-  import jax.numpy as jnp
+@pytest.mark.parametrize("layout", step_cost.LAYOUTS)
+@pytest.mark.parametrize("method", ["plain", "igs-reevaluate", "explicit", "famo"])
+def test_a_timed_step_is_the_engines_step(method, layout):
+  """What the benchmark times is one step of run_method with the same config and data."""
+  import jax
   import numpy as np
 
-  from jaxunlearn import diffusion
+  from jaxunlearn.engine.methods import make_config
+  from jaxunlearn.engine.unlearning import run_method
 
-  fm, params, ms, _ = step_cost.build_model("ddpm", (8, 8, 1), 10, 0, 8)
-  batch = step_cost.with_noise(
-    step_cost.make_batch(0, "shared", 16, 4, (8, 8, 1), 10, forget_true=True), 0
-  )
-  losses = step_cost.DenoiseLosses(fm, "shared")
-  l_r, l_f, _ = losses.both(params, ms, batch)
-  s = diffusion.linear_schedule(1000)
-  x_t = diffusion.add_noise(s, batch["x"], batch["t"], batch["noise"])
-  eps = lambda y: fm.apply(params, ms, (x_t, batch["t"], y), train=False)[0]
-  e = eps(batch["y"])
-  assert float(l_r) == pytest.approx(float(jnp.mean((e - batch["noise"]) ** 2)), rel=1e-5)
-  assert float(l_f) == pytest.approx(float(jnp.mean((e - eps(batch["y_f"])) ** 2)), rel=1e-5)
+  fm, params, ms, _ = step_cost.build_model("mlp", (4, 4, 1), 3, 0, 8)
+  n_retain, n_forget = step_cost.rows(layout, 12, 0.5)
+  dataset, forget = step_cost.synthetic_data(0, n_retain, n_forget, (4, 4, 1), 3)
+  batch = step_cost.engine_batch(0, layout, n_retain, n_forget, (4, 4, 1), 3)
+  tx, step = step_cost.make_step(method, fm, layout, lr=0.1, steps=1)
+  timed = step(params, ms, tx.init(params), batch)[0]
+  name, overrides = step_cost.VARIANTS[method]
+  cfg = make_config(name, learning_rate=0.1, momentum=0.9, layout=layout, steps=1,
+                    n_retain=n_retain, n_forget=n_forget, **overrides)  # fmt: skip
+  ran = run_method(cfg, fm, params, ms, dataset, forget, progress=False).params
+  moved = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()), ran, params)))
+  assert moved > 1e-4
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), timed, ran)
+
+
+def test_ddpm_runs_the_engines_denoise_layout_and_every_method_steps(tmp_path):
   out = tmp_path / "sc.json"
   step_cost.main(
     ["--models", "ddpm", "--input-shape", "8,8,1", "--batch-sizes", "16", "--steps", "1",
-     "--warmup", "0", "--layouts", "shared", "--out", str(out), "--no-progress"]
+     "--warmup", "0", "--out", str(out), "--no-progress"]
   )  # fmt: skip
   data = json.loads(out.read_text())
+  assert [(s["layout"], s["engine_layout"]) for s in data["settings"]] == [("mixed", "denoise")]
   for setting in data["settings"]:
     assert list(setting["methods"]) == list(step_cost.METHODS)
     for m in setting["methods"].values():
-      assert m["finite"] and np.isfinite(m["median_ms"]) and m["flops"] > 0
+      assert m["finite"] and math.isfinite(m["median_ms"]) and m["flops"] > 0

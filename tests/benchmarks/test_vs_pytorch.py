@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from benchmarks import step_cost, vs_pytorch  # noqa: E402
+from benchmarks import step_cost, twin_steps, vs_pytorch  # noqa: E402
 from jaxunlearn.nn import models  # noqa: E402
 
 SHAPE = (16, 16, 3)
@@ -64,8 +64,8 @@ def test_twin_models_give_the_same_logits(name):
 def test_one_step_moves_both_twins_alike(name, method):
   shape = (8, 8, 1) if name == "mlp" else (8, 8, 3)
   fm, params, ms, _ = _build(name, shape)
-  batch = step_cost.make_batch(0, "shared", 32, 32, shape, 10)
-  tx, step = step_cost.make_step(method, step_cost.Losses(fm, "shared"))
+  batch = twin_steps.make_batch(0, "shared", 32, 32, shape, 10)
+  tx, step = twin_steps.make_step(method, twin_steps.Losses(fm, "shared"))
   new_params = step(params, ms, tx.init(params), batch)[0]
   model = vs_pytorch.torch_model(name, params, ms)
   vs_pytorch.torch_step(method, model, "shared", batch)()
