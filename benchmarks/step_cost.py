@@ -23,19 +23,22 @@ engine's layouts, built from the method registry as
 logs and the model state included), so the table times the code the experiments run.
 All methods share the inner optimiser: SGD lr 1e-3, momentum 0.9, weight decay 5e-4.
 
-==================  ==============================================================
-``plain``           the registry's ``ft``: one value_and_grad of the retain loss
-``igs-paper``       the paper's IGS update: one backprop of S + one forward of L_r
-``igs-reevaluate``  IGS (ours, anchored): one backprop + forwards of L_r at θ and θ_0
-``igs-consecutive`` IGS, one backprop, no extra work (signal from consecutive batches)
-``igs-jvp``         IGS, one backprop + one forward-mode jvp of L_r along the step
-``explicit``        explicit surgery: two gradients (objective_gradients), closed form
-``pcgrad``          PCGrad on the two gradients
-``mgda``            MGDA (min-norm) on the two gradients
-``cagrad``          CAGrad on the two gradients
-``famo``            FAMO: one backprop + one forward of both losses
-``pdu``             primal–dual with an absolute threshold: one backprop + one forward
-==================  ==============================================================
+======================  ==================================================================
+``plain``               the registry's ``ft``: one value_and_grad of the retain loss
+``igs-paper``           the paper's IGS update: one backprop of S + one forward of L_r
+``igs-reevaluate``      IGS (ours, anchored): one backprop + one forward of L_r after the
+                        step; θ_0's loss from its rows' losses, cached before the loop
+``igs-anchor-forward``  the same with θ_0 re-evaluated on every batch: one more forward
+                        (the engine's way where a row does not fix its loss: BN, DDPM)
+``igs-consecutive``     IGS, one backprop, no extra work (signal from consecutive batches)
+``igs-jvp``             IGS, one backprop + one forward-mode jvp of L_r along the step
+``explicit``            explicit surgery: two gradients (objective_gradients), closed form
+``pcgrad``              PCGrad on the two gradients
+``mgda``                MGDA (min-norm) on the two gradients
+``cagrad``              CAGrad on the two gradients
+``famo``                FAMO: one backprop + one forward of both losses
+``pdu``                 primal–dual with an absolute threshold: one backprop
+======================  ==================================================================
 
 Batch layouts (the engine's, :mod:`jaxunlearn.engine.layouts`), because they decide where
 one backprop pays:
@@ -68,6 +71,7 @@ table beside it (``results/step_cost.md``), both with the machine they came from
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import pathlib
 import sys
@@ -86,6 +90,7 @@ from jaxunlearn.engine.layouts import LAYOUTS as LAYOUTS_OF_ENGINE
 from jaxunlearn.engine.methods import build_transformation, get_method, make_config
 from jaxunlearn.engine.records import machine_info
 from jaxunlearn.engine.steps import unlearn_step
+from jaxunlearn.engine.unlearning import anchor_table
 from jaxunlearn.nn import models as models_lib
 from jaxunlearn.nn.denoiser import MLPDenoiser
 
@@ -93,6 +98,7 @@ METHODS = (
   "plain",
   "igs-paper",
   "igs-reevaluate",
+  "igs-anchor-forward",
   "igs-consecutive",
   "igs-jvp",
   "explicit",
@@ -109,6 +115,7 @@ VARIANTS = {
   "plain": ("ft", {}),  # fine-tuning on the retain loss: the baseline of every ratio
   "igs-paper": ("igs_paper", {}),  # the paper's update (re-evaluated, per step)
   "igs-reevaluate": ("igs", {"signal": "reevaluate"}),  # ours (anchored): one more forward
+  "igs-anchor-forward": ("igs", {"signal": "reevaluate"}),  # θ_0 re-evaluated, not cached
   "igs-consecutive": ("igs", {"signal": "consecutive"}),
   "igs-jvp": ("igs", {"signal": "jvp"}),
   "explicit": ("explicit", {}),
@@ -165,33 +172,51 @@ def synthetic_data(seed: int, n_retain: int, n_forget: int, input_shape, num_cla
   return dataset, data_lib.forget_set_from_rows(dataset, np.arange(n_forget))
 
 
-def engine_batch(
-  seed: int, layout: str, n_retain: int, n_forget: int, input_shape, num_classes: int
-) -> dict:
-  """Step 0's batch of the engine's ``layout`` over :func:`synthetic_data`, as device
+def engine_config(method: str, layout: str, n_retain: int, n_forget: int, lr=1e-3, seed=0):
+  """The unlearning config a benchmark variant runs (:data:`VARIANTS`) on ``layout``."""
+  if method not in METHODS:
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+  name, overrides = VARIANTS[method]
+  return make_config(
+    name, learning_rate=lr, momentum=0.9, layout=layout, n_retain=n_retain, n_forget=n_forget,
+    seed=seed, **overrides,
+  )  # fmt: skip
+
+
+def engine_batch(cfg, fm, params, model_state, dataset, forget_set, cache=True) -> dict:
+  """Step 0's batch of ``cfg``'s layout, as :func:`~jaxunlearn.engine.unlearning.run_method`
+  builds it (with θ_0's cached per-row losses where the method takes them:
+  :func:`~jaxunlearn.engine.unlearning.anchor_table`, unless ``cache`` is False), as device
   arrays."""
-  dataset, forget = synthetic_data(seed, n_retain, n_forget, input_shape, num_classes)
-  cfg = make_config("ft", layout=layout, seed=seed, n_retain=n_retain, n_forget=n_forget)
-  batch = LAYOUTS_OF_ENGINE[layout].batch(dataset, forget, 0, cfg, n_retain, n_forget)
+  table = None if cache is False else anchor_table(cfg, fm, params, model_state, dataset)
+  layout = LAYOUTS_OF_ENGINE[cfg.layout]
+  batch = layout.batch(dataset, forget_set, 0, cfg, cfg.n_retain, cfg.n_forget, anchor=table)
   return {k: jnp.asarray(v) for k, v in batch.items()}
 
 
-def make_step(method: str, fm, layout: str, lr: float = 1e-3, steps: int = 100):
-  """``(tx, step)``: the engine's jitted-to-be step of ``method`` (a key of
-  :data:`VARIANTS`, or ``plain``: the registry's ``ft``) on ``layout``, exactly as
+def make_step(cfg, fm):
+  """``(tx, step)``: the engine's step of ``cfg`` before ``jax.jit``, exactly as
   :func:`jaxunlearn.engine.unlearning.run_method` builds it
   (:func:`jaxunlearn.engine.steps.unlearn_step`): ``step(params, ms, opt_state, batch) ->
   (params, ms, opt_state, logs)`` at step index 0.
   """
-  if method not in METHODS:
-    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-  name, overrides = VARIANTS[method]
-  cfg = make_config(name, learning_rate=lr, momentum=0.9, layout=layout, steps=steps, **overrides)
   tx = build_transformation(cfg)
-  step = unlearn_step(fm, get_method(name), cfg, tx)
+  step = unlearn_step(fm, get_method(cfg.method), cfg, tx)
   index = jnp.zeros((), jnp.int32)
   # No method here reads a teacher (SCRUB and NPO are not timed), so none is passed.
   return tx, lambda p, ms, opt_state, batch: step(p, ms, opt_state, batch, None, index)
+
+
+def setting_step(method, fm, params, model_state, data, layout, lr, seed):
+  """``(tx, step, batch)`` of one method in one setting (``data``: the setting's
+  ``(dataset, forget_set)`` of :func:`synthetic_data`)."""
+  dataset, forget = data
+  n_retain, n_forget = len(forget.retain_idx), len(forget.forget_idx)
+  cfg = engine_config(method, layout, n_retain, n_forget, lr, seed)
+  batch = engine_batch(
+    cfg, fm, params, model_state, dataset, forget, cache=method != "igs-anchor-forward"
+  )
+  return (*make_step(cfg, fm), batch)
 
 
 # ------------------------------------------------------------------ measuring
@@ -324,7 +349,6 @@ def measure_setting(
   steps_of: dict,
   params,
   model_state,
-  batch,
   *,
   steps: int,
   warmup: int,
@@ -343,7 +367,7 @@ def measure_setting(
   for method, make in steps_of.items():
     tick(f"compile {method}")
     try:
-      tx, step = make()
+      tx, step, batch = make()
       c = Compiled(step, tx, params, model_state, batch)
       for _ in range(warmup):
         c()
@@ -440,8 +464,8 @@ def run(config: dict, progress: bool = True) -> dict:
         if engine is None:
           continue
         n_retain, n_forget = rows(layout, batch_size, config["forget_fraction"])
-        batch = engine_batch(
-          config["seed"], engine, n_retain, n_forget, config["input_shape"], config["num_classes"]
+        data = synthetic_data(
+          config["seed"], n_retain, n_forget, config["input_shape"], config["num_classes"]
         )
         setting = {
           "model": model_name,
@@ -460,14 +484,15 @@ def run(config: dict, progress: bool = True) -> dict:
           else (lambda what: None)
         )
         steps_of = {
-          m: (lambda m=m, fm=fm, engine=engine: make_step(m, fm, engine, config["lr"]))
+          m: functools.partial(
+            setting_step, m, fm, params, model_state, data, engine, config["lr"], config["seed"]
+          )
           for m in config["methods"]
         }
         setting["methods"] = measure_setting(
           steps_of,
           params,
           model_state,
-          batch,
           steps=config["steps"],
           warmup=config["warmup"],
           tick=tick,

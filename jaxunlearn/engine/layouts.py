@@ -81,11 +81,18 @@ class Layout(Protocol):
   data-parallel step splits, and the forward passes over it."""
 
   name: str
+  #: A batch's retain loss at fixed params is a function of its rows only (no random
+  #: noise or timesteps per step), so per-row losses of θ_0 can stand for its anchor.
+  rows_fix_losses: bool
 
-  def batch(self, dataset, forget_set, step: int, cfg, n_retain: int, n_forget: int) -> dict:
-    """The host arrays of step ``step``, by name."""
+  def batch(
+    self, dataset, forget_set, step: int, cfg, n_retain: int, n_forget: int, anchor=None
+  ) -> dict:
+    """The host arrays of step ``step``, by name; with ``anchor`` (per-train-row losses
+    of θ_0), also ``anchor_losses``: those of the batch's retain rows (of every row for
+    mixed batches, whose weights pick the retain ones)."""
 
-  def shapes(self, dataset, n_retain: int, n_forget: int) -> dict:
+  def shapes(self, dataset, n_retain: int, n_forget: int, anchor: bool = False) -> dict:
     """``jax.ShapeDtypeStruct`` of each array of :meth:`batch`."""
 
   def rows(self, n_retain: int, n_forget: int) -> tuple[int, ...]:
@@ -150,6 +157,13 @@ def _with_losses(fm, parts: Parts) -> Parts:
   return parts
 
 
+def _with_anchor(batch: dict, anchor, rows) -> dict:
+  """``batch`` with the anchor's per-row losses of its ``rows`` (train rows), if any."""
+  if anchor is not None:
+    batch["anchor_losses"] = np.asarray(anchor, np.float32)[rows]
+  return batch
+
+
 def _augmented(batch: dict, cfg, step: int) -> dict:
   """The training augmentation on every image of the batch, a pure function of (seed, step)."""
   if not cfg.augment:
@@ -162,10 +176,11 @@ class Split:
   """Separate retain and forget forwards, a fixed number of each a step."""
 
   name = "split"
+  rows_fix_losses = True
   saliency_gradient = staticmethod(cross_entropy_saliency)
 
   @staticmethod
-  def batch(dataset, forget_set, step, cfg, n_retain, n_forget) -> dict:
+  def batch(dataset, forget_set, step, cfg, n_retain, n_forget, anchor=None) -> dict:
     b = data_lib.unlearning_batch(
       dataset,
       forget_set,
@@ -175,19 +190,23 @@ class Split:
       n_forget=n_forget,
       forget_labels=cfg.forget_labels,
     )
-    return _augmented({k: b[k] for k in Split.shapes(dataset, n_retain, n_forget)}, cfg, step)
+    out = _augmented({k: b[k] for k in Split.shapes(dataset, n_retain, n_forget)}, cfg, step)
+    return _with_anchor(out, anchor, b["retain_index"])
 
   @staticmethod
-  def shapes(dataset, n_retain, n_forget) -> dict:
+  def shapes(dataset, n_retain, n_forget, anchor=False) -> dict:
     image = dataset.train.images.shape[1:]
     f32, i32 = dataset.train.images.dtype, jnp.int32
-    return {
+    out = {
       "retain_image": jax.ShapeDtypeStruct((n_retain, *image), f32),
       "retain_label": jax.ShapeDtypeStruct((n_retain,), i32),
       "forget_image": jax.ShapeDtypeStruct((n_forget, *image), f32),
       "forget_label": jax.ShapeDtypeStruct((n_forget,), i32),
       "forget_true_label": jax.ShapeDtypeStruct((n_forget,), i32),
     }
+    if anchor:
+      out["anchor_losses"] = jax.ShapeDtypeStruct((n_retain,), jnp.float32)
+    return out
 
   @staticmethod
   def rows(n_retain, n_forget) -> tuple[int, ...]:
@@ -229,10 +248,11 @@ class Mixed:
   """One shuffled batch over forget ∪ retain, one forward, part losses weighted 1/B."""
 
   name = "mixed"
+  rows_fix_losses = True
   saliency_gradient = staticmethod(cross_entropy_saliency)
 
   @staticmethod
-  def batch(dataset, forget_set, step, cfg, n_retain, n_forget) -> dict:
+  def batch(dataset, forget_set, step, cfg, n_retain, n_forget, anchor=None) -> dict:
     b = data_lib.union_batch(
       dataset,
       forget_set,
@@ -241,18 +261,22 @@ class Mixed:
       batch_size=n_retain + n_forget,
       forget_labels=cfg.forget_labels,
     )
-    return _augmented({k: b[k] for k in Mixed.shapes(dataset, n_retain, n_forget)}, cfg, step)
+    out = _augmented({k: b[k] for k in Mixed.shapes(dataset, n_retain, n_forget)}, cfg, step)
+    return _with_anchor(out, anchor, b["index"])
 
   @staticmethod
-  def shapes(dataset, n_retain, n_forget) -> dict:
+  def shapes(dataset, n_retain, n_forget, anchor=False) -> dict:
     n = n_retain + n_forget
     image = dataset.train.images.shape[1:]
-    return {
+    out = {
       "image": jax.ShapeDtypeStruct((n, *image), dataset.train.images.dtype),
       "label": jax.ShapeDtypeStruct((n,), jnp.int32),
       "true_label": jax.ShapeDtypeStruct((n,), jnp.int32),
       "is_forget": jax.ShapeDtypeStruct((n,), jnp.bool_),
     }
+    if anchor:
+      out["anchor_losses"] = jax.ShapeDtypeStruct((n,), jnp.float32)
+    return out
 
   @staticmethod
   def rows(n_retain, n_forget) -> tuple[int, ...]:
@@ -301,6 +325,7 @@ class Denoise:
   """
 
   name = "denoise"
+  rows_fix_losses = False  # a noise and a timestep drawn per row and step
 
   @staticmethod
   def saliency_gradient(fm, params, model_state, dataset, forget_set, cfg):
@@ -322,7 +347,9 @@ class Denoise:
     return total
 
   @staticmethod
-  def batch(dataset, forget_set, step, cfg, n_retain, n_forget) -> dict:
+  def batch(dataset, forget_set, step, cfg, n_retain, n_forget, anchor=None) -> dict:
+    if anchor is not None:
+      raise ConfigError("a DDPM batch's losses change with its noise: no per-row anchor")
     b = Mixed.batch(dataset, forget_set, step, cfg, n_retain, n_forget)
     rng = np.random.default_rng([cfg.seed, step, 13])
     n = len(b["label"])
@@ -331,7 +358,8 @@ class Denoise:
     return b
 
   @staticmethod
-  def shapes(dataset, n_retain, n_forget) -> dict:
+  def shapes(dataset, n_retain, n_forget, anchor=False) -> dict:
+    del anchor  # never (see batch)
     out = Mixed.shapes(dataset, n_retain, n_forget)
     n = n_retain + n_forget
     out["t"] = jax.ShapeDtypeStruct((n,), jnp.int32)

@@ -47,7 +47,8 @@ class ObservedLosses(NamedTuple):
   ``retain``, ``forget``: L_r and L_f at the current params on this batch;
   ``retain_fn``, ``forget_fn``: ``params -> loss`` on the same batch (no state update);
   ``both_fn``: ``params -> (L_r, L_f)`` from the fewest forward passes the batch allows
-  (one for mixed or shared batches); ``None``: the two functions above.
+  (one for mixed or shared batches); ``None``: the two functions above. ``anchor``: L_r
+  of the anchor θ_0 on this batch from cached per-row losses (``None``: not cached).
   """
 
   retain: jax.Array
@@ -55,6 +56,7 @@ class ObservedLosses(NamedTuple):
   retain_fn: Callable
   forget_fn: Callable
   both_fn: Callable | None = None
+  anchor: jax.Array | None = None
 
   def both(self, params):
     if self.both_fn is not None:
@@ -64,12 +66,13 @@ class ObservedLosses(NamedTuple):
   def extra_args(self) -> dict:
     """The one set of extra ``update`` arguments every weighting transformation gets
     (optax's rule: each takes what it names and passes the rest on, where its inner
-    optimiser ignores it): ``retain_loss`` and ``retain_loss_fn`` (IGS, PDU), ``losses``
-    and ``losses_fn`` (FAMO). What a transformation does not read costs nothing: XLA
-    drops it from the compiled step."""
+    optimiser ignores it): ``retain_loss`` and ``retain_loss_fn`` (IGS, PDU),
+    ``anchor_loss`` (anchored IGS), ``losses`` and ``losses_fn`` (FAMO). What a
+    transformation does not read costs nothing: XLA drops it from the compiled step."""
     return dict(
       retain_loss=self.retain,
       retain_loss_fn=self.retain_fn,
+      anchor_loss=self.anchor,
       losses=jnp.stack([self.retain, self.forget]),
       losses_fn=lambda p: jnp.stack(self.both(p)),
     )
@@ -112,6 +115,15 @@ def _no_budget(cfg) -> None:
   del cfg
 
 
+def _never(cfg) -> bool:
+  del cfg
+  return False
+
+
+def _anchored(cfg) -> bool:
+  return cfg.reference == "start"
+
+
 def _anchored_budget(cfg) -> RetainBudget | None:
   # Only the anchored update bounds the run: the paper's (reference "previous") bounds
   # each step's increase against the step before, which over a run adds up unbounded.
@@ -143,6 +155,10 @@ class Method:
     needs_teacher: its loss reads the original model's logits (``teacher_*_logits``).
     budget: ``budget(cfg) -> RetainBudget | None``, what the method promises about the
       retain loss at the end of a run (``None``: it promises nothing over a run).
+    takes_anchor_loss: ``cfg -> bool``, its transformation compares L_r against the
+      anchor θ_0 on every batch and takes that loss as ``anchor_loss`` (anchored IGS):
+      where a batch's loss is a function of its rows, the engine gives it from per-row
+      losses of θ_0 computed once instead of a forward of θ_0 a step.
     defaults: config values that differ from :class:`UnlearnConfig`'s for this method.
     tune: the search space of retrain-blind tuning, ``{key: values}`` crossed; every
       method gets the same budget (:data:`TUNING_BUDGET` configurations): three learning
@@ -158,6 +174,7 @@ class Method:
   state_logs: Callable = _no_logs
   needs_teacher: bool = False
   budget: Callable[[UnlearnConfig], RetainBudget | None] = _no_budget
+  takes_anchor_loss: Callable[[UnlearnConfig], bool] = _never
   defaults: Mapping = dataclasses.field(default_factory=dict)
   tune: Mapping = dataclasses.field(default_factory=dict)
 
@@ -376,6 +393,7 @@ METHODS = {
       make_tx=_igs,
       state_logs=_igs_logs,
       budget=_anchored_budget,
+      takes_anchor_loss=_anchored,
       # Ours: the anchored variant (the paper's update collapsed in 4 of 15 runs of the
       # igs_variants study; this one lost at most 1.24 TA points): see docs/studies.md.
       defaults=igs_variant_config("anchored"),
@@ -388,6 +406,7 @@ METHODS = {
       make_tx=_igs,
       state_logs=_igs_logs,
       budget=_anchored_budget,  # None at the paper's reference ("previous")
+      takes_anchor_loss=_anchored,
       defaults=igs_variant_config("paper"),  # exactly the update of the paper's code
       tune=_knob("tolerance", (0.0, -0.05)),
     ),

@@ -35,42 +35,29 @@ To try it on a CPU-only machine, fake several devices *before* JAX starts::
 
 (The fake devices share the machine's cores: this checks correctness, not speed.)
 
-Multi-host recipe (several machines, each with its local accelerators). Every host runs
-the *same* script; the only per-host difference is ``process_id``. Call
-:func:`jax.distributed.initialize` first, before anything else touches JAX, then build
-the mesh over the *global* device list — :func:`make_mesh` does, since
-``jax.devices()`` lists every host's devices once the runtime is initialised::
+Multi-host (several processes or machines, each with its local devices): every process
+runs the *same* script, and only its rank differs. It calls :func:`jax.distributed.initialize`
+first, before anything else touches JAX, then builds the mesh over the *global* device
+list — :func:`make_mesh` does, since ``jax.devices()`` lists every process's devices once
+the runtime is started — and passes it to ``run_method``. ``examples/multihost.py`` is
+that script, and ``tests/engine/test_multihost.py`` runs it as two processes on localhost
+(CPU collectives, one device each) and checks the parameters and λ against one process::
 
-    # my_unlearn.py
-    import sys, jax
-    jax.distributed.initialize(coordinator_address="10.0.0.1:1234",
-                               num_processes=int(sys.argv[1]), process_id=int(sys.argv[2]))
-    from jaxunlearn import data, parallel, pretraining
-    from jaxunlearn.methods import make_config
-    from jaxunlearn.engine.unlearning import run_method
-    mesh = parallel.make_mesh()                       # e.g. 2 hosts x 4 GPUs = 8 devices
-    original = pretraining.load_trained("runs/orig")  # same files on every host
-    ds = data.load_dataset("cifar10")
-    fs = data.make_forget_set(ds, "random:4500")
-    cfg = make_config("igs", n_retain=512, n_forget=128)   # both divisible by 8
-    result = run_method(cfg, original.fm, original.params, original.model_state, ds, fs,
-                     mesh=mesh, progress=jax.process_index() == 0)
+    python examples/multihost.py --processes 2 --process-id 0 --coordinator localhost:12355 &
+    python examples/multihost.py --processes 2 --process-id 1 --coordinator localhost:12355
 
-Command lines, one per host (host 0 also runs the coordinator on the port given)::
-
-    host0$ python my_unlearn.py 2 0
-    host1$ python my_unlearn.py 2 1
-
-On Slurm, TPU pods or with ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/
-``JAX_PROCESS_ID`` set, a bare ``jax.distributed.initialize()`` finds these values itself.
-Each host computes the same global batch (batches are a pure function of seed and step,
-see :func:`jaxunlearn.data.unlearning_batch`) and :func:`shard_batch` gives each local
-device its slice of it, so no host ever needs another host's data. ``unlearn`` writes no
-files; its result's params are replicated global arrays, so ``jax.device_get(result.params)``
-gives every host a local copy to evaluate or save (from host 0 only). The recipe is the
-documented JAX multi-controller pattern; this repository tests it only on one host with
-forced CPU devices. ``pretraining.train(..., mesh=...)`` on several hosts is untested: it
-writes metrics files from every process, so give each host its own ``workdir``.
+On several machines pass host 0's address as the coordinator; on Slurm or TPU pods (or
+with ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID`` set) a bare
+``jax.distributed.initialize()`` finds its peers itself. Each process computes the same
+global batch (batches are a pure function of seed and step, see
+:func:`jaxunlearn.data.unlearning_batch`) and :func:`shard_batch` gives each local device
+its slice of it, so no process needs another's data. ``run_method`` without a
+checkpointer writes no files; its result's params are replicated global arrays, so
+``jax.device_get(result.params)`` gives every process a local copy to evaluate or save
+(from process 0 only). Not tested here: a lost peer mid-run (JAX's distributed runtime
+then fails the survivors when its heartbeat times out) and multi-process checkpoints;
+``training.train(..., mesh=...)`` on several processes writes metrics files from each, so
+give each its own ``workdir``.
 """
 
 from __future__ import annotations

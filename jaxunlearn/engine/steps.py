@@ -123,21 +123,30 @@ def _weighted(fm, method, cfg, tx, params, model_state, opt_state, batch, teache
   def loss_fn(p):
     out, new_state = forward_outputs(fm, method, cfg, p, model_state, batch, teacher, step_index)
     l_r, l_f = retain_objective(out), forget_objective(out, cfg)
-    return transforms.scalarized_loss(opt_state, l_r, l_f), (l_r, l_f, new_state)
+    return transforms.scalarized_loss(opt_state, l_r, l_f), (l_r, l_f, new_state, out)
 
-  (_, (l_r, l_f, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  (_, (l_r, l_f, new_state, out)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
   observed = ObservedLosses(
     l_r,
     l_f,
     _retain_loss_fn(fm, cfg, model_state, batch),
     _forget_loss_fn(fm, cfg, model_state, batch),
     _both_losses_fn(fm, cfg, model_state, batch),
+    _anchor_loss(batch, out),
   )
   updates, opt_state = tx.update(grads, opt_state, params, **observed.extra_args())
   logs = dict(
     retain_loss=l_r, forget_loss=l_f, weights=jnp.stack(transforms.loss_weights(opt_state))
   )
   return updates, opt_state, new_state, logs
+
+
+def _anchor_loss(batch, out):
+  """L_r of θ_0 on the batch from its rows' cached losses (the layout's ``anchor_losses``,
+  reduced with the retain weights as L_r is), or ``None`` where none are cached."""
+  if "anchor_losses" not in batch:
+    return None
+  return retain_objective(out._replace(retain_losses=batch["anchor_losses"]))
 
 
 def _aggregated(fm, method, cfg, tx, params, model_state, opt_state, batch, teacher, step_index):

@@ -77,6 +77,40 @@ def with_heldout_loss(cfg: UnlearnConfig, fm, params, model_state, dataset) -> U
   return dataclasses.replace(cfg, heldout_loss=float(jnp.mean(losses)))
 
 
+def anchor_table(cfg: UnlearnConfig, fm, params, model_state, dataset) -> np.ndarray | None:
+  """Per-row losses of the anchor θ_0 (``params``) over the train rows, for a method whose
+  transformation takes ``anchor_loss`` (anchored IGS, :attr:`Method.takes_anchor_loss`)
+  where a batch's loss is a function of its rows: the layout's rows fix the losses
+  (not a DDPM's noise), no augmentation, and a model without state (BatchNorm's batch
+  statistics or dropout's random state would make a row's loss depend on its batch or
+  its step). Then a batch's anchor is the retain-weighted mean of its rows' entries: no
+  forward of θ_0 a step, and the same value as that forward up to float rounding (the
+  rows are evaluated in other batches). ``None`` otherwise: the transformation
+  re-evaluates θ_0 on each batch.
+
+  Examples:
+    >>> from jaxunlearn import data
+    >>> from jaxunlearn.engine import training
+    >>> from jaxunlearn.engine.config import TrainConfig
+    >>> from jaxunlearn.engine.methods import make_config
+    >>> ds = data.load_dataset("digits")
+    >>> fm, params, state = training.build_model(TrainConfig(), ds)
+    >>> anchor_table(make_config("igs"), fm, params, state, ds).shape == (len(ds.train),)
+    True
+    >>> anchor_table(make_config("igs_paper"), fm, params, state, ds) is None  # no anchor
+    True
+  """
+  method = methods_lib.get_method(cfg.method)
+  if not method.takes_anchor_loss(cfg) or cfg.augment or not LAYOUTS[cfg.layout].rows_fix_losses:
+    return None
+  if jax.tree.leaves(model_state):
+    return None
+  # Eval mode equals train mode for a model without state; its compiled predict is the
+  # one evaluation uses anyway.
+  logits = make_predict(fm)(params, model_state, dataset.train.images)
+  return np.asarray(example_loss(fm)(logits, jnp.asarray(dataset.train.labels)), np.float32)
+
+
 def _step(cfg, fm, params, model_state, dataset, forget_set, optimizer):
   """The method's transformation and jitted step; cached unless the method prepares
   something from the model (SalUn's mask)."""
@@ -160,7 +194,8 @@ def run_method(
   state = place((params, model_state, opt_state))
   teacher = state[:2]
   # History preallocated from the step's abstract output, so it checkpoints as arrays.
-  batch_shapes = layout.shapes(dataset, n_retain, n_forget)
+  table = anchor_table(cfg, fm, params if anchor is None else anchor, model_state, dataset)
+  batch_shapes = layout.shapes(dataset, n_retain, n_forget, anchor=table is not None)
   logs_shape = jax.eval_shape(step_fn, *state, batch_shapes, teacher, jnp.zeros((), jnp.int32))
   history = _History(cfg.steps, logs_shape[3].as_dict())
   first = 0
@@ -173,7 +208,7 @@ def run_method(
     saver = _Saver(checkpointer, history, {**meta, **(metadata or {})})
 
   def inputs_at(t):
-    batch = layout.batch(dataset, forget_set, t, cfg, n_retain, n_forget)
+    batch = layout.batch(dataset, forget_set, t, cfg, n_retain, n_forget, anchor=table)
     if mesh is None:
       return {k: jnp.asarray(v) for k, v in batch.items()}, teacher, jnp.asarray(t, jnp.int32)
     # straight from host memory to each device's slice
@@ -411,35 +446,17 @@ def run_batch(
   """
   if vectorize not in ("auto", "vmap", "map"):
     raise ValueError(f"vectorize must be 'auto', 'vmap' or 'map', got {vectorize!r}")
-  configs = [c.validate() for c in configs]
-  if not configs:
-    raise ValueError("run_batch needs at least one config")
-  # The runs share one original, so its held-out level is measured once for all of them.
-  level = None
-  for i, c in enumerate(configs):
-    if c.forget_objective == "heldout" and c.heldout_loss < 0:
-      if level is None:
-        level = with_heldout_loss(c, fm, params, model_state, dataset).heldout_loss
-      configs[i] = dataclasses.replace(c, heldout_loss=level)
-  base = program_config(configs[0])
-  methods_lib.get_method(base.method)  # an unknown method fails before any work
-  for c in configs[1:]:
-    other = program_config(c)
-    if other != base:
-      key = next(k for k in base.to_dict() if getattr(base, k) != getattr(other, k))
-      raise ValueError(
-        f"runs batched together must differ only in seed and {', '.join(TRACEABLE)}; "
-        f"{key} differs ({getattr(base, key)!r} vs {getattr(other, key)!r}): run them apart"
-      )
+  configs, base = _one_program(configs, fm, params, model_state, dataset)
   n_retain, n_forget = rows_a_step(base, forget_set)
   layout = LAYOUTS[base.layout]
+  table = anchor_table(base, fm, params, model_state, dataset)
   tx_of, programs = _program(base, fm, params, model_state, dataset, forget_set, optimizer)
   device = jax.devices()[0]
   teacher = jax.device_put((params, model_state), device)
   start = time.perf_counter()
 
   def inputs(chunk, t):
-    parts = [layout.batch(dataset, forget_set, t, c, n_retain, n_forget) for c in chunk]
+    parts = [layout.batch(dataset, forget_set, t, c, n_retain, n_forget, table) for c in chunk]
     return {k: jnp.asarray(np.stack([b[k] for b in parts])) for k in parts[0]}
 
   def values(chunk):
@@ -479,18 +496,49 @@ def run_batch(
     )
     if first == 0:  # the compile and the first step, as for a single run
       compile_seconds = first_done - start
-    for i in range(len(real)):
-      logs = {k: np.ascontiguousarray(h[:, i]) for k, h in history.arrays.items()}
-      results.append(
-        UnlearnResult(
-          _pick(p, i), _pick(ms, i), logs, 0.0, 0.0, _pick(os_, i),
-          batched_with=len(real), batch_mode=how,
-        )
-      )  # fmt: skip
+    results += _runs_of((p, ms, os_), history, len(real), how)
   seconds = time.perf_counter() - start
   for r in results:
     r.seconds, r.compile_seconds = seconds / len(configs), compile_seconds / len(configs)
   return results
+
+
+def _one_program(configs, fm, params, model_state, dataset):
+  """``(configs, program config)``: the runs validated, their held-out level measured once
+  (they share one original), or a ValueError naming the key that keeps two of them from
+  sharing one compiled program."""
+  configs = [c.validate() for c in configs]
+  if not configs:
+    raise ValueError("run_batch needs at least one config")
+  level = None
+  for i, c in enumerate(configs):
+    if c.forget_objective == "heldout" and c.heldout_loss < 0:
+      if level is None:
+        level = with_heldout_loss(c, fm, params, model_state, dataset).heldout_loss
+      configs[i] = dataclasses.replace(c, heldout_loss=level)
+  base = program_config(configs[0])
+  methods_lib.get_method(base.method)  # an unknown method fails before any work
+  for c in configs[1:]:
+    other = program_config(c)
+    if other != base:
+      key = next(k for k in base.to_dict() if getattr(base, k) != getattr(other, k))
+      raise ValueError(
+        f"runs batched together must differ only in seed and {', '.join(TRACEABLE)}; "
+        f"{key} differs ({getattr(base, key)!r} vs {getattr(other, key)!r}): run them apart"
+      )
+  return configs, base
+
+
+def _runs_of(state, history: _History, n: int, how: str) -> list[UnlearnResult]:
+  """The first ``n`` runs of a chunk's stacked state and history, one result each."""
+  p, ms, os_ = state
+  logs = lambda i: {k: np.ascontiguousarray(h[:, i]) for k, h in history.arrays.items()}
+  return [
+    UnlearnResult(
+      _pick(p, i), _pick(ms, i), logs(i), 0.0, 0.0, _pick(os_, i), batched_with=n, batch_mode=how
+    )
+    for i in range(n)
+  ]
 
 
 def _compile_to_fit(program_for, configs, vectorize, device, memory_budget, say):

@@ -310,9 +310,14 @@ def implicit_gradient_surgery(
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose ``update(grads, state, params, *,
-    retain_loss, retain_loss_fn=None, **extra)`` takes ``retain_loss`` = L_r(params) on
-    the batch, and ``retain_loss_fn(p)`` = L_r(p) on the same batch (needed by
-    ``"reevaluate"`` and ``"jvp"``). Other extra arguments go to ``inner``.
+    retain_loss, retain_loss_fn=None, anchor_loss=None, **extra)`` takes ``retain_loss`` =
+    L_r(params) on the batch, and ``retain_loss_fn(p)`` = L_r(p) on the same batch (needed
+    by ``"reevaluate"`` and ``"jvp"``). With ``reference="start"``, ``anchor_loss`` =
+    L_r(θ_0) on the batch, when the caller has it without a forward pass (the mean of
+    per-row losses of θ_0 computed once, where a batch's loss depends on its rows only:
+    :func:`jaxunlearn.engine.layouts.anchor_row_losses`); unset, it is
+    ``retain_loss_fn(θ_0)``, one more forward a step. Other extra arguments go to
+    ``inner``.
 
   Examples:
     >>> import jax, jax.numpy as jnp, optax, jaxunlearn
@@ -369,8 +374,11 @@ def implicit_gradient_surgery(
       start_params=jax.tree.map(jnp.copy, params) if anchored else None,
     )
 
-  def update_fn(updates, state, params=None, *, retain_loss, retain_loss_fn=None, **extra_args):
-    if (signal != "consecutive" or anchored) and (retain_loss_fn is None or params is None):
+  def update_fn(
+    updates, state, params=None, *, retain_loss, retain_loss_fn=None, anchor_loss=None, **extra_args
+  ):
+    needs_fn = signal != "consecutive" or (anchored and anchor_loss is None)
+    if needs_fn and (retain_loss_fn is None or params is None):
       raise ValueError(
         f"signal={signal!r} with reference={reference!r} needs params and retain_loss_fn "
         "(L_r on the same batch); pass them" + ("" if anchored else ", or use signal='consecutive'")
@@ -386,15 +394,14 @@ def implicit_gradient_surgery(
       signal, phi, retain_loss_fn, params, updates, before, log_losses, loss_floor
     )
 
-    if anchored:  # against θ_0 on the same batch: L_r(θ) ≤ L_r(θ_0) + ε over the whole run
-      decrease = phi(retain_loss_fn(state.start_params)) - after
-      ready = jnp.asarray(True)
-    elif signal == "consecutive":  # the previous batch's φ(L_r) against this one's
-      decrease = state.prev_retain - before
-      ready = state.count > 0
-    else:
-      decrease = before - after
-      ready = jnp.asarray(True)
+    if anchored:
+      if anchor_loss is None:  # one more forward, of θ_0 on this batch
+        anchor_loss = retain_loss_fn(state.start_params)
+      else:
+        anchor_loss = check_loss(anchor_loss, "anchor_loss", log_losses)
+    decrease, ready = _decrease(
+      signal, state, phi(anchor_loss) if anchored else None, before, after
+    )
 
     lam, dual_state, apply = _dual_step(dual, state, decrease, tolerance, ready)
 
@@ -413,6 +420,16 @@ def implicit_gradient_surgery(
     return updates, new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _decrease(signal, state, anchor, before, after):
+  """``(Δ, ready)``: the observed decrease of φ(L_r) against the reference, and whether
+  it is a real observation yet."""
+  if anchor is not None:  # against θ_0 on the same batch: L_r(θ) ≤ L_r(θ_0) + ε over a run
+    return anchor - after, jnp.asarray(True)
+  if signal == "consecutive":  # the previous batch's φ(L_r) against this one's
+    return state.prev_retain - before, state.count > 0
+  return before - after, jnp.asarray(True)
 
 
 def _observed_after(signal, phi, retain_loss_fn, params, updates, before, log_losses, floor):

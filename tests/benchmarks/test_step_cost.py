@@ -4,6 +4,7 @@ No time thresholds: timings on a shared CPU are noise. Only the compiled memory
 analysis is deterministic, so the one inequality checked is on it.
 """
 
+import dataclasses
 import json
 import math
 
@@ -135,18 +136,18 @@ def test_a_timed_step_is_the_engines_step(method, layout):
   import jax
   import numpy as np
 
-  from jaxunlearn.engine.methods import make_config
   from jaxunlearn.engine.unlearning import run_method
 
   fm, params, ms, _ = step_cost.build_model("mlp", (4, 4, 1), 3, 0, 8)
   n_retain, n_forget = step_cost.rows(layout, 12, 0.5)
   dataset, forget = step_cost.synthetic_data(0, n_retain, n_forget, (4, 4, 1), 3)
-  batch = step_cost.engine_batch(0, layout, n_retain, n_forget, (4, 4, 1), 3)
-  tx, step = step_cost.make_step(method, fm, layout, lr=0.1, steps=1)
+  tx, step, batch = step_cost.setting_step(method, fm, params, ms, (dataset, forget), layout,
+                                           0.1, 0)  # fmt: skip
+  assert ("anchor_losses" in batch) == (method == "igs-reevaluate")  # θ_0's rows cached
   timed = step(params, ms, tx.init(params), batch)[0]
-  name, overrides = step_cost.VARIANTS[method]
-  cfg = make_config(name, learning_rate=0.1, momentum=0.9, layout=layout, steps=1,
-                    n_retain=n_retain, n_forget=n_forget, **overrides)  # fmt: skip
+  cfg = dataclasses.replace(
+    step_cost.engine_config(method, layout, n_retain, n_forget, 0.1), steps=1
+  )
   ran = run_method(cfg, fm, params, ms, dataset, forget, progress=False).params
   moved = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()), ran, params)))
   assert moved > 1e-4

@@ -283,6 +283,42 @@ def test_anchored_trajectory_matches_hand_computation(signal, tolerance, lam0):
   np.testing.assert_allclose(np.asarray(params["w"]), w_expected, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("signal", ["reevaluate", "consecutive"])
+def test_a_given_anchor_loss_replaces_the_forward_of_the_start(signal):
+  """anchor_loss = L_r(θ_0) passed in (the engine's cached per-row losses) gives the hand
+  trajectory; with the consecutive signal no retain_loss_fn is needed at all."""
+  expected, _ = anchored_hand_trajectory(signal, 40, 0.05, 0.0, 0.5, 3.0)
+  tx = jaxunlearn.implicit_gradient_surgery(
+    optax.sgd(0.05), variant="anchored", tolerance=0.0, init_multiplier=0.5, signal=signal,
+    dual_optimizer=optax.sgd(3.0),
+  )  # fmt: skip
+  params = {"w": jnp.asarray(W0, jnp.float32)}
+  anchor = retain(params)
+  fn = retain if signal == "reevaluate" else None
+
+  @jax.jit
+  def step(params, state):
+    def objective(p):
+      l_r = retain(p)
+      return jaxunlearn.scalarized_loss(state, l_r, forget(p)), l_r
+
+    (_, l_r), g = jax.value_and_grad(objective, has_aux=True)(params)
+    updates, state = tx.update(
+      g, state, params, retain_loss=l_r, retain_loss_fn=fn, anchor_loss=anchor
+    )
+    return optax.apply_updates(params, updates), state
+
+  state, got = tx.init(params), []
+  for _ in range(40):
+    params, state = step(params, state)
+    got.append(float(jaxunlearn.multiplier(state)))
+  assert np.ptp(expected) > 0.05
+  np.testing.assert_allclose(got, expected, rtol=2e-3, atol=2e-4)
+  with pytest.raises(ValueError, match="anchor_loss must be a scalar"):
+    tx.update(params, state, params, retain_loss=anchor, retain_loss_fn=retain,
+              anchor_loss=jnp.ones(2))  # fmt: skip
+
+
 def test_anchored_keeps_the_start_and_checks_inputs():
   tx = jaxunlearn.implicit_gradient_surgery(optax.sgd(0.1), variant="anchored")
   params = {"w": jnp.asarray(W0, jnp.float32)}
