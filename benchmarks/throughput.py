@@ -23,7 +23,9 @@ steps, evaluating (MIA included), writing the record. Reported per mode:
 ``runs_per_minute``; ``step_time_share`` (0–1): the time inside unlearning steps (each
 batch's loop minus its compile and first step) over the wall time; ``compile_share``: the
 compiles and first steps over the wall time. Writes ``--out`` (JSON) and a markdown table
-beside it.
+beside it, with a breakdown of each mode's wall time (:func:`breakdown`: the steps, the
+first steps that hold each program's compile, evaluation with the MIA, the rest, and
+JAX's compile events across them).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ import sys
 import tempfile
 import time
 
+import jax
+
 from benchmarks import harness
 from experiments.cli import HelpFormatter
 from experiments.compare import scenario_jobs
@@ -52,20 +56,61 @@ MODES = ("sequential", "batched", "batched_warm")
 _LOCAL_MODES = MODES[:2]
 
 
+# JAX's own compile events (jax._src.dispatch): tracing to a jaxpr, lowering, XLA's compile.
+COMPILE_EVENTS = {
+  "/jax/core/compile/jaxpr_trace_duration": "trace",
+  "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
+  "/jax/core/compile/backend_compile_duration": "xla",
+}
+
+
+CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+
+
+class CompileLog:
+  """JAX's compile events while active (``with``): seconds of each kind, the programs
+  compiled (each ``xla`` event is one program, from the persistent cache or not) and how
+  many of them the persistent cache served."""
+
+  def __init__(self):
+    self.seconds = dict.fromkeys(COMPILE_EVENTS.values(), 0.0)
+    self.programs = self.from_cache = 0
+
+  def _duration(self, event: str, duration: float, **kwargs) -> None:
+    kind = COMPILE_EVENTS.get(event)
+    if kind is not None:
+      self.seconds[kind] += duration
+      self.programs += kind == "xla"
+
+  def _event(self, event: str, **kwargs) -> None:
+    self.from_cache += event == CACHE_HIT_EVENT
+
+  def __enter__(self):
+    jax.monitoring.register_event_duration_secs_listener(self._duration)
+    jax.monitoring.register_event_listener(self._event)
+    return self
+
+  def __exit__(self, *exc):
+    jax.monitoring.unregister_event_duration_listener(self._duration)
+    jax.monitoring.unregister_event_listener(self._event)
+
+
 def measure(contexts, jobs_of, batched: bool) -> dict:
   """Runs every scenario's jobs in a fresh runs folder; returns the mode's figures."""
   records, wall = [], 0.0
-  for ctx in contexts:
-    runs_dir = pathlib.Path(tempfile.mkdtemp(prefix="throughput-"))
-    (runs_dir / "runs").mkdir()
-    local = dataclasses.replace(ctx, out_dir=runs_dir)
-    start = time.perf_counter()
-    records += run_jobs(local, jobs_of(ctx), progress=False, batched=batched)
-    wall += time.perf_counter() - start
-    shutil.rmtree(runs_dir, ignore_errors=True)
+  with CompileLog() as compiles:
+    for ctx in contexts:
+      runs_dir = pathlib.Path(tempfile.mkdtemp(prefix="throughput-"))
+      (runs_dir / "runs").mkdir()
+      local = dataclasses.replace(ctx, out_dir=runs_dir)
+      start = time.perf_counter()
+      records += run_jobs(local, jobs_of(ctx), progress=False, batched=batched)
+      wall += time.perf_counter() - start
+      shutil.rmtree(runs_dir, ignore_errors=True)
   # A batched record's seconds and compile_seconds are its shares of its batch's.
   loop = sum(r["seconds"] for r in records)
   compile_ = sum(r["compile_seconds"] for r in records)
+  evaluation = sum(r["eval_seconds"] for r in records)
   return {
     "runs": len(records),
     "wall_seconds": wall,
@@ -73,6 +118,27 @@ def measure(contexts, jobs_of, batched: bool) -> dict:
     "step_time_share": max(0.0, loop - compile_) / wall,
     "compile_share": compile_ / wall,
     "largest_batch": max(r.get("batched_with", 1) for r in records),
+    "breakdown": breakdown(wall, loop, compile_, evaluation, compiles),
+  }
+
+
+def breakdown(wall, loop, first_steps, evaluation, compiles: CompileLog) -> dict:
+  """Where a mode's wall time went, in seconds: ``steps`` (the unlearning loops after
+  their first step), ``first_steps`` (each program's compile and first step),
+  ``evaluation`` (the metrics and the MIA, their compiles included) and ``other`` (the
+  rest: building configs and batches' programs, writing records); and, across all of
+  them, what JAX spent compiling (``trace``, ``lower``, ``xla``: XLA's compile or the
+  persistent cache's read), the ``programs`` compiled and how many of them came
+  ``programs_from_cache``."""
+  steps = max(0.0, loop - first_steps)
+  return {
+    "steps": steps,
+    "first_steps": first_steps,
+    "evaluation": evaluation,
+    "other": max(0.0, wall - loop - evaluation),
+    "compile": dict(compiles.seconds),
+    "programs": compiles.programs,
+    "programs_from_cache": compiles.from_cache,
   }
 
 
@@ -134,12 +200,37 @@ def markdown(report: dict) -> str:
         f"| {mode} | {r['runs']} | {r.get('largest_batch', 1)} | {r['wall_seconds']:.1f} | "
         f"{r['runs_per_minute']:.1f} | {r['step_time_share']:.2f} | {r['compile_share']:.2f} |"
       )
-  lines.append("")
+  lines += _breakdown_table(report)
   if "speedup" in report:
     lines.append(f"Batched / sequential runs per minute: **{report['speedup']:.2f}×**.")
   m = report["machine"]
   lines.append(f"Machine: {m['processor']}, {m['affinity_cpus']} CPUs, JAX {m['versions']['jax']}.")
   return "\n".join(lines) + "\n"
+
+
+def _breakdown_table(report: dict) -> list[str]:
+  """Where each mode's wall time went (:func:`breakdown`), as shares of it."""
+  modes = [m for m in MODES if "breakdown" in report.get(m, {})]
+  if not modes:
+    return [""]
+  lines = [
+    "",
+    "Where the wall time went (share of each mode's wall time; JAX's compile time is "
+    "counted across all of them):",
+    "",
+    "| mode | steps | first steps | evaluation (MIA incl.) | other | JAX compiling "
+    "(trace + lower + XLA) | programs (from cache) |",
+    "|---|---:|---:|---:|---:|---:|---:|",
+  ]
+  for mode in modes:
+    b, wall = report[mode]["breakdown"], report[mode]["wall_seconds"]
+    jax_compile = sum(b["compile"].values())
+    lines.append(
+      f"| {mode} | {b['steps'] / wall:.2f} | {b['first_steps'] / wall:.2f} | "
+      f"{b['evaluation'] / wall:.2f} | {b['other'] / wall:.2f} | {jax_compile / wall:.2f} | "
+      f"{b['programs']} ({b.get('programs_from_cache', 0)}) |"
+    )
+  return [*lines, ""]
 
 
 def _csv(text):

@@ -170,7 +170,9 @@ def run_job(ctx: ScenarioContext, job: Job, cfg) -> dict:
 def job_record(ctx: ScenarioContext, job: Job, cfg, res) -> dict:
   """The stored record of a finished run ``res`` (an ``UnlearnResult``)."""
   m = ctx.original
+  start = time.perf_counter()
   ev = evaluate(m.fm, res.params, res.model_state, ctx.dataset, ctx.forget_set)
+  eval_seconds = time.perf_counter() - start
   return {
     "method": job.method,
     "seed": job.seed,
@@ -182,6 +184,7 @@ def job_record(ctx: ScenarioContext, job: Job, cfg, res) -> dict:
     ),
     "seconds": res.seconds,
     "compile_seconds": res.compile_seconds,
+    "eval_seconds": eval_seconds,  # the metrics and the MIA, their compiles included
     "forget_target": get_method(job.method).forget_target(cfg),
     "config": cfg.to_dict(),
     "skipped_steps": int(res.history["skipped"].sum()),

@@ -129,8 +129,11 @@ def test_quick_defaults_and_plain_always_measured():
     step_cost.parse_config(["--methods", "nope"])
 
 
-@pytest.mark.parametrize("layout", step_cost.LAYOUTS)
-@pytest.mark.parametrize("method", ["plain", "igs-reevaluate", "explicit", "famo"])
+@pytest.mark.parametrize(
+  "method, layout",
+  [("plain", "mixed"), ("igs-reevaluate", "mixed"), ("igs-reevaluate", "split"),
+   ("explicit", "split"), ("famo", "mixed")],
+)  # fmt: skip
 def test_a_timed_step_is_the_engines_step(method, layout):
   """What the benchmark times is one step of run_method with the same config and data."""
   import jax
@@ -154,15 +157,15 @@ def test_a_timed_step_is_the_engines_step(method, layout):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), timed, ran)
 
 
-def test_ddpm_runs_the_engines_denoise_layout_and_every_method_steps(tmp_path):
+def test_ddpm_runs_the_engines_denoise_layout_and_its_methods_step(tmp_path):
   out = tmp_path / "sc.json"
   step_cost.main(
     ["--models", "ddpm", "--input-shape", "8,8,1", "--batch-sizes", "16", "--steps", "1",
-     "--warmup", "0", "--out", str(out), "--no-progress"]
+     "--warmup", "0", "--methods", "igs-reevaluate,explicit", "--out", str(out), "--no-progress"]
   )  # fmt: skip
   data = json.loads(out.read_text())
   assert [(s["layout"], s["engine_layout"]) for s in data["settings"]] == [("mixed", "denoise")]
   for setting in data["settings"]:
-    assert list(setting["methods"]) == list(step_cost.METHODS)
+    assert list(setting["methods"]) == ["plain", "igs-reevaluate", "explicit"]
     for m in setting["methods"].values():
       assert m["finite"] and math.isfinite(m["median_ms"]) and m["flops"] > 0

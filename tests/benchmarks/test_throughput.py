@@ -17,9 +17,18 @@ def test_quick_throughput_report(tmp_path, capsys):
     r = stored[mode]
     assert r["runs"] == 2 and r["runs_per_minute"] > 0
     assert 0 <= r["step_time_share"] <= 1 and 0 <= r["compile_share"] <= 1
+    b = r["breakdown"]
+    parts = b["steps"] + b["first_steps"] + b["evaluation"] + b["other"]
+    assert parts == pytest.approx(r["wall_seconds"], rel=1e-6) and b["evaluation"] > 0
+    assert set(b["compile"]) == {"trace", "lower", "xla"}
   assert stored["sequential"]["largest_batch"] == 1
   assert stored["batched"]["largest_batch"] == stored["batched_warm"]["largest_batch"] == 2
-  assert "Batched / sequential" in out.with_suffix(".md").read_text()
+  # a cold process compiles every program; the warm one finds them in the persistent cache
+  cold, warm = stored["batched"]["breakdown"], stored["batched_warm"]["breakdown"]
+  assert cold["programs"] > 0 and cold["programs_from_cache"] == 0
+  assert warm["programs_from_cache"] > 0
+  text = out.with_suffix(".md").read_text()
+  assert "Batched / sequential" in text and "Where the wall time went" in text
   capsys.readouterr()
 
 
