@@ -428,6 +428,38 @@ def build_model(name: str, input_shape, num_classes: int, seed: int, resnet_widt
 # ------------------------------------------------------------------ running
 
 
+def measure_model_setting(config, model, batch_size: int, layout: str, tick) -> dict:
+  """One setting's record: every method of ``config`` on ``model`` (``(name, kwargs,
+  parameter count, fm, params, model state)``) at ``batch_size`` on ``layout``."""
+  name, model_kwargs, n_params, fm, params, model_state = model
+  engine = engine_layout(name, layout)
+  n_retain, n_forget = rows(layout, batch_size, config["forget_fraction"])
+  data = synthetic_data(
+    config["seed"], n_retain, n_forget, config["input_shape"], config["num_classes"]
+  )
+  steps_of = {
+    m: functools.partial(
+      setting_step, m, fm, params, model_state, data, engine, config["lr"], config["seed"]
+    )
+    for m in config["methods"]
+  }
+  methods = measure_setting(
+    steps_of, params, model_state, steps=config["steps"], warmup=config["warmup"], tick=tick
+  )
+  add_ratios(methods)
+  return {
+    "model": name,
+    "model_kwargs": model_kwargs,
+    "num_params": n_params,
+    "batch_size": batch_size,
+    "layout": layout,
+    "engine_layout": engine,
+    "n_retain": n_retain,
+    "n_forget": n_forget,
+    "methods": methods,
+  }
+
+
 def run(config: dict, progress: bool = True) -> dict:
   """Runs every (model, batch size, layout, method) of ``config``; returns the report."""
   try:
@@ -460,47 +492,15 @@ def run(config: dict, progress: bool = True) -> dict:
     n_params = models_lib.count_params(params)
     for batch_size in config["batch_sizes"]:
       for layout in config["layouts"]:
-        engine = engine_layout(model_name, layout)
-        if engine is None:
+        if engine_layout(model_name, layout) is None:
           continue
-        n_retain, n_forget = rows(layout, batch_size, config["forget_fraction"])
-        data = synthetic_data(
-          config["seed"], n_retain, n_forget, config["input_shape"], config["num_classes"]
+        tick = lambda what, desc=f"{model_name} b{batch_size} {layout}": (
+          bar.set_description(f"{desc} {what}") if bar else None
         )
-        setting = {
-          "model": model_name,
-          "model_kwargs": model_kwargs,
-          "num_params": n_params,
-          "batch_size": batch_size,
-          "layout": layout,
-          "engine_layout": engine,
-          "n_retain": n_retain,
-          "n_forget": n_forget,
-        }
-        desc = f"{model_name} b{batch_size} {layout}"
-        tick = (
-          (lambda what, desc=desc: bar.set_description(f"{desc} {what}"))
-          if bar
-          else (lambda what: None)
-        )
-        steps_of = {
-          m: functools.partial(
-            setting_step, m, fm, params, model_state, data, engine, config["lr"], config["seed"]
-          )
-          for m in config["methods"]
-        }
-        setting["methods"] = measure_setting(
-          steps_of,
-          params,
-          model_state,
-          steps=config["steps"],
-          warmup=config["warmup"],
-          tick=tick,
-        )
+        model = (model_name, model_kwargs, n_params, fm, params, model_state)
+        settings.append(measure_model_setting(config, model, batch_size, layout, tick))
         if bar is not None:
           bar.update(len(config["methods"]))
-        add_ratios(setting["methods"])
-        settings.append(setting)
   if bar is not None:
     bar.close()
   return {
