@@ -23,10 +23,10 @@ def test_quick_throughput_report(tmp_path, capsys):
     assert set(b["compile"]) == {"trace", "lower", "xla"}
   assert stored["sequential"]["largest_batch"] == 1
   assert stored["batched"]["largest_batch"] == stored["batched_warm"]["largest_batch"] == 2
-  # a cold process compiles every program; the warm one finds them in the persistent cache
+  # The warm child finds programs in the persistent cache its twin filled. (This test
+  # process may have the cache on from another test, so its own modes are not checked cold.)
   cold, warm = stored["batched"]["breakdown"], stored["batched_warm"]["breakdown"]
-  assert cold["programs"] > 0 and cold["programs_from_cache"] == 0
-  assert warm["programs_from_cache"] > 0
+  assert cold["programs"] > 0 and 0 < warm["programs_from_cache"] <= warm["programs"]
   text = out.with_suffix(".md").read_text()
   assert "Batched / sequential" in text and "Where the wall time went" in text
   capsys.readouterr()
