@@ -49,7 +49,7 @@ from benchmarks import harness, step_cost, twin_steps
 from experiments.cli import HelpFormatter
 from jaxunlearn.engine.records import machine_info
 
-METHODS = ("plain", "igs-paper", "explicit")
+METHODS = twin_steps.METHODS  # plain, igs-paper, explicit
 MODELS = ("mlp", "cnn", "pooled-cnn", "resnet18")
 LAYOUTS = ("shared", "split")
 INPUT = (32, 32, 3)

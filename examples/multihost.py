@@ -62,11 +62,11 @@ def main(argv=None) -> None:
   cfg = make_config("igs", steps=args.steps, n_retain=32, n_forget=8, tolerance=-0.5)
   mesh = parallel.make_mesh() if args.processes > 1 else None  # every process's devices
   result = run_method(cfg, fm, params, state, ds, forget, mesh=mesh, progress=False)
-  flat = {
-    jax.tree_util.keystr(k): np.asarray(v)
-    for k, v in jax.tree_util.tree_leaves_with_path(jax.device_get(result.params))
-  }
   if jax.process_index() == 0:
+    flat = {
+      jax.tree_util.keystr(k): np.asarray(v)
+      for k, v in jax.tree_util.tree_leaves_with_path(jax.device_get(result.params))
+    }
     lam = result.history["multiplier"]  # λ after every step
     np.savez(pathlib.Path(args.out), multiplier=lam, **flat)
     print(f"{jax.process_count()} processes, {len(jax.devices())} devices: λ = {lam[-1]:.6f}")

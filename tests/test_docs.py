@@ -33,8 +33,11 @@ def _public_functions():
   return sorted(seen.items())
 
 
+PUBLIC = _public_functions()
+
+
 # ids by name only: a function's repr holds its address, which differs between processes
-@pytest.mark.parametrize("name,fn", _public_functions(), ids=[n for n, _ in _public_functions()])
+@pytest.mark.parametrize("name,fn", PUBLIC, ids=[name for name, _ in PUBLIC])
 def test_public_function_has_an_example(name, fn):
   # The examples themselves run as doctests (pytest --doctest-modules).
   assert ">>>" in (fn.__doc__ or ""), f"{name} has no runnable example in its docstring"

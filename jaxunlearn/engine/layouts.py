@@ -157,6 +157,14 @@ def _with_losses(fm, parts: Parts) -> Parts:
   return parts
 
 
+def _mixed_weights(batch: dict):
+  """``(retain weights, forget weights)`` of a mixed batch's rows: 1/B on each part's rows,
+  0 elsewhere (the paper's per-part means scaled by the part's share of the batch)."""
+  share = jnp.float32(1.0 / batch["is_forget"].shape[0])
+  is_forget = batch["is_forget"].astype(jnp.float32)
+  return (1.0 - is_forget) * share, is_forget * share
+
+
 def _with_anchor(batch: dict, anchor, rows) -> dict:
   """``batch`` with the anchor's per-row losses of its ``rows`` (train rows), if any."""
   if anchor is not None:
@@ -285,16 +293,15 @@ class Mixed:
   @staticmethod
   def forward(fm, params, model_state, batch):
     logits, new_state = fm.apply(params, model_state, batch["image"], train=True)
-    share = jnp.float32(1.0 / logits.shape[0])
-    is_forget = batch["is_forget"].astype(jnp.float32)
+    retain_weight, forget_weight = _mixed_weights(batch)
     parts = Parts(
       retain_logits=logits,
       retain_label=batch["label"],
-      retain_weight=(1.0 - is_forget) * share,
+      retain_weight=retain_weight,
       forget_logits=logits,
       forget_label=batch["label"],
       forget_true_label=batch["true_label"],
-      forget_weight=is_forget * share,
+      forget_weight=forget_weight,
     )
     return _with_losses(fm, parts), new_state
 
@@ -379,15 +386,14 @@ class Denoise:
       fm.apply(params, model_state, (x_t, batch["t"], batch["label"]), train=False)[0]
     )
     denoise = diffusion.per_example_mse(eps, batch["noise"])
-    share = jnp.float32(1.0 / eps.shape[0])
-    is_forget = batch["is_forget"].astype(jnp.float32)
+    retain_weight, forget_weight = _mixed_weights(batch)
     parts = Parts(
       retain_label=batch["true_label"],
-      retain_weight=(1.0 - is_forget) * share,
+      retain_weight=retain_weight,
       retain_losses=denoise,
       forget_label=batch["label"],
       forget_true_label=batch["true_label"],
-      forget_weight=is_forget * share,
+      forget_weight=forget_weight,
       forget_losses=diffusion.per_example_mse(eps, target),
       forget_true_losses=denoise,
     )

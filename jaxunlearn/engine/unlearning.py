@@ -72,9 +72,14 @@ def with_heldout_loss(cfg: UnlearnConfig, fm, params, model_state, dataset) -> U
       "forget_objective=heldout measures the original's loss on the validation split, "
       "and this dataset has none; pass heldout_loss=VALUE"
     )
-  logits = make_predict(fm)(params, model_state, dataset.val.images)
-  losses = example_loss(fm)(logits, jnp.asarray(dataset.val.labels))
+  losses = _example_losses(fm, params, model_state, dataset.val)
   return dataclasses.replace(cfg, heldout_loss=float(jnp.mean(losses)))
+
+
+def _example_losses(fm, params, model_state, split):
+  """The model's per-example loss (eval mode) on every row of ``split``."""
+  logits = make_predict(fm)(params, model_state, split.images)
+  return example_loss(fm)(logits, jnp.asarray(split.labels))
 
 
 def anchor_table(cfg: UnlearnConfig, fm, params, model_state, dataset) -> np.ndarray | None:
@@ -107,8 +112,7 @@ def anchor_table(cfg: UnlearnConfig, fm, params, model_state, dataset) -> np.nda
     return None
   # Eval mode equals train mode for a model without state; its compiled predict is the
   # one evaluation uses anyway.
-  logits = make_predict(fm)(params, model_state, dataset.train.images)
-  return np.asarray(example_loss(fm)(logits, jnp.asarray(dataset.train.labels)), np.float32)
+  return np.asarray(_example_losses(fm, params, model_state, dataset.train), np.float32)
 
 
 def _step(cfg, fm, params, model_state, dataset, forget_set, optimizer):
