@@ -42,7 +42,7 @@ from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine import population, stopping
 from jaxunlearn.engine.config import override
-from jaxunlearn.engine.methods import METHODS, get_method, make_config
+from jaxunlearn.engine.methods import METHODS, every_key, get_method, make_config
 from jaxunlearn.engine.progress import hidden
 from jaxunlearn.engine.records import check_workdir, machine_info, write_json_atomic
 from jaxunlearn.errors import ConfigError
@@ -185,7 +185,9 @@ def parse_variant(text: str) -> Entry:
 
 def method_config(scenario, entry: Entry, overrides=()):
   """Scenario < method defaults < the user's ``--set`` < the variant's own overrides."""
-  cfg = override(make_config(entry.method, scenario.unlearn), list(overrides))
+  cfg = override(
+    make_config(entry.method, scenario.unlearn), list(overrides), elsewhere=every_key()
+  )
   return override(cfg, list(entry.overrides))
 
 

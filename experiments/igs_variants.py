@@ -22,12 +22,21 @@ from experiments.cli import main_guard, parser
 from experiments.jobs import Job, prepare_scenario, run_jobs
 from experiments.scenarios import Scenario
 from jaxunlearn import metrics as metrics_lib
-from jaxunlearn.engine.methods import igs_variant_config
+from jaxunlearn.engine.methods import IGSConfig
 from jaxunlearn.engine.records import check_workdir, write_json_atomic
 from jaxunlearn.errors import ConfigError
 
-_PAPER = igs_variant_config("paper")
-_ANCHORED = igs_variant_config("anchored")
+# The keys a variant of implicit.VARIANTS sets (signal and λ_0 are the same in both).
+_VARIANT_KEYS = ("reference", "normalize_weights", "log_losses", "tolerance")
+_VARIANT_KEYS += ("dual_optimizer", "dual_lr", "dual_weight_decay")
+
+
+def _variant(name: str) -> dict:
+  hparams = IGSConfig.variant(name)
+  return {k: getattr(hparams, k) for k in _VARIANT_KEYS}
+
+
+_PAPER, _ANCHORED = _variant("paper"), _variant("anchored")
 
 # name -> config overrides of the igs method (every IGS key set, so a variant does not
 # depend on the registry's defaults).

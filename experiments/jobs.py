@@ -24,10 +24,10 @@ from experiments.scenarios import Scenario, get_scenario
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.engine import stopping
-from jaxunlearn.engine.config import TrainConfig, UnlearnConfig, override
+from jaxunlearn.engine.config import TrainConfig, override
 from jaxunlearn.engine.evaluation import evaluate
 from jaxunlearn.engine.locking import WorkdirLock
-from jaxunlearn.engine.methods import get_method, make_config
+from jaxunlearn.engine.methods import every_key, get_method, make_config
 from jaxunlearn.engine.progress import hidden
 from jaxunlearn.engine.records import write_json_atomic
 from jaxunlearn.engine.training import TrainedModel, load_trained, train
@@ -156,7 +156,8 @@ def prepare_scenario(
 
 def job_config(ctx: ScenarioContext, job: Job, overrides=()):
   """The job's config: scenario < method defaults < the user's ``--set`` < the sweep point."""
-  cfg = override(make_config(job.method, ctx.scenario.unlearn, seed=job.seed), list(overrides))
+  cfg = make_config(job.method, ctx.scenario.unlearn, seed=job.seed)
+  cfg = override(cfg, list(overrides), elsewhere=every_key())  # --set: each method its keys
   return override(cfg, dict(job.sweep)) if job.sweep else cfg
 
 
@@ -196,9 +197,9 @@ def job_record(ctx: ScenarioContext, job: Job, cfg, res) -> dict:
 
 
 def same_config(stored: dict, cfg) -> bool:
-  """Whether a stored run's config is ``cfg``; a key added to UnlearnConfig since the run
-  was stored counts as equal when ``cfg`` has its default (the old behaviour)."""
-  defaults = UnlearnConfig().to_dict()
+  """Whether a stored run's config is ``cfg``; a key added to the method's config since
+  the run was stored counts as equal when ``cfg`` has its default (the old behaviour)."""
+  defaults = make_config(cfg.method).to_dict()
   return all(stored.get(k, defaults[k]) == v for k, v in cfg.to_dict().items())
 
 

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from jaxunlearn.errors import ConfigError
-from jaxunlearn.transforms.implicit import DUALS, REFERENCES, SIGNALS, VARIANTS
 
 FORGET_OBJECTIVES = ("rl", "ga", "heldout")
 LAYOUTS = ("mixed", "split", "denoise")  # jaxunlearn.engine.layouts.LAYOUTS (tested equal)
@@ -42,6 +41,13 @@ class TrainConfig:
   lr_gamma: float = 0.1
   augment: bool = False
   seed: int = 0
+
+  def keys(self) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(self))
+
+  def replace(self, **changes) -> TrainConfig:
+    check_keys(changes, self.keys())
+    return dataclasses.replace(self, **changes)
 
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
@@ -75,20 +81,38 @@ def traced(default):
   return dataclasses.field(default=default, metadata={"traced": True})
 
 
-# The paper's update is the config's IGS default (the igs method's own defaults, in the
-# registry, are the anchored variant's): one source of truth, implicit.VARIANTS.
-_PAPER = VARIANTS["paper"]
+def traced_names(config) -> tuple[str, ...]:
+  """The :func:`traced` fields of a dataclass (instance or class), in declaration order."""
+  return tuple(f.name for f in dataclasses.fields(config) if f.metadata.get("traced"))
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodConfig:
+  """Base of a method's own hyper-parameters: a frozen dataclass next to its registry
+  entry (:attr:`jaxunlearn.engine.methods.Method.hparams`), one per method; fields marked
+  :func:`traced` may differ between the runs of one compiled batch. This base has none
+  (FT, GA, RL). ``validate`` checks the values; a subclass extends it."""
+
+  def validate(self) -> MethodConfig:
+    return self
 
 
 @dataclasses.dataclass(frozen=True)
 class UnlearnConfig:
-  """Hyperparameters of one unlearning run; every method reads the keys it needs.
+  """One unlearning run: the budget every method shares, and ``hparams``, the method's
+  own hyper-parameters (a :class:`MethodConfig` subclass, built by
+  :func:`jaxunlearn.engine.methods.make_config` from the method's registry entry).
 
   Shared budget: ``steps`` steps of ``n_retain`` retain and ``n_forget`` forget examples,
   SGD with ``learning_rate`` and ``momentum`` (constant, as in the paper). The forget
   objective of the surgery, multi-objective and weighting methods is
   ``forget_objective``: ``"rl"`` (cross-entropy to random labels, the paper's) or
   ``"ga"`` (negative cross-entropy on true labels).
+
+  A config reads and writes as one flat set of keys (the budget's and the method's:
+  ``cfg.tolerance`` is ``cfg.hparams.tolerance``; :meth:`replace`, :meth:`to_dict` and
+  ``--set KEY=VALUE`` route each key to where it lives), so commands, JSON records and
+  tuning grids name a key the same way whichever method owns it.
   """
 
   method: str = "igs"
@@ -110,53 +134,67 @@ class UnlearnConfig:
   # measured when the run starts; retrain-blind)
   heldout_loss: float = traced(-1.0)
   seed: int = 0
-  # implicit gradient surgery (defaults: the paper's update, from implicit.VARIANTS)
-  tolerance: float = traced(_PAPER.tolerance)  # tolerated increase of φ(L_r)
-  signal: str = "reevaluate"
-  reference: str = _PAPER.reference  # "previous" (per step, the paper's) or "start" (θ_0)
-  normalize_weights: bool = _PAPER.normalize_weights  # weights (λ, 1)/(1+λ), not (λ, 1)
-  dual_optimizer: str = _PAPER.dual  # "adam" (the paper's) or "sgd"
-  dual_lr: float = traced(_PAPER.dual_lr)
-  dual_weight_decay: float = traced(_PAPER.dual_weight_decay)
-  init_multiplier: float = traced(0.0)
-  log_losses: bool = _PAPER.log_losses
-  # explicit surgery
-  retain_weight: float = traced(0.0)  # β in d = g_f + λ* g_r + β g_r
-  # two-gradient methods: the aggregated direction × aggregate_scale, then clipped to
-  # clip_norm (0: no clipping)
-  aggregate_scale: float = 1.0
-  clip_norm: float = 0.0
-  # linear scalarisation, GradDiff
-  retain_loss_weight: float = traced(1.0)  # S = w·L_r + L_f
-  graddiff_alpha: float = traced(1.0)  # L = L_r − α·CE_forget
-  # FAMO, PDU
-  famo_lr: float = traced(0.025)
-  pdu_threshold: float = traced(0.05)  # absolute retain-loss level ε_abs
-  pdu_dual_lr: float = traced(0.1)
-  # CAGrad
-  cagrad_c: float = traced(0.4)
-  # SalUn, ℓ1-sparse, SCRUB, NPO
-  salun_sparsity: float = 0.5  # share of weights updated (largest |∇L_f|)
-  l1_gamma: float = traced(1e-4)  # γ, decayed linearly to 0 over the run
-  scrub_alpha: float = traced(1.0)  # weight of KL to the teacher on retain
-  scrub_gamma: float = traced(1.0)  # weight of CE on retain
-  scrub_max_fraction: float = traced(0.5)  # max-steps (−KL on forget) in this first share
-  npo_beta: float = traced(0.1)
+  hparams: MethodConfig = dataclasses.field(default_factory=MethodConfig)
+
+  def __getattr__(self, name):
+    # Only reached when ``name`` is not a budget field: the method's own key.
+    if name.startswith("__") or name == "hparams":
+      raise AttributeError(name)
+    try:
+      return getattr(self.hparams, name)
+    except AttributeError:
+      raise AttributeError(
+        f"{type(self.hparams).__name__} ({self.method}'s hyper-parameters) has no {name!r}"
+      ) from None
+
+  def keys(self) -> tuple[str, ...]:
+    """Every key of this run: the budget's, then the method's."""
+    return _BUDGET + tuple(f.name for f in dataclasses.fields(self.hparams))
+
+  def get(self, key):
+    return getattr(self, key)
+
+  def replace(self, **changes) -> UnlearnConfig:
+    """This config with ``changes``, each routed to the budget or the method's
+    hyper-parameters; a key of neither names the closest valid one."""
+    check_keys(changes, self.keys(), f"{self.method} config")
+    own = {k: v for k, v in changes.items() if k not in _BUDGET}
+    hparams = dataclasses.replace(self.hparams, **own) if own else self.hparams
+    budget = {k: v for k, v in changes.items() if k in _BUDGET}
+    return dataclasses.replace(self, **budget, hparams=hparams)
 
   def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
+    """The flat record: budget keys, then the method's (JSON types)."""
+    d = {k: getattr(self, k) for k in _BUDGET}
+    return {**d, **dataclasses.asdict(self.hparams)}
+
+  def traced_values(self) -> dict:
+    """The :func:`traced` keys of this run (budget's and method's) and their values."""
+    names = traced_names(UnlearnConfig) + traced_names(self.hparams)
+    return {k: getattr(self, k) for k in names}
+
+  def untraced(self) -> UnlearnConfig:
+    """This config with its traced keys at their fields' defaults: what a compiled
+    program that takes them as arguments depends on."""
+    blank = {}
+    for config in (self, self.hparams):
+      blank.update(
+        {f.name: f.default for f in dataclasses.fields(config) if f.name in traced_names(config)}
+      )
+    return self.replace(**blank)
 
   def validate(self) -> UnlearnConfig:
     """Checks every value (the method name is checked by the registry)."""
     check_finite(self)
+    check_finite(self.hparams)
     if not (self.learning_rate > 0):
       raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
     if self.steps <= 0 or self.n_retain <= 0 or self.n_forget <= 0:
       raise ConfigError("steps, n_retain and n_forget must be > 0")
     if self.layout not in LAYOUTS:
       raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
-    if self.weight_decay < 0 or self.clip_norm < 0:
-      raise ConfigError("weight_decay and clip_norm must be ≥ 0")
+    if self.weight_decay < 0:
+      raise ConfigError("weight_decay must be ≥ 0")
     if self.forget_labels not in ("random_wrong", "random_all"):
       raise ConfigError(
         f"forget_labels must be 'random_wrong' or 'random_all', got {self.forget_labels!r}"
@@ -166,24 +204,11 @@ class UnlearnConfig:
         f"forget_objective must be one of {', '.join(FORGET_OBJECTIVES)}, "
         f"got {self.forget_objective!r}"
       )
-    if self.signal not in SIGNALS:
-      raise ConfigError(f"unknown signal {self.signal!r}; valid: {', '.join(SIGNALS)}")
-    if self.reference not in REFERENCES:
-      raise ConfigError(f"unknown reference {self.reference!r}; valid: {', '.join(REFERENCES)}")
-    if self.dual_optimizer not in DUALS:
-      raise ConfigError(
-        f"unknown dual_optimizer {self.dual_optimizer!r}; valid: {', '.join(DUALS)}"
-      )
-    for key in ("dual_lr", "famo_lr", "pdu_dual_lr"):
-      if getattr(self, key) < 0:
-        raise ConfigError(f"{key} must be ≥ 0, got {getattr(self, key)}")
-    if not 0 < self.salun_sparsity <= 1:
-      raise ConfigError(f"salun_sparsity must be in (0, 1], got {self.salun_sparsity}")
+    self.hparams.validate()
     return self
 
 
-# The traced fields (:func:`traced`), in declaration order.
-TRACEABLE = tuple(f.name for f in dataclasses.fields(UnlearnConfig) if f.metadata.get("traced"))
+_BUDGET = tuple(f.name for f in dataclasses.fields(UnlearnConfig) if f.name != "hparams")
 
 
 def check_finite(config) -> None:
@@ -194,13 +219,16 @@ def check_finite(config) -> None:
       raise ConfigError(f"{f.name} must be finite, got {value}")
 
 
-def check_keys(keys, config_cls, what: str = "config") -> None:
-  """Refuses keys that are not fields of ``config_cls``, naming the closest valid one."""
-  fields = [f.name for f in dataclasses.fields(config_cls)]
-  unknown = sorted(set(keys) - set(fields))
+def check_keys(keys, valid, what: str = "config") -> None:
+  """Refuses keys not in ``valid`` (names, or a dataclass whose fields they are), naming
+  the closest valid one."""
+  if dataclasses.is_dataclass(valid):
+    valid = [f.name for f in dataclasses.fields(valid)]
+  valid = list(valid)
+  unknown = sorted(set(keys) - set(valid))
   if unknown:
-    close = difflib.get_close_matches(unknown[0], fields, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(fields)}"
+    close = difflib.get_close_matches(unknown[0], valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
     raise ConfigError(f"unknown {what} key {unknown[0]!r}{hint}")
 
 
@@ -228,10 +256,12 @@ def _coerce(key, current, value):
   return value
 
 
-def override(config, assignments: Mapping[str, str] | list[str]):
+def override(config, assignments: Mapping[str, str] | list[str], *, elsewhere=()):
   """Returns ``config`` with ``key=value`` strings applied (values parsed as JSON, else str).
 
-  Unknown keys raise :class:`ConfigError` naming the closest valid key.
+  Unknown keys raise :class:`ConfigError` naming the closest valid key; keys in
+  ``elsewhere`` that ``config`` lacks are skipped (another method's key, given to every
+  method of a comparison: :func:`jaxunlearn.engine.methods.every_key`).
 
   Examples:
     >>> cfg = override(TrainConfig(), ["epochs=5", "learning_rate=0.01"])
@@ -249,7 +279,9 @@ def override(config, assignments: Mapping[str, str] | list[str]):
       key, value = item.split("=", 1)
       pairs[key.strip()] = value
     assignments = pairs
-  check_keys(assignments, type(config))
+  mine = config.keys()
+  assignments = {k: v for k, v in assignments.items() if k in mine or k not in elsewhere}
+  check_keys(assignments, mine)
   changes = {}
   for key, raw in assignments.items():
     try:
@@ -257,4 +289,4 @@ def override(config, assignments: Mapping[str, str] | list[str]):
     except json.JSONDecodeError:
       value = raw
     changes[key] = _coerce(key, getattr(config, key), value)
-  return dataclasses.replace(config, **changes)
+  return config.replace(**changes)

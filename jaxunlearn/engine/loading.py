@@ -26,7 +26,6 @@ import numpy as np
 from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine import methods as methods_lib
 from jaxunlearn.engine import steps
-from jaxunlearn.engine.config import UnlearnConfig
 from jaxunlearn.engine.training import make_optimizer, model_from_metadata
 from jaxunlearn.errors import CheckpointError, ConfigError
 
@@ -102,7 +101,7 @@ def _origin_metadata(meta: dict, workdir: pathlib.Path) -> dict:
 
 
 def _opt_template(meta: dict, params) -> Any:
-  cfg = UnlearnConfig(**meta["config"])
+  cfg = methods_lib.config_from_dict(meta["config"])
   method = methods_lib.get_method(cfg.method)
   # What a method prepares (SalUn's mask) has the params' structure; its values do not
   # shape the state.

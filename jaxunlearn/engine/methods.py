@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -35,10 +36,149 @@ import numpy as np
 import optax
 
 from jaxunlearn import objectives, transforms
-from jaxunlearn.engine.config import UnlearnConfig, check_keys
+from jaxunlearn.engine.config import MethodConfig, UnlearnConfig, check_keys, traced
 from jaxunlearn.engine.layouts import LAYOUTS
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.transforms import aggregators, implicit
+
+# ------------------------------------------------------------------ hyper-parameters
+
+_PAPER = implicit.VARIANTS["paper"]
+
+
+def _at_least_zero(config, *keys):
+  for key in keys:
+    if getattr(config, key) < 0:
+      raise ConfigError(f"{key} must be ≥ 0, got {getattr(config, key)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class IGSConfig(MethodConfig):
+  """Implicit gradient surgery (:func:`~jaxunlearn.transforms.implicit_gradient_surgery`).
+  The class defaults are the paper's update (``implicit.VARIANTS["paper"]``); the ``igs``
+  entry starts from ``IGSConfig.variant("anchored")``: one source of truth, VARIANTS."""
+
+  tolerance: float = traced(_PAPER.tolerance)  # tolerated increase of φ(L_r)
+  signal: str = "reevaluate"
+  reference: str = _PAPER.reference  # "previous" (per step, the paper's) or "start" (θ_0)
+  normalize_weights: bool = _PAPER.normalize_weights  # weights (λ, 1)/(1+λ), not (λ, 1)
+  dual_optimizer: str = _PAPER.dual  # "adam" (the paper's) or "sgd"
+  dual_lr: float = traced(_PAPER.dual_lr)
+  dual_weight_decay: float = traced(_PAPER.dual_weight_decay)
+  init_multiplier: float = traced(0.0)
+  log_losses: bool = _PAPER.log_losses
+
+  @classmethod
+  def variant(cls, name: str) -> IGSConfig:
+    """The hyper-parameters of one of :data:`~jaxunlearn.transforms.implicit.VARIANTS`.
+
+    Examples:
+      >>> IGSConfig.variant("paper").dual_optimizer, IGSConfig.variant("anchored").reference
+      ('adam', 'start')
+    """
+    v = implicit.VARIANTS[name]
+    return cls(
+      tolerance=v.tolerance,
+      reference=v.reference,
+      normalize_weights=v.normalize_weights,
+      dual_optimizer=v.dual,
+      dual_lr=v.dual_lr,
+      dual_weight_decay=v.dual_weight_decay,
+      log_losses=v.log_losses,
+    )
+
+  def validate(self) -> IGSConfig:
+    for key, valid in (
+      ("signal", implicit.SIGNALS),
+      ("reference", implicit.REFERENCES),
+      ("dual_optimizer", implicit.DUALS),
+    ):
+      if getattr(self, key) not in valid:
+        raise ConfigError(f"unknown {key} {getattr(self, key)!r}; valid: {', '.join(valid)}")
+    _at_least_zero(self, "dual_lr")
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class AggregateConfig(MethodConfig):
+  """Two-gradient methods: the aggregated direction × ``aggregate_scale``, then clipped
+  to ``clip_norm`` (0: no clipping). Not traced: 1 and 0 leave a transformation out."""
+
+  aggregate_scale: float = 1.0
+  clip_norm: float = 0.0
+
+  def validate(self) -> AggregateConfig:
+    _at_least_zero(self, "clip_norm")
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class SurgeryConfig(AggregateConfig):
+  """Explicit gradient surgery: the projection's tolerance and β in d = g_f + λ* g_r + β g_r."""
+
+  tolerance: float = traced(_PAPER.tolerance)
+  retain_weight: float = traced(0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class CAGradConfig(AggregateConfig):
+  cagrad_c: float = traced(0.4)
+
+
+@dataclasses.dataclass(frozen=True)
+class FAMOConfig(MethodConfig):
+  famo_lr: float = traced(0.025)
+
+  def validate(self) -> FAMOConfig:
+    _at_least_zero(self, "famo_lr")
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class PDUConfig(MethodConfig):
+  pdu_threshold: float = traced(0.05)  # absolute retain-loss level ε_abs
+  pdu_dual_lr: float = traced(0.1)
+
+  def validate(self) -> PDUConfig:
+    _at_least_zero(self, "pdu_dual_lr")
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearConfig(MethodConfig):
+  retain_loss_weight: float = traced(1.0)  # S = w·L_r + L_f
+
+
+@dataclasses.dataclass(frozen=True)
+class GradDiffConfig(MethodConfig):
+  graddiff_alpha: float = traced(1.0)  # L = L_r − α·CE_forget
+
+
+@dataclasses.dataclass(frozen=True)
+class SalUnConfig(MethodConfig):
+  salun_sparsity: float = 0.5  # share of weights updated (largest |∇L_f|); sizes the mask
+
+  def validate(self) -> SalUnConfig:
+    if not 0 < self.salun_sparsity <= 1:
+      raise ConfigError(f"salun_sparsity must be in (0, 1], got {self.salun_sparsity}")
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class L1SparseConfig(MethodConfig):
+  l1_gamma: float = traced(1e-4)  # γ, decayed linearly to 0 over the run
+
+
+@dataclasses.dataclass(frozen=True)
+class SCRUBConfig(MethodConfig):
+  scrub_alpha: float = traced(1.0)  # weight of KL to the teacher on retain
+  scrub_gamma: float = traced(1.0)  # weight of CE on retain
+  scrub_max_fraction: float = traced(0.5)  # max-steps (−KL on forget) in this first share
+
+
+@dataclasses.dataclass(frozen=True)
+class NPOConfig(MethodConfig):
+  npo_beta: float = traced(0.1)
 
 
 class ObservedLosses(NamedTuple):
@@ -121,19 +261,19 @@ def _never(cfg) -> bool:
 
 
 def _anchored(cfg) -> bool:
-  return cfg.reference == "start"
+  return cfg.hparams.reference == "start"
 
 
 def _anchored_budget(cfg) -> RetainBudget | None:
   # Only the anchored update bounds the run: the paper's (reference "previous") bounds
   # each step's increase against the step before, which over a run adds up unbounded.
-  if cfg.reference != "start":
+  if cfg.hparams.reference != "start":
     return None
-  return RetainBudget("increase", cfg.tolerance, uses_log_losses(cfg))
+  return RetainBudget("increase", cfg.hparams.tolerance, uses_log_losses(cfg))
 
 
 def _pdu_budget(cfg) -> RetainBudget:
-  return RetainBudget("level", cfg.pdu_threshold)
+  return RetainBudget("level", cfg.hparams.pdu_threshold)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +299,9 @@ class Method:
       anchor θ_0 on every batch and takes that loss as ``anchor_loss`` (anchored IGS):
       where a batch's loss is a function of its rows, the engine gives it from per-row
       losses of θ_0 computed once instead of a forward of θ_0 a step.
-    defaults: config values that differ from :class:`UnlearnConfig`'s for this method.
+    hparams: ``() -> MethodConfig``, the method's own hyper-parameters at their defaults
+      (a :class:`~jaxunlearn.engine.config.MethodConfig` subclass, or a partial of one).
+    defaults: budget values that differ from :class:`UnlearnConfig`'s for this method.
     tune: the search space of retrain-blind tuning, ``{key: values}`` crossed; every
       method gets the same budget (:data:`TUNING_BUDGET` configurations): three learning
       rates × two values of its main knob, or six learning rates if it has none.
@@ -175,6 +317,7 @@ class Method:
   needs_teacher: bool = False
   budget: Callable[[UnlearnConfig], RetainBudget | None] = _no_budget
   takes_anchor_loss: Callable[[UnlearnConfig], bool] = _never
+  hparams: Callable[[], MethodConfig] = MethodConfig
   defaults: Mapping = dataclasses.field(default_factory=dict)
   tune: Mapping = dataclasses.field(default_factory=dict)
 
@@ -244,8 +387,9 @@ def _scrub_loss(out, cfg):
   kl_f = objectives.kl_to_teacher(
     out.forget_logits, out.teacher_forget_logits, weights=out.forget_weight
   )
-  min_loss = cfg.scrub_alpha * kl_r + cfg.scrub_gamma * retain_objective(out)
-  is_max = (out.step % 2 == 0) & (out.progress < cfg.scrub_max_fraction)
+  hp = cfg.hparams
+  min_loss = hp.scrub_alpha * kl_r + hp.scrub_gamma * retain_objective(out)
+  is_max = (out.step % 2 == 0) & (out.progress < hp.scrub_max_fraction)
   return jnp.where(is_max, -kl_f, min_loss)
 
 
@@ -268,7 +412,7 @@ def uses_log_losses(cfg) -> bool:
   objective can reach or pass 0 (gradient ascent goes negative; the held-out objective
   stops at exactly 0, where ∇log L_f = ∇L_f / L_f explodes: the paper's IGS with it
   collapsed to TA 53 % on digits, docs/design.md §11)."""
-  return cfg.log_losses and cfg.forget_objective not in ("ga", "heldout")
+  return cfg.hparams.log_losses and cfg.forget_objective not in ("ga", "heldout")
 
 
 # ------------------------------------------------------------------ transformations
@@ -276,49 +420,31 @@ def uses_log_losses(cfg) -> bool:
 
 def _igs(cfg, inner, prepared):
   del prepared
+  hp = cfg.hparams
   return transforms.implicit_gradient_surgery(
     inner,
-    tolerance=cfg.tolerance,
-    signal=cfg.signal,
-    reference=cfg.reference,
-    normalize_weights=cfg.normalize_weights,
-    init_multiplier=cfg.init_multiplier,
-    dual_optimizer=implicit.dual_optimizer(cfg.dual_optimizer, cfg.dual_lr, cfg.dual_weight_decay),
+    tolerance=hp.tolerance,
+    signal=hp.signal,
+    reference=hp.reference,
+    normalize_weights=hp.normalize_weights,
+    init_multiplier=hp.init_multiplier,
+    dual_optimizer=implicit.dual_optimizer(hp.dual_optimizer, hp.dual_lr, hp.dual_weight_decay),
     # A gradient-ascent forget loss is negative: the log weighting needs positive losses.
     log_losses=uses_log_losses(cfg),
   )
-
-
-def igs_variant_config(name: str) -> dict:
-  """Config values of one variant of :func:`~jaxunlearn.transforms.implicit_gradient_surgery`.
-
-  Examples:
-    >>> igs_variant_config("paper")["dual_optimizer"], igs_variant_config("anchored")["reference"]
-    ('adam', 'start')
-  """
-  v = implicit.VARIANTS[name]
-  return {
-    "reference": v.reference,
-    "normalize_weights": v.normalize_weights,
-    "log_losses": v.log_losses,
-    "tolerance": v.tolerance,
-    "dual_optimizer": v.dual,
-    "dual_lr": v.dual_lr,
-    "dual_weight_decay": v.dual_weight_decay,
-  }
 
 
 def _famo(cfg, inner, prepared):
   del prepared
   if cfg.forget_objective == "ga":
     raise ConfigError("famo needs positive losses; use forget_objective=rl")
-  return transforms.famo(inner, learning_rate=cfg.famo_lr)
+  return transforms.famo(inner, learning_rate=cfg.hparams.famo_lr)
 
 
 def _pdu(cfg, inner, prepared):
   del prepared
   return transforms.primal_dual(
-    inner, threshold=cfg.pdu_threshold, dual_learning_rate=cfg.pdu_dual_lr
+    inner, threshold=cfg.hparams.pdu_threshold, dual_learning_rate=cfg.hparams.pdu_dual_lr
   )
 
 
@@ -327,11 +453,11 @@ def _aggregated(make_aggregator):
     del prepared
     # The paper's code scales CAGrad's direction by the number of tasks and clips the
     # surgery and CAGrad directions to norm 1 (aggregate_scale, clip_norm in the registry).
-    post = []
-    if cfg.aggregate_scale != 1.0:
-      post.append(optax.scale(cfg.aggregate_scale))
-    if cfg.clip_norm > 0:
-      post.append(optax.clip_by_global_norm(cfg.clip_norm))
+    hp, post = cfg.hparams, []
+    if hp.aggregate_scale != 1.0:
+      post.append(optax.scale(hp.aggregate_scale))
+    if hp.clip_norm > 0:
+      post.append(optax.clip_by_global_norm(hp.clip_norm))
     return optax.chain(make_aggregator(cfg), *post, inner)
 
   return make_tx
@@ -351,7 +477,7 @@ def salun_mask(ctx: PrepareContext, cfg: UnlearnConfig):
     ctx.fm, ctx.params, ctx.model_state, ctx.dataset, ctx.forget_set, cfg
   )
   magnitudes = np.concatenate([np.abs(np.asarray(x)).ravel() for x in jax.tree.leaves(total)])
-  threshold = np.quantile(magnitudes, 1.0 - cfg.salun_sparsity)
+  threshold = np.quantile(magnitudes, 1.0 - cfg.hparams.salun_sparsity)
   return jax.tree.map(lambda g: (jnp.abs(g) >= threshold).astype(g.dtype), total)
 
 
@@ -396,7 +522,7 @@ METHODS = {
       takes_anchor_loss=_anchored,
       # Ours: the anchored variant (the paper's update collapsed in 4 of 15 runs of the
       # igs_variants study; this one lost at most 1.24 TA points): see docs/studies.md.
-      defaults=igs_variant_config("anchored"),
+      hparams=functools.partial(IGSConfig.variant, "anchored"),
       tune=_knob("tolerance", (0.02, 0.1)),
     ),
     Method(
@@ -407,7 +533,7 @@ METHODS = {
       state_logs=_igs_logs,
       budget=_anchored_budget,  # None at the paper's reference ("previous")
       takes_anchor_loss=_anchored,
-      defaults=igs_variant_config("paper"),  # exactly the update of the paper's code
+      hparams=IGSConfig,  # exactly the update of the paper's code
       tune=_knob("tolerance", (0.0, -0.05)),
     ),
     Method(
@@ -415,6 +541,7 @@ METHODS = {
       "weighted",
       _objective_target,
       make_tx=_famo,
+      hparams=FAMOConfig,
       tune=_knob("famo_lr", (0.025, 0.25)),
     ),
     Method(
@@ -424,6 +551,7 @@ METHODS = {
       make_tx=_pdu,
       state_logs=_multiplier_log,
       budget=_pdu_budget,
+      hparams=PDUConfig,
       tune=_knob("pdu_threshold", (0.05, 0.2)),
     ),
     # two backprops, combined by an aggregator
@@ -433,11 +561,12 @@ METHODS = {
       _objective_target,
       make_tx=_aggregated(
         lambda cfg: transforms.explicit_gradient_surgery(
-          tolerance=cfg.tolerance, retain_weight=cfg.retain_weight
+          tolerance=cfg.hparams.tolerance, retain_weight=cfg.hparams.retain_weight
         )
       ),
       state_logs=_multiplier_log,
-      defaults={"clip_norm": 1.0},  # the paper's code clips the direction to norm 1
+      # the paper's code clips the direction to norm 1
+      hparams=functools.partial(SurgeryConfig, clip_norm=1.0),
       tune=_knob("tolerance", (0.0, 0.1)),
     ),
     Method(
@@ -445,6 +574,7 @@ METHODS = {
       "aggregated",
       _objective_target,
       make_tx=_aggregated(lambda cfg: aggregators.mgda()),
+      hparams=AggregateConfig,
       tune={"learning_rate": _LR6},
     ),
     Method(
@@ -452,15 +582,16 @@ METHODS = {
       "aggregated",
       _objective_target,
       make_tx=_aggregated(lambda cfg: aggregators.pcgrad()),
+      hparams=AggregateConfig,
       tune={"learning_rate": _LR6},
     ),
     Method(
       "cagrad",
       "aggregated",
       _objective_target,
-      make_tx=_aggregated(lambda cfg: aggregators.cagrad(cfg.cagrad_c)),
+      make_tx=_aggregated(lambda cfg: aggregators.cagrad(cfg.hparams.cagrad_c)),
       # the paper's code: direction × number of tasks, clipped to norm 1
-      defaults={"aggregate_scale": 2.0, "clip_norm": 1.0},
+      hparams=functools.partial(CAGradConfig, aggregate_scale=2.0, clip_norm=1.0),
       tune=_knob("cagrad_c", (0.4, 0.8)),
     ),
     # one loss
@@ -469,8 +600,9 @@ METHODS = {
       "single",
       _objective_target,
       loss=lambda out, cfg: (
-        cfg.retain_loss_weight * retain_objective(out) + forget_objective(out, cfg)
+        cfg.hparams.retain_loss_weight * retain_objective(out) + forget_objective(out, cfg)
       ),
+      hparams=LinearConfig,
       tune=_knob("retain_loss_weight", (1.0, 3.0)),
     ),
     Method(
@@ -492,7 +624,8 @@ METHODS = {
       "graddiff",
       "single",
       _fixed("GA (true labels)"),
-      loss=lambda out, cfg: retain_objective(out) - cfg.graddiff_alpha * _forget_ce(out),
+      loss=lambda out, cfg: retain_objective(out) - cfg.hparams.graddiff_alpha * _forget_ce(out),
+      hparams=GradDiffConfig,
       defaults=_SLOW_ASCENT,
       tune=_knob("graddiff_alpha", (0.5, 1.0), _ASCENT_LR3),
     ),
@@ -510,6 +643,7 @@ METHODS = {
       loss=lambda out, cfg: _random_labels(out) + retain_objective(out),
       prepare=salun_mask,
       make_tx=_masked,
+      hparams=SalUnConfig,
       tune=_knob("salun_sparsity", (0.5, 0.2)),
     ),
     Method(
@@ -517,8 +651,10 @@ METHODS = {
       "single",
       _fixed("— (retain only)"),
       loss=lambda out, cfg: (
-        retain_objective(out) + cfg.l1_gamma * (1 - out.progress) * objectives.l1_norm(out.params)
+        retain_objective(out)
+        + cfg.hparams.l1_gamma * (1 - out.progress) * objectives.l1_norm(out.params)
       ),
+      hparams=L1SparseConfig,
       tune=_knob("l1_gamma", (1e-4, 1e-3)),
     ),
     Method(
@@ -526,6 +662,7 @@ METHODS = {
       "single",
       _fixed("teacher KL"),
       loss=_scrub_loss,
+      hparams=SCRUBConfig,
       needs_teacher=True,
       tune=_knob("scrub_alpha", (1.0, 0.3)),
     ),
@@ -538,12 +675,13 @@ METHODS = {
           out.forget_logits,
           out.teacher_forget_logits,
           out.forget_true_label,
-          cfg.npo_beta,
+          cfg.hparams.npo_beta,
           weights=out.forget_weight,
         )
         + retain_objective(out)
       ),
       needs_teacher=True,
+      hparams=NPOConfig,
       tune=_knob("npo_beta", (0.1, 0.5)),
     ),
   ]
@@ -573,7 +711,17 @@ def register(method: Method, *, replace: bool = False) -> Method:
     raise ConfigError(f"{method.name}: a single-shape method needs loss=(out, cfg) -> scalar")
   if method.name in METHODS and not replace:
     raise ConfigError(f"method {method.name!r} exists already; pass replace=True to redefine it")
-  check_keys(set(method.defaults) | set(method.tune), UnlearnConfig, f"{method.name}'s defaults")
+  own = method.hparams()
+  if not isinstance(own, MethodConfig):
+    raise ConfigError(
+      f"{method.name}: hparams must build a MethodConfig dataclass, got {type(own).__name__}"
+    )
+  budget = UnlearnConfig(method=method.name).keys()
+  clash = sorted({f.name for f in dataclasses.fields(own)} & set(budget))
+  if clash:
+    raise ConfigError(f"{method.name}: its hparams field {clash[0]!r} is a budget key; rename it")
+  check_keys(method.defaults, budget, f"{method.name}'s budget defaults")
+  check_keys(method.tune, UnlearnConfig(hparams=own).keys(), f"{method.name}'s tuning")
   METHODS[method.name] = method
   return method
 
@@ -591,8 +739,10 @@ def get_method(name: str) -> Method:
 
 
 def make_config(method: str, scenario=None, **overrides) -> UnlearnConfig:
-  """UnlearnConfig for ``method``, layered: UnlearnConfig defaults < ``scenario`` (shared by
-  every method of a comparison) < the method's own defaults < ``overrides`` (the user's).
+  """UnlearnConfig for ``method``, layered: the budget's and the method's own defaults
+  (:attr:`Method.hparams`) < ``scenario`` (shared by every method of a comparison: a key
+  of another method's is left to that method) < the method's budget defaults
+  (:attr:`Method.defaults`) < ``overrides`` (the user's).
 
   Unknown keys raise :class:`~jaxunlearn.errors.ConfigError` naming the closest valid key.
 
@@ -603,11 +753,44 @@ def make_config(method: str, scenario=None, **overrides) -> UnlearnConfig:
     0.001
     >>> make_config("ga", learning_rate=0.1).learning_rate  # the user's override wins
     0.1
+    >>> make_config("ga", {"tolerance": 0.1}).keys() == make_config("ga").keys()  # IGS's key
+    True
+    >>> make_config("ga", tolerance=0.1)
+    Traceback (most recent call last):
+    jaxunlearn.errors.ConfigError: unknown ga config key 'tolerance'; valid keys: ...
   """
   entry = get_method(method)
+  base = UnlearnConfig(method=method, hparams=entry.hparams())
+  mine = base.keys()
+  check_keys(overrides, mine, f"{method} config")
   scenario = dict(scenario or {})
-  check_keys(set(overrides) | set(scenario), UnlearnConfig, "unlearning config")
-  return UnlearnConfig(**{**scenario, **entry.defaults, **overrides, "method": method})
+  check_keys(scenario, every_key(), "unlearning config")
+  shared = {k: v for k, v in scenario.items() if k in mine}
+  return base.replace(**{**shared, **entry.defaults, **overrides})
+
+
+def every_key() -> tuple[str, ...]:
+  """The budget's keys and every registered method's own: what a comparison may set for
+  all its methods (each takes the keys it has)."""
+  keys = dict.fromkeys(UnlearnConfig().keys())
+  for entry in METHODS.values():
+    keys.update(dict.fromkeys(f.name for f in dataclasses.fields(entry.hparams())))
+  return tuple(keys)
+
+
+def config_from_dict(record: Mapping) -> UnlearnConfig:
+  """The config a stored record (:meth:`UnlearnConfig.to_dict`) describes. Records from
+  before per-method hyper-parameters hold every method's keys: those of other methods
+  are dropped.
+
+  Examples:
+    >>> cfg = make_config("npo", npo_beta=0.3, steps=7)
+    >>> config_from_dict(cfg.to_dict()) == cfg
+    True
+  """
+  cfg = make_config(record.get("method", UnlearnConfig.method))
+  mine = cfg.keys()
+  return cfg.replace(**{k: v for k, v in record.items() if k in mine})
 
 
 def build_transformation(

@@ -21,7 +21,7 @@ from jaxunlearn import transforms
 from jaxunlearn.engine import memory as memory_lib
 from jaxunlearn.engine import methods as methods_lib
 from jaxunlearn.engine import parallel, stopping
-from jaxunlearn.engine.config import TRACEABLE, UnlearnConfig
+from jaxunlearn.engine.config import UnlearnConfig
 from jaxunlearn.engine.layouts import LAYOUTS, example_loss
 from jaxunlearn.engine.progress import CompileApartBar
 from jaxunlearn.engine.steps import make_predict, make_unlearn_step, unlearn_step
@@ -390,7 +390,8 @@ def run_seeds(
 
 def program_config(cfg: UnlearnConfig) -> UnlearnConfig:
   """What the compiled program of a batch of runs depends on: ``cfg`` without its seed and
-  its :data:`~jaxunlearn.engine.config.TRACEABLE` numbers. Runs whose program configs are
+  its traced numbers (:meth:`~jaxunlearn.engine.config.UnlearnConfig.traced_values`). Runs
+  whose program configs are
   equal run together in :func:`run_batch`.
 
   Examples:
@@ -401,8 +402,7 @@ def program_config(cfg: UnlearnConfig) -> UnlearnConfig:
     >>> program_config(make_config("igs", steps=50)) == program_config(make_config("igs"))
     False
   """
-  blank = UnlearnConfig()
-  return dataclasses.replace(cfg, seed=0, **{k: getattr(blank, k) for k in TRACEABLE})
+  return cfg.untraced().replace(seed=0)
 
 
 def run_batch(
@@ -422,8 +422,9 @@ def run_batch(
   runs, one compile, one dispatch a step for all of them.
 
   ``configs`` may differ in ``seed`` and in the numeric hyperparameters of
-  :data:`~jaxunlearn.engine.config.TRACEABLE` (learning rate, tolerance, dual learning
-  rate, …), which the program takes as traced arrays: a method's seeds × tuning grid run
+  :meth:`~jaxunlearn.engine.config.UnlearnConfig.traced_values` (learning rate, tolerance,
+  dual learning rate, …), which the program takes as traced arrays: a method's seeds ×
+  tuning grid run
   together, and the program is the same for any of their values (so the persistent
   compilation cache serves other values too). Anything else must be equal
   (:func:`program_config`); a mismatch names the key.
@@ -464,7 +465,8 @@ def run_batch(
     return {k: jnp.asarray(np.stack([b[k] for b in parts])) for k in parts[0]}
 
   def values(chunk):
-    return {k: jnp.asarray([getattr(c, k) for c in chunk], jnp.float32) for k in TRACEABLE}
+    names = chunk[0].traced_values()
+    return {k: jnp.asarray([c.get(k) for c in chunk], jnp.float32) for k in names}
 
   def states(chunk):
     # Each run's optimiser state from its own transformation, eagerly: cheap, and one
@@ -525,10 +527,12 @@ def _one_program(configs, fm, params, model_state, dataset):
   for c in configs[1:]:
     other = program_config(c)
     if other != base:
-      key = next(k for k in base.to_dict() if getattr(base, k) != getattr(other, k))
+      mine, theirs = base.to_dict(), other.to_dict()
+      key = next(k for k in {**mine, **theirs} if mine.get(k) != theirs.get(k))
       raise ValueError(
-        f"runs batched together must differ only in seed and {', '.join(TRACEABLE)}; "
-        f"{key} differs ({getattr(base, key)!r} vs {getattr(other, key)!r}): run them apart"
+        f"runs batched together must differ only in seed and "
+        f"{', '.join(configs[0].traced_values())}; {key} differs "
+        f"({mine.get(key)!r} vs {theirs.get(key)!r}): run them apart"
       )
   return configs, base
 
@@ -599,7 +603,7 @@ def _cached_program(fm, base, optimizer):
 
 
 def _traced_program(fm, base, prepared, optimizer):
-  """The step of one run with ``values`` (the TRACEABLE numbers) as arguments, over runs:
+  """The step of one run with ``values`` (its traced numbers) as arguments, over runs:
   ``step(values, params, model_state, opt_state, batch, teacher, step_index)``."""
   method = methods_lib.get_method(base.method)
 
@@ -607,7 +611,7 @@ def _traced_program(fm, base, prepared, optimizer):
     return methods_lib.build_transformation(cfg, prepared, optimizer)
 
   def step(values, params, model_state, opt_state, batch, teacher, step_index):
-    cfg = dataclasses.replace(base, **values)
+    cfg = base.replace(**values)
     fn = unlearn_step(fm, method, cfg, tx_of(cfg))
     return fn(params, model_state, opt_state, batch, teacher, step_index)
 

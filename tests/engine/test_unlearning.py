@@ -1,6 +1,5 @@
 """Every unlearning method end to end on digits, the CLI, and the non-finite skip."""
 
-import dataclasses
 import json
 import os
 import pathlib
@@ -14,7 +13,7 @@ import pytest
 
 from jaxunlearn import data
 from jaxunlearn.engine import memory as memory_lib
-from jaxunlearn.engine.config import TRACEABLE, TrainConfig
+from jaxunlearn.engine.config import TrainConfig
 from jaxunlearn.engine.evaluation import evaluate
 from jaxunlearn.engine.layouts import LAYOUTS
 from jaxunlearn.engine.methods import (
@@ -317,13 +316,13 @@ def test_unlearn_killed_and_resumed_equals_uninterrupted(setup, tmp_path):
 def _grid_pair(method):
   """Two runs of ``method`` that differ in seed, learning rate and, where it is traceable,
   the method's own tuning knob: what one program of its tuning grid runs together."""
-  entry = get_method(method)
-  knobs = {k: v for k, v in entry.tune.items() if k != "learning_rate" and k in TRACEABLE}
+  entry, traced = get_method(method), make_config(method).traced_values()
+  knobs = {k: v for k, v in entry.tune.items() if k != "learning_rate" and k in traced}
   lr = make_config(method).learning_rate
   a = make_config(method, steps=6, seed=0)
   b = make_config(method, steps=6, seed=3, learning_rate=3 * lr)
   for key, values in knobs.items():
-    a, b = dataclasses.replace(a, **{key: values[0]}), dataclasses.replace(b, **{key: values[-1]})
+    a, b = a.replace(**{key: values[0]}), b.replace(**{key: values[-1]})
   return [a, b]
 
 
