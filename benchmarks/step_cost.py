@@ -87,7 +87,12 @@ from benchmarks import harness, synthetic
 from experiments.cli import HelpFormatter
 from jaxunlearn import data as data_lib
 from jaxunlearn.engine.layouts import LAYOUTS as LAYOUTS_OF_ENGINE
-from jaxunlearn.engine.methods import build_transformation, get_method, make_config
+from jaxunlearn.engine.methods import (
+  PrepareContext,
+  build_transformation,
+  get_method,
+  make_config,
+)
 from jaxunlearn.engine.records import machine_info
 from jaxunlearn.engine.steps import unlearn_step
 from jaxunlearn.engine.unlearning import anchor_table
@@ -124,7 +129,18 @@ VARIANTS = {
   "cagrad": ("cagrad", {}),
   "famo": ("famo", {}),
   "pdu": ("pdu", {"pdu_threshold": 0.5, "pdu_dual_lr": 0.1}),
+  # the standard baselines (one loss, one backprop; SCRUB and NPO read the original's
+  # logits, SalUn's mask is prepared from it): not in the default tables, in EVERY_METHOD
+  "ga": ("ga", {}),
+  "graddiff": ("graddiff", {}),
+  "rl": ("rl", {}),
+  "linear": ("linear", {}),
+  "l1sparse": ("l1sparse", {}),
+  "salun": ("salun", {}),
+  "scrub": ("scrub", {}),
+  "npo": ("npo", {}),
 }
+EVERY_METHOD = tuple(VARIANTS)  # benchmarks.gpu times them all
 BASELINE = "plain"
 MEMORY_FIELDS = (
   "argument_bytes",
@@ -174,8 +190,8 @@ def synthetic_data(seed: int, n_retain: int, n_forget: int, input_shape, num_cla
 
 def engine_config(method: str, layout: str, n_retain: int, n_forget: int, lr=1e-3, seed=0):
   """The unlearning config a benchmark variant runs (:data:`VARIANTS`) on ``layout``."""
-  if method not in METHODS:
-    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+  if method not in VARIANTS:
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join(VARIANTS)}")
   name, overrides = VARIANTS[method]
   return make_config(
     name, learning_rate=lr, momentum=0.9, layout=layout, n_retain=n_retain, n_forget=n_forget,
@@ -194,16 +210,24 @@ def engine_batch(cfg, fm, params, model_state, dataset, forget_set, cache=True) 
   return {k: jnp.asarray(v) for k, v in batch.items()}
 
 
-def make_step(cfg, fm):
+def make_step(cfg, fm, context: PrepareContext | None = None):
   """``(tx, step)``: the engine's step of ``cfg`` before ``jax.jit``, exactly as
   :func:`jaxunlearn.engine.unlearning.run_method` builds it
   (:func:`jaxunlearn.engine.steps.unlearn_step`): ``step(params, ms, opt_state, batch) ->
-  (params, ms, opt_state, logs)`` at step index 0.
+  (params, ms, opt_state, logs)`` at step index 0. A method that prepares something
+  (SalUn's mask) prepares it from ``context``; one that reads the original model's logits
+  (SCRUB, NPO) takes ``batch = {"inputs": ..., "teacher": (params, model_state)}``, the
+  original passed as an argument, as ``run_method`` passes it.
   """
-  tx = build_transformation(cfg)
-  step = unlearn_step(fm, get_method(cfg.method), cfg, tx)
+  method = get_method(cfg.method)
+  if method.prepare is not None and context is None:
+    raise ValueError(f"{cfg.method} prepares from the original model: pass context=")
+  prepared = method.prepare(context, cfg) if method.prepare is not None else None
+  tx = build_transformation(cfg, prepared)
+  step = unlearn_step(fm, method, cfg, tx)
   index = jnp.zeros((), jnp.int32)
-  # No method here reads a teacher (SCRUB and NPO are not timed), so none is passed.
+  if method.needs_teacher:
+    return tx, lambda p, ms, o, batch: step(p, ms, o, batch["inputs"], batch["teacher"], index)
   return tx, lambda p, ms, opt_state, batch: step(p, ms, opt_state, batch, None, index)
 
 
@@ -216,7 +240,10 @@ def setting_step(method, fm, params, model_state, data, layout, lr, seed):
   batch = engine_batch(
     cfg, fm, params, model_state, dataset, forget, cache=method != "igs-anchor-forward"
   )
-  return (*make_step(cfg, fm), batch)
+  tx, step = make_step(cfg, fm, PrepareContext(fm, params, model_state, dataset, forget))
+  if get_method(cfg.method).needs_teacher:
+    batch = {"inputs": batch, "teacher": (params, model_state)}
+  return tx, step, batch
 
 
 # ------------------------------------------------------------------ measuring
@@ -655,7 +682,10 @@ def build_parser() -> argparse.ArgumentParser:
     "--layouts", type=_csv(), default=None, help="comma list of split,mixed; unset: both"
   )
   p.add_argument(
-    "--methods", type=_csv(), default=None, help=f"comma list; unset: all ({','.join(METHODS)})"
+    "--methods",
+    type=_csv(),
+    default=None,
+    help=f"comma list; unset: {','.join(METHODS)}; also {','.join(EVERY_METHOD[len(METHODS) :])}",
   )
   p.add_argument(
     "--steps",
@@ -728,7 +758,7 @@ def parse_config(argv=None) -> tuple[dict, argparse.Namespace]:
     "lr": args.lr,
     "seed": args.seed,
   }
-  for key, valid in (("models", MODELS), ("layouts", LAYOUTS), ("methods", METHODS)):
+  for key, valid in (("models", MODELS), ("layouts", LAYOUTS), ("methods", EVERY_METHOD)):
     bad = [v for v in config[key] if v not in valid]
     if bad:
       p.error(f"unknown {key}: {', '.join(bad)} (choose from {', '.join(valid)})")

@@ -233,22 +233,23 @@ def _make_flatten():
   return NHWCFlatten
 
 
-def torch_step(method: str, model, layout: str, batch: dict):
-  """A PyTorch step closure for ``method`` (see the module docstring)."""
+def torch_step(method: str, model, layout: str, batch: dict, device: str = "cpu"):
+  """A PyTorch step closure for ``method`` (see the module docstring), on ``device``
+  (the model's; on CUDA the closure waits for the step, as the JAX timer does)."""
   torch = require_torch()
   f = torch.nn.functional
   params = list(model.parameters())
   wd = 0.0 if method == "plain" else 5e-4
   opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=wd)
-  lam = torch.zeros((), requires_grad=True)
+  lam = torch.zeros((), requires_grad=True, device=device)
   dual = torch.optim.Adam([lam], lr=1.0, weight_decay=0.01)
-  nchw = lambda a: torch.tensor(np.asarray(a).transpose(0, 3, 1, 2).copy())
+  nchw = lambda a: torch.tensor(np.asarray(a).transpose(0, 3, 1, 2).copy()).to(device)
+  labels = lambda a: torch.tensor(np.asarray(a)).long().to(device)
   if layout == "shared":
-    x, y, y_f = nchw(batch["x"]), torch.tensor(np.asarray(batch["y"])).long(), None
-    y_f = torch.tensor(np.asarray(batch["y_f"])).long()
+    x, y, y_f = nchw(batch["x"]), labels(batch["y"]), labels(batch["y_f"])
   else:
-    x_r, y = nchw(batch["x_r"]), torch.tensor(np.asarray(batch["y_r"])).long()
-    x_f, y_f = nchw(batch["x_f"]), torch.tensor(np.asarray(batch["y_f"])).long()
+    x_r, y = nchw(batch["x_r"]), labels(batch["y_r"])
+    x_f, y_f = nchw(batch["x_f"]), labels(batch["y_f"])
 
   def losses():
     if layout == "shared":
@@ -298,7 +299,14 @@ def torch_step(method: str, model, layout: str, batch: dict):
         p.grad = v * scale
       opt.step()
 
-  return step
+  if device == "cpu":
+    return step
+
+  def synchronized():
+    step()
+    torch.cuda.synchronize()
+
+  return synchronized
 
 
 def run(
@@ -309,7 +317,10 @@ def run(
   batch_size: int = 256,
   seed: int = 0,
   resnet_width: int = DEFAULT_RESNET_WIDTH,
+  device: str = "cpu",
 ) -> dict:
+  """Both frameworks' steps, interleaved; PyTorch on ``device`` (``"cuda"`` beside JAX on
+  a GPU: :mod:`benchmarks.gpu`), JAX on its default backend."""
   torch = require_torch()
   torch.manual_seed(seed)
   rows = []
@@ -322,7 +333,8 @@ def run(
       for method in METHODS:
         tx, step = twin_steps.make_step(method, losses)
         jax_steps[method] = step_cost.Compiled(step, tx, params, ms, batch)
-        torch_steps[method] = torch_step(method, torch_model(name, params, ms), layout, batch)
+        twin = torch_model(name, params, ms).to(device)
+        torch_steps[method] = torch_step(method, twin, layout, batch, device)
       for _ in range(warmup):
         for method in METHODS:
           jax_steps[method]()
@@ -352,6 +364,8 @@ def run(
     "resnet_width": resnet_width,
     "torch": torch.__version__,
     "torch_threads": torch.get_num_threads(),
+    "torch_device": device,
+    "jax_backend": jax.default_backend(),
     "omp_wait_policy": omp_wait_policy(),
     "rows": rows,
     "machine": machine_info(),

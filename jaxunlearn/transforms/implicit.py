@@ -315,7 +315,7 @@ def implicit_gradient_surgery(
     by ``"reevaluate"`` and ``"jvp"``). With ``reference="start"``, ``anchor_loss`` =
     L_r(θ_0) on the batch, when the caller has it without a forward pass (the mean of
     per-row losses of θ_0 computed once, where a batch's loss depends on its rows only:
-    :func:`jaxunlearn.engine.layouts.anchor_row_losses`); unset, it is
+    :func:`jaxunlearn.engine.unlearning.anchor_table`); unset, it is
     ``retain_loss_fn(θ_0)``, one more forward a step. Other extra arguments go to
     ``inner``.
 
@@ -342,10 +342,11 @@ def implicit_gradient_surgery(
     True
   """
   preset = _preset(variant, signal)
-  tolerance = preset.tolerance if tolerance is None else tolerance
-  reference = preset.reference if reference is None else reference
-  log_losses = preset.log_losses if log_losses is None else log_losses
-  normalize_weights = preset.normalize_weights if normalize_weights is None else normalize_weights
+  given = dict(tolerance=tolerance, reference=reference, log_losses=log_losses)
+  given.update(normalize_weights=normalize_weights)
+  preset = preset._replace(**{k: v for k, v in given.items() if v is not None})
+  tolerance, reference, log_losses = preset.tolerance, preset.reference, preset.log_losses
+  normalize_weights = preset.normalize_weights
   _check_arguments(reference, tolerance, init_multiplier, loss_floor)
   inner = optax.with_extra_args_support(inner)
   dual = dual_optimizer if dual_optimizer is not None else preset.dual_optimizer()
@@ -377,45 +378,30 @@ def implicit_gradient_surgery(
   def update_fn(
     updates, state, params=None, *, retain_loss, retain_loss_fn=None, anchor_loss=None, **extra_args
   ):
-    needs_fn = signal != "consecutive" or (anchored and anchor_loss is None)
-    if needs_fn and (retain_loss_fn is None or params is None):
-      raise ValueError(
-        f"signal={signal!r} with reference={reference!r} needs params and retain_loss_fn "
-        "(L_r on the same batch); pass them" + ("" if anchored else ", or use signal='consecutive'")
-      )
+    retain_loss_fn = _checked_retain_fn(
+      signal, reference, retain_loss_fn, params, needs_anchor=anchored and anchor_loss is None
+    )
     retain_loss = check_loss(retain_loss, "retain_loss", log_losses)
-    if retain_loss_fn is not None:
-      user_fn = retain_loss_fn
-      retain_loss_fn = lambda p: check_loss(user_fn(p), "retain_loss_fn(params)")
     updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
     before = phi(retain_loss)
-
     after = _observed_after(
       signal, phi, retain_loss_fn, params, updates, before, log_losses, loss_floor
     )
-
-    if anchored:
-      if anchor_loss is None:  # one more forward, of θ_0 on this batch
-        anchor_loss = retain_loss_fn(state.start_params)
-      else:
-        anchor_loss = check_loss(anchor_loss, "anchor_loss", log_losses)
+    anchor = _anchor(state, anchor_loss, retain_loss_fn, log_losses) if anchored else None
     decrease, ready = _decrease(
-      signal, state, phi(anchor_loss) if anchored else None, before, after
+      signal, state, None if anchor is None else phi(anchor), before, after
     )
 
     lam, dual_state, apply = _dual_step(dual, state, decrease, tolerance, ready)
 
-    new_state = state_type(
+    new_state = state._replace(
       count=optax.safe_increment(state.count),
       multiplier=lam,
       weights=_weights(lam, normalize_weights),
-      log_losses=state.log_losses,
-      loss_floor=state.loss_floor,
       prev_retain=before,
       decrease=jnp.where(apply, decrease, 0.0).astype(jnp.float32),
       dual_state=dual_state,
       inner_state=inner_state,
-      start_params=state.start_params,
     )
     return updates, new_state
 
@@ -454,6 +440,27 @@ def _refuse_multisteps_inside(inner_state) -> None:
       "the accumulation mini-steps; put it outside: "
       "optax.MultiSteps(implicit_gradient_surgery(inner), every_k_schedule=k)"
     )
+
+
+def _anchor(state, anchor_loss, retain_loss_fn, log_losses):
+  """L_r(θ_0) on this batch: as given (checked), or one more forward of θ_0."""
+  if anchor_loss is not None:
+    return check_loss(anchor_loss, "anchor_loss", log_losses)
+  return retain_loss_fn(state.start_params)
+
+
+def _checked_retain_fn(signal, reference, retain_loss_fn, params, *, needs_anchor):
+  """``retain_loss_fn`` checked on each call (a float scalar), or a one-line error when
+  the signal (or θ_0's loss on the batch) needs it and it, or ``params``, is missing."""
+  if (signal != "consecutive" or needs_anchor) and (retain_loss_fn is None or params is None):
+    raise ValueError(
+      f"signal={signal!r} with reference={reference!r} needs params and retain_loss_fn "
+      "(L_r on the same batch); pass them"
+      + ("" if reference == "start" else ", or use signal='consecutive'")
+    )
+  if retain_loss_fn is None:
+    return None
+  return lambda p: check_loss(retain_loss_fn(p), "retain_loss_fn(params)")
 
 
 def _preset(variant: str, signal: str) -> Variant:
