@@ -206,8 +206,8 @@ def run_experiment(workdir, forget, seeds=3, methods=None, quick=False, data_dir
     return _run_experiment(workdir, forget, seeds, methods, quick, data_dir)
 
 
-def _run_experiment(workdir, forget, seeds, methods, quick, data_dir) -> dict:
-  budget = QUICK if quick else FULL
+def _checked(forget, seeds, methods, data_dir):
+  """``(methods, dataset, forget_set)``, or a one-line error naming the fix."""
   methods = tuple(methods or DEFAULT_METHODS)
   if seeds <= 0:
     raise ConfigError(f"--seeds must be ≥ 1, got {seeds}")
@@ -218,6 +218,36 @@ def _run_experiment(workdir, forget, seeds, methods, quick, data_dir) -> dict:
   forget_set = data_lib.make_forget_set(dataset, forget)
   if not forget_set.forget_classes:
     raise ConfigError("generative unlearning forgets classes: pass --forget class:K")
+  return methods, dataset, forget_set
+
+
+def _unlearn_run(method, seed, budget, fm, original, dataset, forget_set, evaluate, retrain):
+  """``(record, images)`` of one unlearning run from the original DDPM."""
+  cfg = make_config(
+    method, layout="denoise", steps=budget["unlearn_steps"], n_retain=96, n_forget=32,
+    seed=seed, weight_decay=0.0,
+  )  # fmt: skip
+  result = run_method(
+    cfg, fm, original, {}, dataset, forget_set, progress=False, optimizer=optax.adam(1e-4)
+  )
+  m, images = evaluate(result.params, seed)
+  run = {
+    "method": method,
+    "seed": seed,
+    "metrics": m,
+    "AvgGap": metrics_lib.avg_gap(m, retrain, REPORTED),
+    "seconds": result.seconds,
+    "compile_seconds": result.compile_seconds,
+    "skipped_steps": int(result.history["skipped"].sum()),
+  }
+  if "multiplier" in result.history:
+    run["multiplier"] = float(result.history["multiplier"][-1])
+  return run, images
+
+
+def _run_experiment(workdir, forget, seeds, methods, quick, data_dir) -> dict:
+  budget = QUICK if quick else FULL
+  methods, dataset, forget_set = _checked(forget, seeds, methods, data_dir)
   classes = forget_set.forget_classes
   workdir.mkdir(parents=True, exist_ok=True)
   judge_dir = workdir / "judge"
@@ -241,30 +271,9 @@ def _run_experiment(workdir, forget, seeds, methods, quick, data_dir) -> dict:
   runs = []
   for method in methods:
     for seed in range(seeds):
-      cfg = make_config(
-        method,
-        layout="denoise",
-        steps=budget["unlearn_steps"],
-        n_retain=96,
-        n_forget=32,
-        seed=seed,
-        weight_decay=0.0,
+      run, images = _unlearn_run(
+        method, seed, budget, fm, original, dataset, forget_set, evaluate, rows["retrain"]
       )
-      result = run_method(
-        cfg, fm, original, {}, dataset, forget_set, progress=False, optimizer=optax.adam(1e-4)
-      )
-      m, images = evaluate(result.params, seed)
-      run = {
-        "method": method,
-        "seed": seed,
-        "metrics": m,
-        "AvgGap": metrics_lib.avg_gap(m, rows["retrain"], REPORTED),
-        "seconds": result.seconds,
-        "compile_seconds": result.compile_seconds,
-        "skipped_steps": int(result.history["skipped"].sum()),
-      }
-      if "multiplier" in result.history:
-        run["multiplier"] = float(result.history["multiplier"][-1])
       runs.append(run)
       if seed == 0:
         grids[method] = images

@@ -57,6 +57,25 @@ def _slug(name: str) -> str:
   return "".join(c if c.isalnum() else "_" for c in name).strip("_")
 
 
+def _summary(variant: str, rs: list) -> dict:
+  """One variant's runs over classes and seeds: TA drops, collapses, UA and Avg. Gap."""
+  ok = [r for r in rs if math.isfinite(r["TA"])]  # a diverged run has NaN metrics
+  drops = [r["TA_drop"] for r in ok] or [math.nan]
+  gaps = [r["AvgGap"] for r in ok if math.isfinite(r["AvgGap"])]
+  return {
+    "runs": len(rs),
+    "diverged": len(rs) - len(ok),
+    "TA_drop_mean": float(np.mean(drops)),
+    "TA_drop_max": float(np.max(drops)),
+    # a diverged run has lost everything
+    "runs_losing_over_1.5": int(sum(d > 1.5 for d in drops)) + len(rs) - len(ok),
+    "UA_min": float(np.min([r["UA"] for r in ok])) if ok else math.nan,
+    "UA_mean": float(np.mean([r["UA"] for r in ok])) if ok else math.nan,
+    "AvgGap": list(metrics_lib.mean_std(gaps)) if gaps else [math.nan, math.nan],
+    "config": VARIANTS[variant],
+  }
+
+
 def run(
   workdir,
   *,
@@ -106,23 +125,7 @@ def run(
           "final_multiplier": r["history"]["multiplier"][-1],
         }
       )
-  summary = {}
-  for v, rs in rows.items():
-    ok = [r for r in rs if math.isfinite(r["TA"])]  # a diverged run has NaN metrics
-    drops = [r["TA_drop"] for r in ok] or [math.nan]
-    gaps = [r["AvgGap"] for r in ok if math.isfinite(r["AvgGap"])]
-    summary[v] = {
-      "runs": len(rs),
-      "diverged": len(rs) - len(ok),
-      "TA_drop_mean": float(np.mean(drops)),
-      "TA_drop_max": float(np.max(drops)),
-      # a diverged run has lost everything
-      "runs_losing_over_1.5": int(sum(d > 1.5 for d in drops)) + len(rs) - len(ok),
-      "UA_min": float(np.min([r["UA"] for r in ok])) if ok else math.nan,
-      "UA_mean": float(np.mean([r["UA"] for r in ok])) if ok else math.nan,
-      "AvgGap": list(metrics_lib.mean_std(gaps)) if gaps else [math.nan, math.nan],
-      "config": VARIANTS[v],
-    }
+  summary = {v: _summary(v, rs) for v, rs in rows.items()}
   result = {
     "classes": list(classes),
     "seeds": seeds,

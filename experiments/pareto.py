@@ -71,6 +71,14 @@ def sweep(
     "rows": rows,
   }
   write_json_atomic(out_dir / "pareto.json", result)
+  (out_dir / "pareto.md").write_text(_table(result))
+  _figure(result, out_dir / "pareto.png")
+  return result
+
+
+def _table(result: dict) -> str:
+  """The sweep as markdown: mean ± std of each metric per tolerance."""
+  method, scenario_name, seeds, rows = (result[k] for k in ("method", "scenario", "seeds", "rows"))
   lines = [
     f"### {method} tolerance sweep on {scenario_name} ({seeds} seeds)",
     "",
@@ -83,7 +91,13 @@ def sweep(
     + f" | {r['retain_loss_rise'][0]:.3f} |"
     for r in rows
   ]
-  (out_dir / "pareto.md").write_text("\n".join(lines) + "\n")
+  return "\n".join(lines) + "\n"
+
+
+def _figure(result: dict, path) -> None:
+  """UA against TA per tolerance (error bars: std over seeds), the retrained model a star."""
+  method, scenario_name, rows = result["method"], result["scenario"], result["rows"]
+  reference = result["retrain"]
   fig, ax = plt.subplots(figsize=(6, 4.5))
   ax.errorbar(
     [r["UA"][0] for r in rows],
@@ -102,9 +116,8 @@ def sweep(
   ax.grid(alpha=0.3)
   ax.legend()
   fig.tight_layout()
-  fig.savefig(out_dir / "pareto.png", dpi=120)
+  fig.savefig(path, dpi=120)
   plt.close(fig)
-  return result
 
 
 def _floats(text):

@@ -113,24 +113,8 @@ def gap_overview_figure(results) -> plt.Figure:
   main.grid(axis="x", alpha=0.3)
   for ax, key in zip(small, keys):
     ms = np.array([summary[m][key] for m in order], float).reshape(n, 2) - [retrain[key], 0.0]
-    ok = np.isfinite(ms[:, 0])
-    lo, hi = ms[:, 0] - np.nan_to_num(ms[:, 1]), ms[:, 0] + np.nan_to_num(ms[:, 1])
-    ax.hlines(y[ok], lo[ok], hi[ok], colors=np.array(colours)[ok], lw=2, alpha=0.7)
-    _dot(ax, ms[ok, 0], y[ok], [m for m, k in zip(order, ok) if k])
-    ax.axvline(0, color="black", ls="--", lw=1)
-    _symlog_x(ax)
-    ax.set_title(f"{key} − retrain", fontsize=10)
-    ax.set_xlabel("mean ± std (% points)", fontsize=8)
-    ax.tick_params(axis="x", labelsize=7)
-    ax.grid(axis="x", alpha=0.3)
-  notes = []
-  if failed:
-    notes.append("not shown, no finite gap (diverged on every seed): " + ", ".join(failed))
-  if partial:
-    notes.append(
-      "some seeds diverged (mean over the rest): "
-      + ", ".join(f"{m} ({summary[m]['diverged']}/{summary[m]['n']})" for m in partial)
-    )
+    _signed_gap_panel(ax, key, ms, y, order, colours)
+  notes = _divergence_notes(summary, failed, partial)
   seeds = results.get("seeds")
   fig.suptitle(
     f"{results['scenario']}: how far each method lands from the retrained model"
@@ -141,6 +125,32 @@ def gap_overview_figure(results) -> plt.Figure:
   for i, note in enumerate(notes):
     fig.text(0.01, 0.01 + 0.035 * i, note, fontsize=8, ha="left", va="bottom")
   return fig
+
+
+def _signed_gap_panel(ax, key, ms, y, order, colours) -> None:
+  """One metric's panel: method − retrain, mean ± std (rows ``ms``), finite rows only."""
+  ok = np.isfinite(ms[:, 0])
+  lo, hi = ms[:, 0] - np.nan_to_num(ms[:, 1]), ms[:, 0] + np.nan_to_num(ms[:, 1])
+  ax.hlines(y[ok], lo[ok], hi[ok], colors=np.array(colours)[ok], lw=2, alpha=0.7)
+  _dot(ax, ms[ok, 0], y[ok], [m for m, k in zip(order, ok) if k])
+  ax.axvline(0, color="black", ls="--", lw=1)
+  _symlog_x(ax)
+  ax.set_title(f"{key} − retrain", fontsize=10)
+  ax.set_xlabel("mean ± std (% points)", fontsize=8)
+  ax.tick_params(axis="x", labelsize=7)
+  ax.grid(axis="x", alpha=0.3)
+
+
+def _divergence_notes(summary, failed, partial) -> list[str]:
+  notes = []
+  if failed:
+    notes.append("not shown, no finite gap (diverged on every seed): " + ", ".join(failed))
+  if partial:
+    notes.append(
+      "some seeds diverged (mean over the rest): "
+      + ", ".join(f"{m} ({summary[m]['diverged']}/{summary[m]['n']})" for m in partial)
+    )
+  return notes
 
 
 def gap_overview(results, path) -> pathlib.Path:
@@ -167,15 +177,8 @@ def _drop_overlapping(fig, texts) -> None:
       kept.append(box)
 
 
-def ua_ta_figure(results) -> plt.Figure:
-  """UA (x) vs TA (y) per method, mean ± std; IGS/explicit/PDU sweeps as curves.
-
-  Left: every method. Right: zoom on the neighbourhood of the retrained model, where the
-  methods that forget end up, with the sweep values written beside their points (those
-  that would cover another label are left out).
-  """
-  fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
-  cmap = plt.get_cmap("tab20")
+def _sweep_points(results) -> dict:
+  """``{(method, key): [(value, UA, TA), ...]}`` of the finite runs of each sweep."""
   sweeps = {}
   for r in results["runs"]:
     if r["sweep"] and not r.get("label") and math.isfinite(r["metrics"]["UA"]):
@@ -183,6 +186,11 @@ def ua_ta_figure(results) -> plt.Figure:
       sweeps.setdefault((r["method"], key), []).append(
         (value, r["metrics"]["UA"], r["metrics"]["TA"])
       )
+  return sweeps
+
+
+def _zoom_limits(results, sweeps) -> tuple:
+  """``(xlim, ylim)`` around the points within 10 UA points of the retrained model."""
   retrain = results["reference"]["retrain"]
   near = [
     (s["UA"][0], s["TA"][0])
@@ -192,8 +200,20 @@ def ua_ta_figure(results) -> plt.Figure:
   near += [(p[1], p[2]) for pts in sweeps.values() for p in pts if abs(p[1] - retrain["UA"]) <= 10]
   near.append((retrain["UA"], retrain["TA"]))
   xs, ys = [p[0] for p in near], [p[1] for p in near]
-  xlim = (min(xs) - 1.5, max(xs) + 1.5)
-  ylim = (min(ys) - 1.5, max(ys) + 1.0)
+  return (min(xs) - 1.5, max(xs) + 1.5), (min(ys) - 1.5, max(ys) + 1.0)
+
+
+def ua_ta_figure(results) -> plt.Figure:
+  """UA (x) vs TA (y) per method, mean ± std; IGS/explicit/PDU sweeps as curves.
+
+  Left: every method. Right: zoom on the neighbourhood of the retrained model, where the
+  methods that forget end up, with the sweep values written beside their points (those
+  that would cover another label are left out).
+  """
+  fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+  cmap = plt.get_cmap("tab20")
+  sweeps = _sweep_points(results)
+  xlim, ylim = _zoom_limits(results, sweeps)
   labels = []
   for ax, zoom in zip(axes, (False, True)):
     for i, (method, s) in enumerate(results["summary"].items()):

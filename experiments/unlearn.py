@@ -124,7 +124,8 @@ def run(args) -> dict:
     lock.release()
 
 
-def _run(args, workdir, lock) -> dict:
+def _checked_config(args, workdir):
+  """The run's config, or a one-line error (a workdir already used, a bad argument)."""
   if (workdir / "metrics.json").exists():
     raise ConfigError(
       f"{workdir} already holds an unlearning result (this request was applied); "
@@ -133,6 +134,11 @@ def _run(args, workdir, lock) -> dict:
   cfg = override(make_config(args.method, seed=args.seed), args.set).validate()
   if args.checkpoint_every < 0:
     raise ConfigError(f"--checkpoint-every must be ≥ 0, got {args.checkpoint_every}")
+  return cfg
+
+
+def _run(args, workdir, lock) -> dict:
+  cfg = _checked_config(args, workdir)
   start = load(args.original)
   if start.fm is None:
     raise ConfigError(f"{args.original} holds a user's own model; use jaxunlearn.unlearn")
@@ -168,19 +174,10 @@ def _run(args, workdir, lock) -> dict:
   anchor = reference[0] if len(ledger) > 1 else None
   lock.ensure()  # before the first write (creates the workdir)
   result = run_method(
-    cfg,
-    start.fm,
-    start.params,
-    start.model_state,
-    dataset,
-    step_set,
-    progress=not args.no_progress,
-    checkpointer=manager,
-    checkpoint_every=args.checkpoint_every,
-    resume=args.resume,
-    metadata=metadata,
-    anchor=anchor,
-  )
+    cfg, start.fm, start.params, start.model_state, dataset, step_set,
+    progress=not args.no_progress, checkpointer=manager, checkpoint_every=args.checkpoint_every,
+    resume=args.resume, metadata=metadata, anchor=anchor,
+  )  # fmt: skip
   manager.close()
   out, this = _metrics(args, cfg, start, result, dataset, step_set, union, reference, retrained)
   keys = ("UA", "RA", "TA", "MIA", "LossAUC")

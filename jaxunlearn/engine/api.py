@@ -208,6 +208,31 @@ def _model(model, params, model_state, loss):
   return (*as_functional(model, params, model_state, loss=loss), None)
 
 
+def _given_model(previous, model, params, model_state, loss):
+  """``(fm, params, model_state, description)`` of the model passed; all ``None`` but the
+  params when it comes with ``previous`` (the parameters are the earlier request's: the
+  model alone will do)."""
+  from_previous = previous is not None and (
+    model is None or (params is None and not isinstance(model, (nnx.Module, Loaded)))
+  )
+  if from_previous:
+    return None, params, model_state, None
+  if model is None:
+    raise ConfigError("pass the model (an apply function, a linen or NNX module)")
+  return _model(model, params, model_state, loss)
+
+
+def _budget_reference(series, budget_from: str):
+  """The ``(params, model_state)`` the retain budget is measured against."""
+  reference = series.original if budget_from == "original" else series.start
+  if reference is None:
+    raise ConfigError(
+      "the model before the first request was not saved with that workdir; pass "
+      "budget_from='request'"
+    )
+  return reference
+
+
 def _describe(loaded: Loaded) -> dict:
   """What rebuilds a workdir's catalogue model, so a run from it is a workdir the
   commands continue."""
@@ -389,27 +414,13 @@ def unlearn(
     raise ConfigError("pass steps or epochs, not both")
   dataset = _dataset(x, y, ids, val, test, num_classes)
   request = _request(dataset, forget, forget_ids, forget_seed)
-  # With previous=, the parameters are the earlier request's: the model alone will do.
-  from_previous = previous is not None and (
-    model is None or (params is None and not isinstance(model, (nnx.Module, Loaded)))
-  )
-  if from_previous:
-    fm = description = None
-  elif model is None:
-    raise ConfigError("pass the model (an apply function, a linen or NNX module)")
-  else:
-    fm, params, model_state, description = _model(model, params, model_state, loss)
+  fm, params, model_state, description = _given_model(previous, model, params, model_state, loss)
   fm, series = _series(previous, fm, params, model_state, description, dataset, model, loss)
   step_set, union = series.ledger.begin(dataset, request)
 
   pool = len(step_set.forget_idx) + len(step_set.retain_idx)
   cfg = _config(method, seed, config, pool, batch_size, steps, epochs)
-  reference = series.original if budget_from == "original" else series.start
-  if reference is None:
-    raise ConfigError(
-      "the model before the first request was not saved with that workdir; pass "
-      "budget_from='request'"
-    )
+  reference = _budget_reference(series, budget_from)
   reference_metrics = None
   if retrained is not None:  # before the work, so a bad argument costs nothing
     reference_metrics = _retrained(retrained, loss, dataset, union)

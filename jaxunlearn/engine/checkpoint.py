@@ -500,25 +500,23 @@ class Checkpointer:
     For a model the reader cannot rebuild (a user's own, saved by
     :func:`jaxunlearn.unlearn`); with a template, :meth:`restore` is exact.
     """
-    mgr, step = self._resolve(which, step)
-    try:
-      return mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
-    except Exception as e:  # noqa: BLE001
-      raise CheckpointError(
-        f"checkpoint step {step} at {self.directory} is corrupt or unreadable: {_first_line(e)}"
-      ) from e
+    return self._restore_item("state", ocp.args.StandardRestore(), which, step)
 
   def metadata(
     self, which: Literal["latest", "best"] = "latest", *, step: int | None = None
   ) -> dict:
     """The ``metadata`` dict saved with a checkpoint."""
+    return self._restore_item("metadata", ocp.args.JsonRestore(), which, step)
+
+  def _restore_item(self, item: str, args, which, step):
+    """One Orbax item of a step (``state`` or ``metadata``), or a CheckpointError."""
     mgr, step = self._resolve(which, step)
     try:
-      return mgr.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
+      return mgr.restore(step, args=ocp.args.Composite(**{item: args}))[item]
     except Exception as e:  # noqa: BLE001
-      raise CheckpointError(
-        f"metadata of step {step} at {self.directory} is unreadable: {_first_line(e)}"
-      ) from e
+      what = f"checkpoint step {step}" if item == "state" else f"metadata of step {step}"
+      fault = "is corrupt or unreadable" if item == "state" else "is unreadable"
+      raise CheckpointError(f"{what} at {self.directory} {fault}: {_first_line(e)}") from e
 
   def metrics(
     self, which: Literal["latest", "best"] = "latest", *, step: int | None = None

@@ -26,7 +26,7 @@ import numpy as np
 from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine import methods as methods_lib
 from jaxunlearn.engine import steps
-from jaxunlearn.engine.training import make_optimizer, model_from_metadata
+from jaxunlearn.engine.training import model_from_metadata, restore_template
 from jaxunlearn.errors import CheckpointError, ConfigError
 
 
@@ -145,13 +145,7 @@ def load(
     step = manager.latest_step() if which == "latest" else manager.best_step()
     loaded = functools.partial(Loaded, kind, metadata=meta, step=step, workdir=workdir)
     if kind in ("pretrain", "retrain"):
-      config, fm, params, model_state = model_from_metadata(meta)
-      template = {
-        "params": params,
-        "model_state": model_state,
-        "opt_state": make_optimizer(config, 1).init(params),
-        "epoch": jnp.zeros((), jnp.int32),
-      }
+      fm, template = restore_template(meta)
       got = manager.restore(template, which=which)
       opt_state = got["opt_state"] if optimizer_state else None
       return loaded(got["params"], got["model_state"], opt_state=opt_state, fm=fm)

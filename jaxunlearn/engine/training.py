@@ -202,6 +202,13 @@ def _batch(config, images, labels, idx, aug_rng, mesh):
   return parallel.shard_batch((x, y), mesh)
 
 
+def _placed(step_fn, state, mesh):
+  """The train step and its state, data-parallel over ``mesh`` (replicated state) if given."""
+  if mesh is None:
+    return step_fn, state
+  return parallel.data_parallel(step_fn, mesh), parallel.replicate(state, mesh)
+
+
 def _train(
   config, workdir, lock, forget_spec, retrain, resume, data_dir, forget_seed, progress, mesh
 ):
@@ -221,10 +228,7 @@ def _train(
   if manager is None:
     manager = ckpt.Checkpointer(workdir / "checkpoints")
 
-  step_fn = steps.make_train_step(fm, tx)
-  if mesh is not None:
-    step_fn = parallel.data_parallel(step_fn, mesh)
-    params, model_state, opt_state = parallel.replicate((params, model_state, opt_state), mesh)
+  step_fn, state = _placed(steps.make_train_step(fm, tx), (params, model_state, opt_state), mesh)
   predict = steps.make_predict(fm)
   log_path = workdir / "metrics.jsonl"
   if start_epoch == 0 and log_path.exists():
@@ -235,12 +239,11 @@ def _train(
   bar_start = start_epoch * per_epoch
   bar = CompileApartBar(
     total=config.epochs * per_epoch,
-    initial=start_epoch * per_epoch,
+    initial=bar_start,
     disable=not progress,
     desc="retrain" if retrain else "pretrain",
     unit="step",
   )
-  state = (params, model_state, opt_state)
 
   def tick():  # after each step: the compile apart from the rate
     nonlocal compile_seconds
@@ -263,27 +266,26 @@ def _train(
     params, model_state, opt_state = state
     record = _end_epoch(predict, state, dataset, epoch, losses, accs, log_path, manager, metadata)
     bar.set_postfix_str(f"loss {record['loss']:.3f}, val {record['val_accuracy']:.1f}%")
-    if stopping.requested() and epoch + 1 < config.epochs:
-      bar.close()
-      manager.close()
-      raise stopping.Stopped(
-        f"stopped after epoch {epoch + 1} of {config.epochs}, checkpoint saved; "
-        "continue with --resume"
-      )
+    _stop_if_requested(epoch, config.epochs, bar, manager)
   bar.close()
   manager.wait_until_finished()
   final = evaluate(fm, params, model_state, dataset, forget_set, unlearning=False)
-  final.update(
-    kind=metadata["kind"],
-    epochs=config.epochs,
-    seconds=time.perf_counter() - start,
-    compile_seconds=compile_seconds,
-    resumed_from_epoch=start_epoch,
-    forget_spec=forget_spec,
-  )
+  run = dict(epochs=config.epochs, seconds=time.perf_counter() - start)
+  run.update(compile_seconds=compile_seconds, resumed_from_epoch=start_epoch)
+  final.update(kind=metadata["kind"], **run, forget_spec=forget_spec)
   write_json_atomic(workdir / "metrics.json", final, indent=2)
   manager.close()
   return final
+
+
+def _stop_if_requested(epoch: int, epochs: int, bar, manager) -> None:
+  """After an epoch's checkpoint: the graceful stop (SIGINT/SIGTERM), unless it was the last."""
+  if stopping.requested() and epoch + 1 < epochs:
+    bar.close()
+    manager.close()
+    raise stopping.Stopped(
+      f"stopped after epoch {epoch + 1} of {epochs}, checkpoint saved; continue with --resume"
+    )
 
 
 @dataclasses.dataclass
@@ -324,6 +326,15 @@ def load_trained(workdir, *, which: str = "latest") -> TrainedModel:
       f"{workdir} holds a {meta.get('kind')!r} run, not a trained model; "
       "use jaxunlearn.load(workdir), which reads every kind"
     )
+  fm, template = restore_template(meta)
+  restored = manager.restore(template, which=which)
+  manager.close()
+  return TrainedModel(fm, restored["params"], restored["model_state"], meta)
+
+
+def restore_template(meta: dict) -> tuple:
+  """``(fm, template)``: a trained run's model and the structure its checkpoints restore
+  into (params, model state, optimiser state, epoch), from the run's metadata."""
   config, fm, params, model_state = model_from_metadata(meta)
   # The optimiser state's structure does not depend on the schedule's length.
   template = {
@@ -332,9 +343,7 @@ def load_trained(workdir, *, which: str = "latest") -> TrainedModel:
     "opt_state": make_optimizer(config, 1).init(params),
     "epoch": jnp.zeros((), jnp.int32),
   }
-  restored = manager.restore(template, which=which)
-  manager.close()
-  return TrainedModel(fm, restored["params"], restored["model_state"], meta)
+  return fm, template
 
 
 def model_description(meta: dict) -> dict:

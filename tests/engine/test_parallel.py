@@ -81,7 +81,7 @@ CHILD = textwrap.dedent(r"""
         lam_ref = ref.history["multiplier"]
         assert lam_ref.max() > 0.1, (method, lam_ref)   # λ really moved, so the check bites
         errs = {}
-        for n in (1, 2, 4, 8):
+        for n in (1, 2, 8):  # (4 devices: the pretraining above)
             mesh = parallel.make_mesh(n)
             res = run_method(cfg, fm, orig.params, orig.model_state, ds, fs, progress=False,
                           mesh=mesh)
@@ -167,7 +167,7 @@ def test_data_parallel_matches_single_device(tmp_path):
   assert summary["devices"] == 8
   assert set(summary["unlearn"]) == {"igs", "explicit"}
   for method, s in summary["unlearn"].items():
-    assert set(s["errors"]) == {"1", "2", "4", "8"}
+    assert set(s["errors"]) == {"1", "2", "8"}
     assert max(s["multiplier"]) > 0.1
     for n, e in s["errors"].items():
       assert e["params"] < 1e-4 and e["multiplier"] < 1e-4, (method, n, e)

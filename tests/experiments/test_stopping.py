@@ -1,4 +1,6 @@
-"""Graceful stop: SIGTERM mid-run saves a resumable state; the resumed run is bitwise equal."""
+"""Interrupted unlearning runs resume bitwise: SIGTERM mid-run saves a resumable state (the
+graceful stop), SIGKILL leaves the last periodic checkpoint; a rerun without --resume is
+refused, and each resumed run equals the uninterrupted one bitwise."""
 
 import json
 import os
@@ -18,8 +20,8 @@ from jaxunlearn.engine.config import TrainConfig
 from jaxunlearn.engine.training import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-ARGS = ["--method", "igs", "--forget", "class:0", "--no-progress", "--set", "steps=5000",
-        "--set", "n_retain=16", "--set", "n_forget=4", "--checkpoint-every", "250"]  # fmt: skip
+ARGS = ["--method", "igs", "--forget", "class:0", "--no-progress", "--set", "steps=2000",
+        "--set", "n_retain=16", "--set", "n_forget=4", "--checkpoint-every", "100"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -41,29 +43,46 @@ def cli(base, data_dir, workdir, *extra):
   )  # fmt: skip
 
 
-def test_sigterm_saves_and_the_resumed_run_is_bitwise_equal(original):
+def _interrupt_after_the_first_checkpoint(run, workdir, signum):
+  lock = workdir / ".lock"
+  deadline = time.time() + 120
+  while time.time() < deadline and not (lock.exists() and lock.read_text()):
+    time.sleep(0.01)
+  ckpts = workdir / "checkpoints"
+  while time.time() < deadline and not (
+    ckpts.exists() and any(p.name.isdigit() for p in ckpts.iterdir())
+  ):
+    time.sleep(0.005)  # in the loop: the first checkpoint (step 100 of 2,000) is written
+  run.send_signal(signum)
+  return run.communicate(timeout=120)[1]
+
+
+def test_stopped_or_killed_runs_resume_bitwise_equal(original):
   base, data_dir = original
   full = cli(base, data_dir, base / "full")
   assert full.wait(timeout=300) == 0, full.stderr.read()
   stopped = cli(base, data_dir, base / "stopped")
-  lock = base / "stopped" / ".lock"
-  deadline = time.time() + 120
-  while time.time() < deadline and not (lock.exists() and lock.read_text()):
-    time.sleep(0.01)
-  ckpts = base / "stopped" / "checkpoints"
-  while time.time() < deadline and not (ckpts.exists() and any(ckpts.iterdir())):
-    time.sleep(0.005)  # in the loop: the first checkpoint (step 250 of 5,000) is written
-  stopped.send_signal(signal.SIGTERM)
-  _, err = stopped.communicate(timeout=120)
+  err = _interrupt_after_the_first_checkpoint(stopped, base / "stopped", signal.SIGTERM)
   assert stopped.returncode == 130, err
   assert "continue with --resume" in err and "Traceback" not in err, err
-  assert not (base / "stopped" / "metrics.json").exists()
-  resumed = cli(base, data_dir, base / "stopped", "--resume")
-  out, err = resumed.communicate(timeout=300)
-  assert resumed.returncode == 0, err
-  a, b = jaxunlearn.load(base / "full"), jaxunlearn.load(base / "stopped")
-  for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  killed = cli(base, data_dir, base / "killed")
+  _interrupt_after_the_first_checkpoint(killed, base / "killed", signal.SIGKILL)
+  assert killed.returncode == -signal.SIGKILL
+  for workdir in (base / "stopped", base / "killed"):
+    assert not (workdir / "metrics.json").exists()
+  refused = cli(base, data_dir, base / "killed")
+  assert refused.wait(timeout=300) == 2 and "--resume" in refused.stderr.read()
+  a = jaxunlearn.load(base / "full")
   ma = json.loads((base / "full" / "metrics.json").read_text())
-  mb = json.loads((base / "stopped" / "metrics.json").read_text())
-  assert ma["history"] == mb["history"] and ma["UA"] == mb["UA"]
+  assert not ma["resumed"]
+  for name in ("stopped", "killed"):
+    resumed = cli(base, data_dir, base / name, "--resume")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, (name, err)
+    b = jaxunlearn.load(base / name)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    mb = json.loads((base / name / "metrics.json").read_text())
+    assert mb["resumed"], name
+    for key in ("UA", "RA", "TA", "MIA", "history"):
+      assert ma[key] == mb[key], (name, key)
