@@ -16,12 +16,20 @@ On several hosts pass host 0's address as ``--coordinator`` (``10.0.0.1:12355``)
 host's rank; under Slurm or on a TPU pod leave ``--coordinator`` out and JAX finds its
 peers itself (``jax.distributed.initialize()``). Without ``--processes`` it runs alone
 (the reference a multi-process run must match).
+
+With ``--workdir`` every process checkpoints into it every ``--checkpoint-every`` steps
+(Orbax's multi-process checkpointing: one directory that every process can see, e.g. a
+shared file system across hosts). If a process dies, the others stop at their next step
+with one line naming the lost peer (exit status 3); rerunning every process with
+``--resume`` continues from the last checkpoint and ends where an uninterrupted run ends.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
+import sys
 
 
 def parse(argv=None):
@@ -31,6 +39,9 @@ def parse(argv=None):
   p.add_argument("--coordinator", default=None, help="host:port of process 0's coordinator")
   p.add_argument("--steps", type=int, default=30, help="unlearning steps")
   p.add_argument("--out", default="multihost.npz", help="process 0 writes params and λ here")
+  p.add_argument("--workdir", default=None, help="checkpoint here (every process: the same one)")
+  p.add_argument("--checkpoint-every", type=int, default=10, help="steps between checkpoints")
+  p.add_argument("--resume", action="store_true", help="continue from --workdir's checkpoint")
   return p.parse_args(argv)
 
 
@@ -45,11 +56,12 @@ def main(argv=None) -> None:
       num_processes=args.processes,
       process_id=args.process_id,
       initialization_timeout=120,
+      heartbeat_timeout_seconds=20,  # a dead peer is declared dead within 20 s, not 100
     )
   import numpy as np  # noqa: PLC0415
 
   from jaxunlearn import data  # noqa: PLC0415
-  from jaxunlearn.engine import parallel, training  # noqa: PLC0415
+  from jaxunlearn.engine import checkpoint, parallel, training  # noqa: PLC0415
   from jaxunlearn.engine.config import TrainConfig  # noqa: PLC0415
   from jaxunlearn.engine.methods import make_config  # noqa: PLC0415
   from jaxunlearn.engine.unlearning import run_method  # noqa: PLC0415
@@ -61,7 +73,25 @@ def main(argv=None) -> None:
   # so the dual variable is part of what must agree.
   cfg = make_config("igs", steps=args.steps, n_retain=32, n_forget=8, tolerance=-0.5)
   mesh = parallel.make_mesh() if args.processes > 1 else None  # every process's devices
-  result = run_method(cfg, fm, params, state, ds, forget, mesh=mesh, progress=False)
+  saving = {}
+  if args.workdir:
+    saving = dict(
+      checkpointer=checkpoint.Checkpointer(pathlib.Path(args.workdir) / "checkpoints"),
+      checkpoint_every=args.checkpoint_every,
+      resume=args.resume,
+    )
+  try:
+    result = run_method(cfg, fm, params, state, ds, forget, mesh=mesh, progress=False, **saving)
+  except Exception as e:  # noqa: BLE001 - only a lost peer is turned into a message
+    message = parallel.lost_peer(e) if args.processes > 1 else None
+    if message is None:
+      raise
+    print(f"multihost: {message}", file=sys.stderr, flush=True)
+    # The distributed runtime cannot shut down with a peer gone (its shutdown barrier
+    # aborts the process with a stack trace): leave without it.
+    os._exit(3)
+  if saving:
+    saving["checkpointer"].close()
   if jax.process_index() == 0:
     flat = {
       jax.tree_util.keystr(k): np.asarray(v)

@@ -213,3 +213,35 @@ def data_parallel(step_fn: Callable, mesh: Mesh) -> Callable:
     (True, 12.0)
   """
   return jax.jit(step_fn, out_shardings=replicated_sharding(mesh))
+
+
+# What a collective reports when a peer process died (CPU: Gloo's TCP pairs; GPU: NCCL;
+# either: the coordination service's heartbeat). Seen with two jax.distributed processes
+# on localhost after a SIGKILL of one: "Gloo all-reduce failed: ... Connection reset by
+# peer" on the next step of the other, at once (tests/engine/test_multihost.py).
+_LOST_PEER_SIGNS = ("Connection reset by peer", "Connection closed by peer", "heartbeat timeout")
+_LOST_PEER_SIGNS += ("Gloo all-reduce failed", "NCCL", "Broken pipe")
+
+
+def lost_peer(error: BaseException) -> str | None:
+  """A one-line message naming the lost peer when ``error`` is a collective that failed
+  because another process of this ``jax.distributed`` run is gone; ``None`` otherwise.
+
+  Examples:
+    >>> lost_peer(ValueError("shapes differ")) is None
+    True
+    >>> lost_peer(RuntimeError("Gloo all-reduce failed: Connection reset by peer")).split(";")[1]
+    ' rerun every process with --resume to continue from the last checkpoint'
+  """
+  text = str(error)
+  if not any(sign in text for sign in _LOST_PEER_SIGNS):
+    return None
+  me, n = jax.process_index(), jax.process_count()
+  others = [i for i in range(n) if i != me]
+  who = f"process {others[0]}" if len(others) == 1 else f"one of processes {others or '?'}"
+  line = next(line for line in text.splitlines() if any(s in line for s in _LOST_PEER_SIGNS))
+  line = line.strip() if len(line) <= 200 else "…" + line.strip()[-200:]  # ends with the cause
+  return (
+    f"process {me} of {n} lost {who}: a collective failed ({line}); rerun every "
+    "process with --resume to continue from the last checkpoint"
+  )
