@@ -31,11 +31,9 @@ import importlib.util
 import json
 import os
 import pathlib
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -79,23 +77,14 @@ def child(model: str, steps: int, warmup: int, params_out: str) -> dict:
       "plain", vs_pytorch.torch_model(model, params, ms), "shared", batch
     )
     torch_version = torch.__version__
-  for _ in range(warmup):
-    compiled()
-    if twin:
-      twin()
-  jax_t, torch_t = [], []
-  for r in range(steps):
-    for fw in ("jax", "torch") if r % 2 == 0 else ("torch", "jax"):
-      if fw == "jax":
-        jax_t.append(compiled())
-      elif twin:
-        t = time.perf_counter()
-        twin()
-        torch_t.append(time.perf_counter() - t)
+  # JAX and PyTorch alternate (harness.interleaved), so load drift hits both alike.
+  timed = harness.interleaved(
+    {"jax": compiled, **({"torch": twin} if twin else {})}, rounds=steps, warmup=warmup
+  )
   flat = [np.asarray(x) for x in jax.tree.leaves(compiled.carry[0])]
   np.savez(params_out, *flat)
-  jax_ms = 1e3 * statistics.median(jax_t)
-  torch_ms = 1e3 * statistics.median(torch_t) if torch_t else None
+  jax_ms = timed["jax"]["median_ms"]
+  torch_ms = timed["torch"]["median_ms"] if twin else None
   return {
     "jax_ms": jax_ms,
     "torch_ms": torch_ms,
@@ -114,7 +103,7 @@ def layer_child(steps: int, batch: int = BATCH) -> dict:
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(batch, 32, 32, 32)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(3, 3, 32, 64)) * 0.05, jnp.float32)
-  out = {}
+  fns = {}
   for name, dims, xx, ww in (
     ("NHWC", ("NHWC", "HWIO", "NHWC"), x, w),
     ("NCHW", ("NCHW", "OIHW", "NCHW"), x.transpose(0, 3, 1, 2), w.transpose(3, 2, 0, 1)),
@@ -125,14 +114,9 @@ def layer_child(steps: int, batch: int = BATCH) -> dict:
       return jnp.mean(y**2)
 
     f = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
-    jax.block_until_ready(f(xx, ww))
-    times = []
-    for _ in range(steps):
-      t = time.perf_counter()
-      jax.block_until_ready(f(xx, ww))
-      times.append(time.perf_counter() - t)
-    out[name] = 1e3 * statistics.median(times)
-  return out
+    fns[name] = lambda f=f, xx=xx, ww=ww: f(xx, ww)
+  timed = harness.interleaved(fns, rounds=steps, warmup=1)
+  return {name: t["median_ms"] for name, t in timed.items()}
 
 
 def _spawn(args: list[str], conv: str, flags: str) -> dict:

@@ -70,15 +70,21 @@ class TrainConfig:
     return self
 
 
-def traced(default):
+def traced(default, *, at_least: float | None = None):
   """A numeric field that every method reads by arithmetic only (never in a Python
   ``if``, a shape, or what ``Method.prepare`` computes), so a batch of runs may pass it as
   a traced array: one compiled program for every value of it
   (:func:`jaxunlearn.engine.unlearning.run_batch`; tests/engine/test_unlearning.py runs
   every method with them traced). Not traced: ``momentum`` and ``weight_decay`` (a zero
   leaves a transformation out), ``aggregate_scale``, ``clip_norm`` (same), and
-  ``salun_sparsity`` (it sizes SalUn's mask before the loop)."""
-  return dataclasses.field(default=default, metadata={"traced": True})
+  ``salun_sparsity`` (it sizes SalUn's mask before the loop). ``at_least``: the smallest
+  valid value (:meth:`MethodConfig.validate` checks it)."""
+  return dataclasses.field(default=default, metadata={"traced": True, "at_least": at_least})
+
+
+def bounded(default, *, at_least: float):
+  """A field that is not traced, with the smallest valid value ``at_least``."""
+  return dataclasses.field(default=default, metadata={"at_least": at_least})
 
 
 def traced_names(config) -> tuple[str, ...]:
@@ -91,9 +97,14 @@ class MethodConfig:
   """Base of a method's own hyper-parameters: a frozen dataclass next to its registry
   entry (:attr:`jaxunlearn.engine.methods.Method.hparams`), one per method; fields marked
   :func:`traced` may differ between the runs of one compiled batch. This base has none
-  (FT, GA, RL). ``validate`` checks the values; a subclass extends it."""
+  (FT, GA, RL). ``validate`` checks every field's ``at_least`` bound (:func:`traced`,
+  :func:`bounded`); a subclass with other rules extends it."""
 
   def validate(self) -> MethodConfig:
+    for f in dataclasses.fields(self):
+      bound = f.metadata.get("at_least")
+      if bound is not None and getattr(self, f.name) < bound:
+        raise ConfigError(f"{f.name} must be ≥ {bound:g}, got {getattr(self, f.name)}")
     return self
 
 
@@ -179,7 +190,7 @@ class UnlearnConfig:
     blank = {}
     for config in (self, self.hparams):
       blank.update(
-        {f.name: f.default for f in dataclasses.fields(config) if f.name in traced_names(config)}
+        {f.name: f.default for f in dataclasses.fields(config) if f.metadata.get("traced")}
       )
     return self.replace(**blank)
 

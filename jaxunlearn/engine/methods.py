@@ -36,7 +36,7 @@ import numpy as np
 import optax
 
 from jaxunlearn import objectives, transforms
-from jaxunlearn.engine.config import MethodConfig, UnlearnConfig, check_keys, traced
+from jaxunlearn.engine.config import MethodConfig, UnlearnConfig, bounded, check_keys, traced
 from jaxunlearn.engine.layouts import LAYOUTS
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.transforms import aggregators, implicit
@@ -44,12 +44,6 @@ from jaxunlearn.transforms import aggregators, implicit
 # ------------------------------------------------------------------ hyper-parameters
 
 _PAPER = implicit.VARIANTS["paper"]
-
-
-def _at_least_zero(config, *keys):
-  for key in keys:
-    if getattr(config, key) < 0:
-      raise ConfigError(f"{key} must be ≥ 0, got {getattr(config, key)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +57,7 @@ class IGSConfig(MethodConfig):
   reference: str = _PAPER.reference  # "previous" (per step, the paper's) or "start" (θ_0)
   normalize_weights: bool = _PAPER.normalize_weights  # weights (λ, 1)/(1+λ), not (λ, 1)
   dual_optimizer: str = _PAPER.dual  # "adam" (the paper's) or "sgd"
-  dual_lr: float = traced(_PAPER.dual_lr)
+  dual_lr: float = traced(_PAPER.dual_lr, at_least=0)
   dual_weight_decay: float = traced(_PAPER.dual_weight_decay)
   init_multiplier: float = traced(0.0)
   log_losses: bool = _PAPER.log_losses
@@ -95,8 +89,7 @@ class IGSConfig(MethodConfig):
     ):
       if getattr(self, key) not in valid:
         raise ConfigError(f"unknown {key} {getattr(self, key)!r}; valid: {', '.join(valid)}")
-    _at_least_zero(self, "dual_lr")
-    return self
+    return super().validate()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,11 +98,7 @@ class AggregateConfig(MethodConfig):
   to ``clip_norm`` (0: no clipping). Not traced: 1 and 0 leave a transformation out."""
 
   aggregate_scale: float = 1.0
-  clip_norm: float = 0.0
-
-  def validate(self) -> AggregateConfig:
-    _at_least_zero(self, "clip_norm")
-    return self
+  clip_norm: float = bounded(0.0, at_least=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,21 +116,13 @@ class CAGradConfig(AggregateConfig):
 
 @dataclasses.dataclass(frozen=True)
 class FAMOConfig(MethodConfig):
-  famo_lr: float = traced(0.025)
-
-  def validate(self) -> FAMOConfig:
-    _at_least_zero(self, "famo_lr")
-    return self
+  famo_lr: float = traced(0.025, at_least=0)
 
 
 @dataclasses.dataclass(frozen=True)
 class PDUConfig(MethodConfig):
   pdu_threshold: float = traced(0.05)  # absolute retain-loss level ε_abs
-  pdu_dual_lr: float = traced(0.1)
-
-  def validate(self) -> PDUConfig:
-    _at_least_zero(self, "pdu_dual_lr")
-    return self
+  pdu_dual_lr: float = traced(0.1, at_least=0)
 
 
 @dataclasses.dataclass(frozen=True)
