@@ -129,3 +129,57 @@ def l1_norm(params):
     3.5
   """
   return sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(params))
+
+
+def answer_losses(logits, tokens, *, answer_id: int = 2, pad_id: int = 0):
+  """Per-row mean cross-entropy of a causal language model on its answer tokens, ``(B,)``.
+
+  ``tokens`` ``(B, T)`` are the inputs the ``logits`` ``(B, T, V)`` came from; position t
+  predicts token t + 1. The loss counts the targets after the row's ``answer_id``
+  separator that are not padding (the answer and its end token), so the question is
+  masked, as in TOFU. ``answer_id`` and ``pad_id`` default to those of
+  :mod:`jaxunlearn.data.tofu`. The mean over a row's answer tokens is its "average
+  loss", whose exp(−·) is TOFU's length-normalised answer probability.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> tokens = jnp.array([[1, 5, 2, 3, 0]])  # <bos> q <ans> <eos> <pad>: one target
+    >>> logits = jnp.zeros((1, 5, 6)).at[0, 2, 3].set(2.0)  # position 2 predicts <eos>
+    >>> round(float(answer_losses(logits, tokens)[0]), 4)  # −log softmax(2 | 0 × 5)
+    0.5168
+  """
+  targets = tokens[:, 1:]
+  seen = jnp.cumsum(tokens[:, :-1] == answer_id, axis=1) > 0
+  mask = (seen & (targets != pad_id)).astype(jnp.float32)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits[:, :-1], targets)
+  return jnp.sum(ce * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+
+
+def npo_from_losses(losses, ref_losses, beta: float = 0.1, weights=None):
+  r"""NPO from per-example losses: (2/β)·mean softplus(β·(ℓ_ref − ℓ)), where ℓ = −log π_θ(y|x)
+  and ℓ_ref the original model's (held fixed): :func:`npo_loss` for any model whose
+  per-example loss is a negative log-likelihood (for a language model with
+  :func:`answer_losses`, the length-normalised one).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> l = jnp.array([0.3, 1.2])
+    >>> round(float(npo_from_losses(l, l, beta=0.5)), 4)  # π_θ = π_ref: (2/β)·log 2
+    2.7726
+  """
+  return (2.0 / beta) * _reduce(
+    jax.nn.softplus(beta * (jax.lax.stop_gradient(ref_losses) - losses)), weights
+  )
+
+
+def simnpo_loss(losses, beta: float = 4.5, gamma: float = 0.125, weights=None):
+  r"""SimNPO (Fan et al., 2024): NPO without the reference model, on length-normalised
+  log-likelihoods with a margin: (2/β)·mean softplus(γ − β·ℓ), ℓ the per-example loss
+  (for a language model the mean token loss of the answer, :func:`answer_losses`).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> round(float(simnpo_loss(jnp.array([0.0]), beta=2.0, gamma=0.0)), 4)  # (2/β)·log 2
+    0.6931
+  """
+  return (2.0 / beta) * _reduce(jax.nn.softplus(gamma - beta * losses), weights)

@@ -51,6 +51,7 @@ ENGINE_RANK = {
   "layouts": 0,
   "steps": 2,
   "evaluation": 3,
+  "answers": 3,
   "training": 4,
   "unlearning": 4,
   "loading": 5,

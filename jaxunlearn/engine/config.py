@@ -17,7 +17,12 @@ from typing import Any
 from jaxunlearn.errors import ConfigError
 
 FORGET_OBJECTIVES = ("rl", "ga", "heldout")
-LAYOUTS = ("mixed", "split", "denoise")  # jaxunlearn.engine.layouts.LAYOUTS (tested equal)
+LAYOUTS = (
+  "mixed",
+  "split",
+  "denoise",
+  "answers",
+)  # jaxunlearn.engine.layouts.LAYOUTS (tested equal)
 
 
 @dataclasses.dataclass(frozen=True)

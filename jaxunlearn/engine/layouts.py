@@ -55,8 +55,8 @@ class Parts(NamedTuple):
 class StepInputs(NamedTuple):
   """What a single-shape method's ``loss(inputs, cfg)`` sees: the :class:`Parts` fields,
   then the step's context — the step index, the run's progress in [0, 1), the params
-  being differentiated, and the original model's logits on each part (for methods with
-  ``needs_teacher``; ``None`` otherwise)."""
+  being differentiated, and the original model's logits on each part and its loss on the
+  forget rows' true labels (for methods with ``needs_teacher``; ``None`` otherwise)."""
 
   retain_logits: jax.Array | None
   retain_label: jax.Array | None
@@ -73,12 +73,13 @@ class StepInputs(NamedTuple):
   params: Any
   teacher_retain_logits: jax.Array | None = None
   teacher_forget_logits: jax.Array | None = None
+  teacher_forget_losses: jax.Array | None = None  # its per-example loss on forget_true_label
 
 
 class Layout(Protocol):
   """How an unlearning step sees its data (:class:`Mixed`, :class:`Split`,
-  :class:`Denoise`): a batch as a pure function of (seed, step), its shapes, the rows a
-  data-parallel step splits, and the forward passes over it."""
+  :class:`Denoise`, :class:`Answers`): a batch as a pure function of (seed, step), its
+  shapes, the rows a data-parallel step splits, and the forward passes over it."""
 
   name: str
   #: A batch's retain loss at fixed params is a function of its rows only (no random
@@ -113,6 +114,10 @@ class Layout(Protocol):
   def saliency_gradient(self, fm, params, model_state, dataset, forget_set, cfg) -> Any:
     """The gradient SalUn's saliency mask is taken from."""
 
+  def row_targets(self, split) -> Any:
+    """What a row's loss compares the model's output with: its labels (classifiers) or,
+    for a language model, its tokens."""
+
 
 def example_loss(fm):
   """The per-example loss ``loss(logits, labels) -> (B,)`` a model is trained with.
@@ -143,6 +148,10 @@ def cross_entropy_saliency(fm, params, model_state, dataset, forget_set, cfg, ba
     )
     total = optax.tree.add(total, g)
   return total
+
+
+def _labels(split):
+  return split.labels
 
 
 def _with_losses(fm, parts: Parts) -> Parts:
@@ -186,6 +195,7 @@ class Split:
   name = "split"
   rows_fix_losses = True
   saliency_gradient = staticmethod(cross_entropy_saliency)
+  row_targets = staticmethod(_labels)
 
   @staticmethod
   def batch(dataset, forget_set, step, cfg, n_retain, n_forget, anchor=None) -> dict:
@@ -258,6 +268,7 @@ class Mixed:
   name = "mixed"
   rows_fix_losses = True
   saliency_gradient = staticmethod(cross_entropy_saliency)
+  row_targets = staticmethod(_labels)
 
   @staticmethod
   def batch(dataset, forget_set, step, cfg, n_retain, n_forget, anchor=None) -> dict:
@@ -333,6 +344,7 @@ class Denoise:
 
   name = "denoise"
   rows_fix_losses = False  # a noise and a timestep drawn per row and step
+  row_targets = staticmethod(_labels)  # the class a row is conditioned on
 
   @staticmethod
   def saliency_gradient(fm, params, model_state, dataset, forget_set, cfg):
@@ -408,4 +420,117 @@ class Denoise:
     raise ConfigError("methods that read a teacher's logits (scrub, npo) do not apply to DDPMs")
 
 
-LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (Mixed, Split, Denoise)}
+def with_answers(tokens: np.ndarray, answers: np.ndarray, answer_id: int, pad_id: int):
+  """``tokens`` (rows ``<bos> question <ans> …``) with each row's answer replaced by the
+  matching row of ``answers`` (token ids, padded with ``pad_id``), cut to the row length."""
+  out = np.full_like(tokens, pad_id)
+  length = tokens.shape[1]
+  for i, (row, answer) in enumerate(zip(tokens, answers)):
+    start = int(np.flatnonzero(row == answer_id)[0]) + 1
+    answer = answer[answer != pad_id][: length - start]
+    out[i, :start] = row[:start]
+    out[i, start : start + len(answer)] = answer
+  return out
+
+
+class Answers:
+  """Question–answer rows of a language model (a :class:`~jaxunlearn.data.tofu.QADataset`):
+  separate retain and forget batches as :class:`Split`, of token ids ``(B, T)``.
+
+  The model's loss (``fm.example_loss``, e.g. :func:`~jaxunlearn.objectives.answer_losses`)
+  is per row on its answer tokens. ``retain_losses``: the retain rows'; ``forget_true_losses``:
+  the forget rows' own answers (gradient ascent, NPO); ``forget_losses``: the same
+  questions answered "I don't know" (an answer drawn per row from (seed, step) among the
+  dataset's ``idk``), the language-model analogue of random labels and a positive loss
+  IGS can weigh. A forget step is two forward passes (the answers and the IDK rows).
+  """
+
+  name = "answers"
+  rows_fix_losses = True  # token rows, no noise: per-row losses of θ_0 can anchor
+
+  @staticmethod
+  def row_targets(split):
+    return split.images
+
+  @staticmethod
+  def batch(dataset, forget_set, step, cfg, n_retain, n_forget, anchor=None) -> dict:
+    b = data_lib.unlearning_batch(
+      dataset, forget_set, step, seed=cfg.seed, n_retain=n_retain, n_forget=n_forget,
+      forget_labels="true",
+    )  # fmt: skip
+    rng = np.random.default_rng([cfg.seed, step, 17])
+    idk = dataset.idk[rng.integers(0, len(dataset.idk), size=n_forget)]
+    out = {
+      "retain_tokens": b["retain_image"],
+      "forget_tokens": b["forget_image"],
+      "forget_idk": with_answers(b["forget_image"], idk, dataset.answer_id, dataset.pad_id),
+    }
+    return _with_anchor(out, anchor, b["retain_index"])
+
+  @staticmethod
+  def shapes(dataset, n_retain, n_forget, anchor=False) -> dict:
+    length, i32 = dataset.train.images.shape[1], jnp.int32
+    out = {
+      "retain_tokens": jax.ShapeDtypeStruct((n_retain, length), i32),
+      "forget_tokens": jax.ShapeDtypeStruct((n_forget, length), i32),
+      "forget_idk": jax.ShapeDtypeStruct((n_forget, length), i32),
+    }
+    if anchor:
+      out["anchor_losses"] = jax.ShapeDtypeStruct((n_retain,), jnp.float32)
+    return out
+
+  rows = Split.rows
+
+  @staticmethod
+  def retain_part(fm, params, model_state, batch):
+    tokens = batch["retain_tokens"]
+    logits, new_state = fm.apply(params, model_state, tokens, train=True)
+    losses = example_loss(fm)(logits, tokens)
+    return Parts(retain_logits=logits, retain_label=tokens, retain_losses=losses), new_state
+
+  @staticmethod
+  def forget_part(fm, params, model_state, batch):
+    loss = example_loss(fm)
+    tokens, idk = batch["forget_tokens"], batch["forget_idk"]
+    logits, new_state = fm.apply(params, model_state, tokens, train=True)
+    idk_logits, _ = fm.apply(params, model_state, idk, train=True)
+    part = Parts(
+      forget_logits=logits,
+      forget_label=idk,
+      forget_true_label=tokens,
+      forget_losses=loss(idk_logits, idk),
+      forget_true_losses=loss(logits, tokens),
+    )
+    return part, new_state
+
+  @staticmethod
+  def forward(fm, params, model_state, batch):
+    retain, new_state = Answers.retain_part(fm, params, model_state, batch)
+    forget, _ = Answers.forget_part(fm, params, model_state, batch)
+    return retain._replace(
+      **{k: v for k, v in forget._asdict().items() if v is not None}
+    ), new_state
+
+  @staticmethod
+  def teacher_logits(fm, teacher, batch):
+    t_params, t_state = teacher
+    r = fm.apply(t_params, t_state, batch["retain_tokens"], train=False)[0]
+    f = fm.apply(t_params, t_state, batch["forget_tokens"], train=False)[0]
+    return r, f
+
+  @staticmethod
+  def saliency_gradient(fm, params, model_state, dataset, forget_set, cfg, batch_size=256):
+    """Σ over the forget rows of ∇ (their answer loss), eval mode (SalUn's saliency)."""
+    del cfg
+    tokens = dataset.train.images[forget_set.forget_idx]
+    loss = example_loss(fm)
+    grad_sum = jax.jit(
+      jax.grad(lambda p, t: jnp.sum(loss(fm.apply(p, model_state, t, train=False)[0], t)))
+    )
+    total = optax.tree.zeros_like(params)
+    for i in range(0, len(tokens), batch_size):
+      total = optax.tree.add(total, grad_sum(params, jnp.asarray(tokens[i : i + batch_size])))
+    return total
+
+
+LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (Mixed, Split, Denoise, Answers)}

@@ -162,6 +162,12 @@ class NPOConfig(MethodConfig):
   npo_beta: float = traced(0.1)
 
 
+@dataclasses.dataclass(frozen=True)
+class SimNPOConfig(MethodConfig):
+  simnpo_beta: float = traced(4.5, at_least=0)  # open-unlearning's defaults
+  simnpo_gamma: float = traced(0.125)  # the margin
+
+
 class ObservedLosses(NamedTuple):
   """What a weighted step observed, for the transformation's extra ``update`` arguments.
 
@@ -273,7 +279,8 @@ class Method:
       (e.g. SalUn's mask) and handed to ``make_tx``; ``None`` if nothing.
     state_logs: ``state_logs(opt_state) -> dict`` of scalars to log after each step
       (``multiplier``, ``retain_decrease``).
-    needs_teacher: its loss reads the original model's logits (``teacher_*_logits``).
+    needs_teacher: its loss reads the original model's logits (``teacher_*_logits``) or
+      its loss on the forget rows (``teacher_forget_losses``).
     budget: ``budget(cfg) -> RetainBudget | None``, what the method promises about the
       retain loss at the end of a run (``None``: it promises nothing over a run).
     takes_anchor_loss: ``cfg -> bool``, its transformation compares L_r against the
@@ -651,11 +658,11 @@ METHODS = {
       "npo",
       "single",
       _fixed("NPO (true labels)"),
+      # on the model's per-example loss (−log π for cross-entropy), so any model's
       loss=lambda out, cfg: (
-        objectives.npo_loss(
-          out.forget_logits,
-          out.teacher_forget_logits,
-          out.forget_true_label,
+        objectives.npo_from_losses(
+          out.forget_true_losses,
+          out.teacher_forget_losses,
           cfg.hparams.npo_beta,
           weights=out.forget_weight,
         )
@@ -664,6 +671,22 @@ METHODS = {
       needs_teacher=True,
       hparams=NPOConfig,
       tune=_knob("npo_beta", (0.1, 0.5)),
+    ),
+    Method(
+      "simnpo",
+      "single",
+      _fixed("SimNPO (true labels)"),
+      loss=lambda out, cfg: (
+        objectives.simnpo_loss(
+          out.forget_true_losses,
+          cfg.hparams.simnpo_beta,
+          cfg.hparams.simnpo_gamma,
+          weights=out.forget_weight,
+        )
+        + retain_objective(out)
+      ),
+      hparams=SimNPOConfig,
+      tune=_knob("simnpo_beta", (2.5, 4.5)),
     ),
   ]
 }

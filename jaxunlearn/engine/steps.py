@@ -27,7 +27,7 @@ import optax
 
 from jaxunlearn import objectives, transforms
 from jaxunlearn.engine.config import UnlearnConfig
-from jaxunlearn.engine.layouts import LAYOUTS, StepInputs
+from jaxunlearn.engine.layouts import LAYOUTS, StepInputs, example_loss
 from jaxunlearn.engine.methods import Method, ObservedLosses, forget_objective, retain_objective
 from jaxunlearn.nn.models import FunctionalModel
 
@@ -99,9 +99,16 @@ def forward_outputs(
   single-shape method's ``loss`` reads, and the new model state."""
   layout = LAYOUTS[cfg.layout]
   parts, new_state = layout.forward(fm, params, model_state, batch)
-  teacher_logits = layout.teacher_logits(fm, teacher, batch) if method.needs_teacher else ()
-  inputs = StepInputs(*parts, step_index, step_index / cfg.steps, params, *teacher_logits)
+  teacher = _teacher_outputs(fm, layout, teacher, batch, parts) if method.needs_teacher else ()
+  inputs = StepInputs(*parts, step_index, step_index / cfg.steps, params, *teacher)
   return inputs, new_state
+
+
+def _teacher_outputs(fm, layout, teacher, batch, parts) -> tuple:
+  """The original model's logits on each part and its loss on the forget rows' labels."""
+  retain_logits, forget_logits = layout.teacher_logits(fm, teacher, batch)
+  losses = example_loss(fm)(forget_logits, parts.forget_true_label)
+  return retain_logits, forget_logits, losses
 
 
 def _all_finite(tree):

@@ -72,14 +72,15 @@ def with_heldout_loss(cfg: UnlearnConfig, fm, params, model_state, dataset) -> U
       "forget_objective=heldout measures the original's loss on the validation split, "
       "and this dataset has none; pass heldout_loss=VALUE"
     )
-  losses = _example_losses(fm, params, model_state, dataset.val)
+  losses = _example_losses(fm, params, model_state, dataset.val, cfg.layout)
   return dataclasses.replace(cfg, heldout_loss=float(jnp.mean(losses)))
 
 
-def _example_losses(fm, params, model_state, split):
-  """The model's per-example loss (eval mode) on every row of ``split``."""
+def _example_losses(fm, params, model_state, split, layout: str):
+  """The model's per-example loss (eval mode) on every row of ``split``, against what
+  ``layout`` compares a row with (its label; a language model's row, its tokens)."""
   logits = make_predict(fm)(params, model_state, split.images)
-  return example_loss(fm)(logits, jnp.asarray(split.labels))
+  return example_loss(fm)(logits, jnp.asarray(LAYOUTS[layout].row_targets(split)))
 
 
 def anchor_table(cfg: UnlearnConfig, fm, params, model_state, dataset) -> np.ndarray | None:
@@ -112,7 +113,7 @@ def anchor_table(cfg: UnlearnConfig, fm, params, model_state, dataset) -> np.nda
     return None
   # Eval mode equals train mode for a model without state; its compiled predict is the
   # one evaluation uses anyway.
-  return np.asarray(_example_losses(fm, params, model_state, dataset.train), np.float32)
+  return np.asarray(_example_losses(fm, params, model_state, dataset.train, cfg.layout), np.float32)
 
 
 def _step(cfg, fm, params, model_state, dataset, forget_set, optimizer):

@@ -181,3 +181,56 @@ def test_teacher_methods_refuse_a_ddpm(setup):
   batch = {k: jnp.asarray(v) for k, v in layout.batch(ds, fs, 0, cfg, 24, 8).items()}
   with pytest.raises(ConfigError, match="do not apply to DDPMs"):
     step(params, state, tx.init(params), batch, (params, state), jnp.int32(0))
+
+
+@pytest.fixture(scope="module")
+def qa():
+  from flax import nnx
+
+  from jaxunlearn import objectives
+  from jaxunlearn.data import tofu
+  from jaxunlearn.nn.transformer import Decoder, functional_lm
+
+  ds = tofu.make_dataset(authors=5, facts=3, world=3)
+  model = Decoder(len(ds.tokenizer), ds.tokens_per_row, size="tiny", rngs=nnx.Rngs(0))
+  fm, params, state = functional_lm(model, objectives.answer_losses)
+  return ds, tofu.forget_split(ds, 20), fm, params, state
+
+
+def test_answers_batches_ask_the_forget_questions_with_an_idk_answer(qa):
+  from jaxunlearn.data import tofu
+
+  ds, forget, *_ = qa
+  cfg = make_config("rl", layout="answers", n_retain=4, n_forget=2, seed=1)
+  b = layouts.Answers.batch(ds, forget, 3, cfg, 4, 2)
+  again = layouts.Answers.batch(ds, forget, 3, cfg, 4, 2)
+  assert all(np.array_equal(b[k], again[k]) for k in b)  # a pure function of (seed, step)
+  idk = {" ".join(ds.tokenizer.decode(a[a != tofu.PAD_ID])) for a in ds.idk}
+  for row, alt in zip(b["forget_tokens"], b["forget_idk"]):
+    cut = list(row).index(tofu.ANS_ID) + 1
+    assert np.array_equal(alt[:cut], row[:cut])  # the same question
+    answer = alt[cut:][alt[cut:] != tofu.PAD_ID]
+    assert " ".join(ds.tokenizer.decode(answer)) in idk
+  assert set(ds.train.labels[np.isin(ds.train.images, b["forget_tokens"]).all(1)]) <= set(
+    forget.forget_classes
+  )
+  shapes = layouts.Answers.shapes(ds, 4, 2)
+  assert {k: v.shape for k, v in shapes.items()} == {k: v.shape for k, v in b.items()}
+
+
+def test_answers_parts_are_the_answer_losses_of_each_row(qa):
+  from jaxunlearn import objectives
+
+  ds, forget, fm, params, state = qa
+  cfg = make_config("rl", layout="answers", n_retain=4, n_forget=2)
+  b = {k: jnp.asarray(v) for k, v in layouts.Answers.batch(ds, forget, 0, cfg, 4, 2).items()}
+  parts, _ = layouts.Answers.forward(fm, params, state, b)
+  logits = lambda t: fm.apply(params, state, t, train=False)[0]
+  for got, tokens in (
+    (parts.retain_losses, b["retain_tokens"]),
+    (parts.forget_true_losses, b["forget_tokens"]),
+    (parts.forget_losses, b["forget_idk"]),
+  ):
+    want = objectives.answer_losses(logits(tokens), tokens)
+    assert np.allclose(got, want, rtol=1e-5)
+  assert np.array_equal(layouts.Answers.row_targets(ds.train), ds.train.images)

@@ -1,0 +1,312 @@
+"""TOFU-style language-model unlearning: memorise fictitious authors, forget some, measure.
+
+``python -m experiments.compare --scenario tofu-tiny`` (or ``python -m experiments.tofu``)
+generates the authors (:mod:`jaxunlearn.data.tofu`), fine-tunes a small Flax NNX decoder
+(:mod:`jaxunlearn.nn.transformer`) on every row (the *original*) and on every row but the
+forget authors' (the *retain* model, the reference), then runs each method of the
+registry through the engine's ``answers`` layout (loss on answer tokens) and reports the
+open-unlearning metrics (:mod:`jaxunlearn.engine.answers`): forget quality, model utility,
+forget-set probability / ROUGE / truth ratio and privleak.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from experiments import results_schema
+from experiments.cli import main_guard, parser
+from jaxunlearn import data as data_lib
+from jaxunlearn import objectives
+from jaxunlearn.data import tofu
+from jaxunlearn.engine import answers
+from jaxunlearn.engine.methods import make_config
+from jaxunlearn.engine.records import check_workdir, machine_info, write_json_atomic
+from jaxunlearn.engine.unlearning import run_method
+from jaxunlearn.metrics import language as lm_metrics
+from jaxunlearn.nn.transformer import Decoder, functional_lm
+
+
+@dataclasses.dataclass(frozen=True)
+class LMTrainConfig:
+  """How a model memorises the rows: AdamW with a warm-up and cosine decay (a constant
+  rate left the curve noisy), batches a pure function of (seed, step)."""
+
+  size: str = "small"
+  epochs: int = 60
+  batch_size: int = 64
+  learning_rate: float = 3e-3
+  weight_decay: float = 0.01
+  warmup: float = 0.05  # share of the steps
+  seed: int = 0
+
+
+def build_lm(ds, size: str, seed: int):
+  model = Decoder(len(ds.tokenizer), ds.tokens_per_row, size=size, rngs=nnx.Rngs(seed))
+  return functional_lm(model, objectives.answer_losses)
+
+
+def _train_step(fm, tx):
+  def step(params, opt_state, tokens):
+    loss_fn = lambda p: jnp.mean(fm.example_loss(fm.apply(p, {}, tokens, train=True)[0], tokens))
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  return jax.jit(step)
+
+
+def train_lm(ds, rows: np.ndarray, config: LMTrainConfig, *, log=None):
+  """``(fm, params, state, losses)``: a model fine-tuned from scratch on ``rows``."""
+  fm, params, state = build_lm(ds, config.size, config.seed)
+  batch = min(config.batch_size, len(rows))
+  steps = config.epochs * math.ceil(len(rows) / batch)
+  schedule = optax.warmup_cosine_decay_schedule(
+    0.0, config.learning_rate, max(1, int(config.warmup * steps)), steps
+  )
+  tx = optax.adamw(schedule, weight_decay=config.weight_decay)
+  opt_state = tx.init(params)
+  step_fn = _train_step(fm, tx)
+  tokens = ds.train.images[rows]
+  losses = []
+  for step in range(steps):
+    idx = data_lib.batch_indices(len(rows), batch, config.seed, step)
+    params, opt_state, loss = step_fn(params, opt_state, jnp.asarray(tokens[idx]))
+    losses.append(float(loss) if log else loss)
+    if log and step % 200 == 0:
+      log(f"step {step}/{steps} loss {float(loss):.4f}")
+  return fm, params, state, np.asarray(losses, np.float32)
+
+
+# The registry's methods that apply to a language model's answers (SCRUB's KL reads
+# class logits; SalUn, ℓ1-sparse and FT are left out of the default table for time).
+METHODS = (
+  "ga", "graddiff", "npo", "simnpo", "rl", "igs", "igs_paper", "explicit", "pcgrad",
+  "cagrad", "mgda", "famo", "pdu",
+)  # fmt: skip
+LABELS = {"rl": "IDK (rl)", "igs": "IGS (anchored)", "igs_paper": "IGS (paper)"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TofuScenario:
+  """One scenario: the data, how the models memorise, how every method unlearns (the
+  same budget for each: ``epochs`` over the forget rows, Adam at ``learning_rate``, TOFU's
+  protocol of one optimiser for all)."""
+
+  authors: int = 100
+  facts: int = 10
+  world: int = 20
+  forget_percents: tuple = tofu.FORGET_PERCENTS
+  train: LMTrainConfig = LMTrainConfig()
+  epochs: int = 5
+  n_retain: int = 32
+  n_forget: int = 8
+  learning_rate: float = 1e-3
+  forget_objective: str = "rl"  # the weighted and surgery methods' L_f: the IDK loss
+  seeds: tuple = (0, 1, 2)
+  data_seed: int = 0
+
+
+SCENARIOS = {
+  "tofu": TofuScenario(),
+  "tofu-tiny": TofuScenario(
+    authors=20,
+    facts=10,
+    world=10,
+    train=LMTrainConfig(size="tiny", epochs=300, learning_rate=1e-2),
+    epochs=10,
+    seeds=(0,),
+  ),
+}
+
+
+def unlearn_config(scenario: TofuScenario, method: str, forget_rows: int, seed: int):
+  """The engine config of one run: the ``answers`` layout, the scenario's budget."""
+  n_forget = min(scenario.n_forget, forget_rows)
+  steps = max(1, math.ceil(scenario.epochs * forget_rows / n_forget))
+  return make_config(
+    method,
+    {"forget_objective": scenario.forget_objective},
+    layout="answers",
+    steps=steps,
+    n_retain=scenario.n_retain,
+    n_forget=n_forget,
+    seed=seed,
+  ).validate()
+
+
+def unlearn_once(scenario, method, fm, params, state, ds, forget_set, seed):
+  """One method's run from the original: ``(params, seconds)``."""
+  cfg = unlearn_config(scenario, method, len(forget_set.forget_idx), seed)
+  result = run_method(
+    cfg, fm, params, state, ds, forget_set, progress=False,
+    optimizer=optax.adam(scenario.learning_rate),
+  )  # fmt: skip
+  return result.params, result.seconds
+
+
+# Reported per run, in table order (open-unlearning's names; forget quality and model
+# utility first, the two axes of the plane).
+METRICS = (
+  "forget_quality", "model_utility", "forget_prob", "forget_rouge", "forget_truth_ratio",
+  "privleak", "retain_rouge", "world_rouge",
+)  # fmt: skip
+# The gap to the retain model is taken over these (each in [0, 1]).
+GAP_KEYS = ("forget_prob", "forget_rouge", "forget_truth_ratio", "model_utility")
+
+
+def _scores(metrics: dict, retain: dict) -> dict:
+  """The reported metrics of a model given the retain model's (privleak against its AUC)."""
+  out = {k: float(metrics[k]) for k in METRICS if k in metrics}
+  out["privleak"] = lm_metrics.privleak(metrics["mia_auc"], retain["mia_auc"])
+  return out
+
+
+def _gap(scores: dict, retain_scores: dict) -> float:
+  return float(np.mean([abs(scores[k] - retain_scores[k]) for k in GAP_KEYS]))
+
+
+def run_forget_split(scenario, ds, original, percent, methods, *, say=print) -> dict:
+  """Every method × seed on the forget split of ``percent`` % of the authors: results in
+  the common schema (:mod:`experiments.results_schema`)."""
+  fm, params, state = original
+  forget_set = tofu.forget_split(ds, percent)
+  start = time.perf_counter()
+  _, r_params, r_state, _ = train_lm(ds, forget_set.retain_idx, scenario.train)
+  retrain_seconds = time.perf_counter() - start
+  retain = answers.evaluate_qa(fm, r_params, r_state, ds, forget_set)
+  reference_ratios = retain["forget_ratios"]
+  retain = answers.evaluate_qa(fm, r_params, r_state, ds, forget_set, reference_ratios)
+  retain_scores = _scores(retain, retain)
+  orig = answers.evaluate_qa(fm, params, state, ds, forget_set, reference_ratios)
+  runs = []
+  for method in methods:
+    for seed in scenario.seeds:
+      u_params, seconds = unlearn_once(scenario, method, fm, params, state, ds, forget_set, seed)
+      scores = _scores(
+        answers.evaluate_qa(fm, u_params, state, ds, forget_set, reference_ratios), retain
+      )
+      runs.append(
+        {"method": method, "seed": seed, "metrics": scores, "AvgGap": _gap(scores, retain_scores),
+         "seconds": seconds, "compile_seconds": 0.0}
+      )  # fmt: skip
+      say(f"  {method} seed {seed}: FQ {scores['forget_quality']:.3g} "
+          f"MU {scores['model_utility']:.3f} ({seconds:.1f} s)")  # fmt: skip
+  return {
+    "schema": results_schema.SCHEMA,
+    "scenario": f"{scenario_name(scenario)}/forget{percent:02d}",
+    "description": f"forget {len(forget_set.forget_classes)} of {ds.authors} authors "
+    f"({percent} %: {len(forget_set.forget_idx)} rows)",
+    "forget": forget_set.spec,
+    "seeds": len(scenario.seeds),
+    "metrics": list(METRICS),
+    "reference": {"original": _scores(orig, retain), "retrain": retain_scores},
+    "original_exact": {k: orig[k] for k in orig if k.endswith("_exact")},
+    "retain_exact": {k: retain[k] for k in retain if k.endswith("_exact")},
+    "summary": results_schema.summarize(runs, METRICS),
+    "runs": runs,
+    "retrain_seconds": retrain_seconds,
+  }
+
+
+def scenario_name(scenario: TofuScenario) -> str:
+  return next((k for k, v in SCENARIOS.items() if v == scenario), "tofu-custom")
+
+
+def table(results: dict) -> str:
+  """The markdown table of one forget split: the original, the retain model, each method."""
+  keys = results["metrics"]
+  head = "| model | " + " | ".join(keys) + " | gap to retain |"
+  rows = [head, "|" + "---|" * (len(keys) + 2)]
+  fmt = lambda k, v: f"{v:.2e}" if k == "forget_quality" else (
+    f"{v:.1f}" if k == "privleak" else f"{v:.3f}")  # fmt: skip
+  for name, ref in results["reference"].items():
+    rows.append(f"| {name} | " + " | ".join(fmt(k, ref[k]) for k in keys) + " | |")
+  for method, s in results["summary"].items():
+    cells = [fmt(k, s[k][0]) + (f" ± {fmt(k, s[k][1])}" if s["n"] > 1 else "") for k in keys]
+    rows.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells)
+                + f" | {s['AvgGap'][0]:.3f} |")  # fmt: skip
+  return "\n".join([f"### {results['scenario']}: {results['description']}", "", *rows, ""])
+
+
+def plane(all_results: list[dict], path) -> None:
+  """Forget quality (log) against model utility, one panel a forget split: the plane on
+  which TOFU's methods are compared (up and right is better)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(1, len(all_results), figsize=(4.2 * len(all_results), 3.8),
+                           squeeze=False)  # fmt: skip
+  for ax, results in zip(axes[0], all_results):
+    for method, s in results["summary"].items():
+      ax.scatter(s["model_utility"][0], s["forget_quality"][0], s=28)
+      ax.annotate(LABELS.get(method, method), (s["model_utility"][0], s["forget_quality"][0]),
+                  fontsize=7, xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    for name, marker in (("original", "x"), ("retrain", "*")):
+      ref = results["reference"][name]
+      ax.scatter(ref["model_utility"], ref["forget_quality"], marker=marker, s=80, c="k")
+      ax.annotate(name, (ref["model_utility"], ref["forget_quality"]), fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel("model utility")
+    ax.set_ylabel("forget quality (KS p-value)")
+    ax.set_title(results["scenario"], fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def run(name: str, workdir, methods=None, *, say=print) -> list[dict]:
+  """The whole scenario ``name``: the original model, then every forget split; writes
+  ``results.json`` and ``results.md`` a split and ``plane.png`` under ``workdir/name``."""
+  scenario = SCENARIOS[name]
+  methods = tuple(methods or METHODS)
+  folder = pathlib.Path(workdir) / name
+  folder.mkdir(parents=True, exist_ok=True)
+  ds = tofu.make_dataset(scenario.authors, scenario.facts, scenario.world, scenario.data_seed)
+  start = time.perf_counter()
+  fm, params, state, _ = train_lm(ds, np.arange(len(ds.train)), scenario.train)
+  say(f"[{name}: original memorised {len(ds.train)} rows in {time.perf_counter() - start:.0f} s]")
+  all_results = []
+  for percent in scenario.forget_percents:
+    results = run_forget_split(scenario, ds, (fm, params, state), percent, methods, say=say)
+    results["machine"] = machine_info()
+    split = folder / f"forget{percent:02d}"
+    split.mkdir(exist_ok=True)
+    write_json_atomic(split / "results.json", results)
+    (split / "results.md").write_text(table(results))
+    all_results.append(results)
+  plane(all_results, folder / "plane.png")
+  (folder / "results.md").write_text("\n".join(table(r) for r in all_results))
+  return all_results
+
+
+def build_parser():
+  p = parser(__doc__)
+  p.add_argument("--scenario", default="tofu-tiny", choices=sorted(SCENARIOS))
+  p.add_argument("--workdir", required=True, help="where results and the figure go")
+  p.add_argument("--methods", help="comma-separated subset of " + ", ".join(METHODS))
+  return p
+
+
+@main_guard
+def main(argv=None):
+  args = build_parser().parse_args(argv)
+  methods = args.methods.split(",") if args.methods else None
+  start = time.perf_counter()
+  run(args.scenario, check_workdir(args.workdir), methods)
+  print((pathlib.Path(args.workdir) / args.scenario / "results.md").read_text())
+  print(f"[{args.scenario}: {time.perf_counter() - start:.0f} s]")
+
+
+if __name__ == "__main__":
+  main()
