@@ -21,7 +21,7 @@ def test_rouge_l_recall_matches_rouge_score():
 
 
 def test_rouge_l_recall_by_hand():
-  assert lm.rouge_l_recall("a b c d".split(), "b x d".split()) == 0.5  # LCS b d
+  assert lm.rouge_l_recall(["a", "b", "c", "d"], ["b", "x", "d"]) == 0.5  # LCS b d
   assert lm.rouge_l_recall(["."], ["a"]) == 0.0  # punctuation only: nothing to recall
 
 
