@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from experiments import ddpm, plots, report, results_schema, tuning
+from experiments import ddpm, plots, report, results_schema, tofu, tuning
 from experiments.cli import main_guard, parser
 from experiments.jobs import Job, is_main_run, prepare_scenario, run_jobs
 from experiments.scenarios import DEFAULT_SCENARIOS, SCENARIOS, get_scenario
@@ -305,7 +305,7 @@ def build_parser():
   p.add_argument(
     "--scenario",
     action="append",
-    help=f"one of {', '.join([*SCENARIOS, *ddpm.SCENARIOS])} (repeatable); "
+    help=f"one of {', '.join([*SCENARIOS, *ddpm.SCENARIOS, *tofu.SCENARIOS])} (repeatable); "
     f"unset: {' and '.join(DEFAULT_SCENARIOS)}",
   )
   p.add_argument(
@@ -453,6 +453,10 @@ def main(argv=None):
         methods,
         data_dir=args.data_dir,
       )
+      print((workdir / name / "results.md").read_text())
+      continue
+    if name in tofu.SCENARIOS:  # a language model's answers (experiments.tofu)
+      tofu.run(name, workdir, methods, say=lambda line: print(line, file=sys.stderr))
       print((workdir / name / "results.md").read_text())
       continue
     results = run_scenario(

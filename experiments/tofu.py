@@ -12,6 +12,8 @@ forget-set probability / ROUGE / truth ratio and privleak.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import math
 import pathlib
 import time
@@ -28,9 +30,11 @@ from jaxunlearn import data as data_lib
 from jaxunlearn import objectives
 from jaxunlearn.data import tofu
 from jaxunlearn.engine import answers
-from jaxunlearn.engine.methods import make_config
+from jaxunlearn.engine import checkpoint as ckpt
+from jaxunlearn.engine.methods import get_method, make_config
 from jaxunlearn.engine.records import check_workdir, machine_info, write_json_atomic
 from jaxunlearn.engine.unlearning import run_method
+from jaxunlearn.errors import ConfigError
 from jaxunlearn.metrics import language as lm_metrics
 from jaxunlearn.nn.transformer import Decoder, functional_lm
 
@@ -62,6 +66,38 @@ def _train_step(fm, tx):
     return optax.apply_updates(params, updates), opt_state, loss
 
   return jax.jit(step)
+
+
+def memorised(ds, rows: np.ndarray, config: LMTrainConfig, directory=None, *, say=None):
+  """``(fm, params, state, seconds)``: :func:`train_lm` on ``rows``, or the model an
+  earlier run saved to ``directory`` (an Orbax checkpoint of the params, with the data,
+  rows and recipe as metadata; another model there is an error, not overwritten)."""
+  meta = {
+    "kind": "tofu-lm", "data": ds.name, "rows": ckpt_digest(rows),
+    "train": dataclasses.asdict(config),
+  }  # fmt: skip
+  if directory is not None and pathlib.Path(directory).exists():
+    fm, params, state = build_lm(ds, config.size, config.seed)
+    with ckpt.Checkpointer(directory, keep_best=False, create=False) as m:
+      saved = {k: v for k, v in (m.metadata() or {}).items() if k != "versions"}
+      if saved != json_ready(meta):
+        raise ConfigError(f"{directory} holds another model; choose a new --workdir")
+      return fm, m.restore({"params": params})["params"], state, 0.0
+  start = time.perf_counter()
+  fm, params, state, _ = train_lm(ds, rows, config, log=say)
+  seconds = time.perf_counter() - start
+  if directory is not None:
+    with ckpt.Checkpointer(directory, keep_best=False) as m:
+      m.save(0, {"params": params}, metadata={**meta, "versions": ckpt.package_versions()})
+  return fm, params, state, seconds
+
+
+def ckpt_digest(rows) -> str:
+  return data_lib.ids_digest(np.asarray(rows, np.int64))
+
+
+def json_ready(obj):
+  return json.loads(json.dumps(obj))
 
 
 def train_lm(ds, rows: np.ndarray, config: LMTrainConfig, *, log=None):
@@ -98,15 +134,18 @@ LABELS = {"rl": "IDK (rl)", "igs": "IGS (anchored)", "igs_paper": "IGS (paper)"}
 @dataclasses.dataclass(frozen=True)
 class TofuScenario:
   """One scenario: the data, how the models memorise, how every method unlearns (the
-  same budget for each: ``epochs`` over the forget rows, Adam at ``learning_rate``, TOFU's
-  protocol of one optimiser for all)."""
+  same budget for each: ``steps`` steps of ``n_retain`` retain and ``n_forget`` forget
+  rows, Adam at ``learning_rate``: TOFU's protocol of one optimiser for all)."""
 
   authors: int = 100
   facts: int = 10
   world: int = 20
   forget_percents: tuple = tofu.FORGET_PERCENTS
   train: LMTrainConfig = LMTrainConfig()
-  epochs: int = 5
+  # The same steps for every forget split (10 epochs of the largest's rows), so a method
+  # compiles one program for all three (per-split epochs cost a compile each: the tiny
+  # scenario took 278 s, compiles most of it).
+  steps: int = 125
   n_retain: int = 32
   n_forget: int = 8
   learning_rate: float = 1e-3
@@ -122,7 +161,7 @@ SCENARIOS = {
     facts=10,
     world=10,
     train=LMTrainConfig(size="tiny", epochs=300, learning_rate=1e-2),
-    epochs=10,
+    steps=25,
     seeds=(0,),
   ),
 }
@@ -130,17 +169,22 @@ SCENARIOS = {
 
 def unlearn_config(scenario: TofuScenario, method: str, forget_rows: int, seed: int):
   """The engine config of one run: the ``answers`` layout, the scenario's budget."""
-  n_forget = min(scenario.n_forget, forget_rows)
-  steps = max(1, math.ceil(scenario.epochs * forget_rows / n_forget))
   return make_config(
     method,
     {"forget_objective": scenario.forget_objective},
     layout="answers",
-    steps=steps,
+    steps=scenario.steps,
     n_retain=scenario.n_retain,
-    n_forget=n_forget,
+    n_forget=min(scenario.n_forget, forget_rows),
     seed=seed,
   ).validate()
+
+
+@functools.lru_cache(maxsize=8)
+def _adam(learning_rate: float):
+  # One object per rate: the engine caches a compiled step per (model, config, optimiser),
+  # so every seed of a method (and every split, at equal shapes) reuses one compile.
+  return optax.adam(learning_rate)
 
 
 def unlearn_once(scenario, method, fm, params, state, ds, forget_set, seed):
@@ -148,7 +192,7 @@ def unlearn_once(scenario, method, fm, params, state, ds, forget_set, seed):
   cfg = unlearn_config(scenario, method, len(forget_set.forget_idx), seed)
   result = run_method(
     cfg, fm, params, state, ds, forget_set, progress=False,
-    optimizer=optax.adam(scenario.learning_rate),
+    optimizer=_adam(scenario.learning_rate),
   )  # fmt: skip
   return result.params, result.seconds
 
@@ -174,14 +218,16 @@ def _gap(scores: dict, retain_scores: dict) -> float:
   return float(np.mean([abs(scores[k] - retain_scores[k]) for k in GAP_KEYS]))
 
 
-def run_forget_split(scenario, ds, original, percent, methods, *, say=print) -> dict:
+def run_forget_split(scenario, ds, original, percent, methods, folder=None, *, say=print) -> dict:
   """Every method × seed on the forget split of ``percent`` % of the authors: results in
-  the common schema (:mod:`experiments.results_schema`)."""
+  the common schema (:mod:`experiments.results_schema`). The retain model is saved to
+  (or read from) ``folder/retainNN``."""
   fm, params, state = original
   forget_set = tofu.forget_split(ds, percent)
-  start = time.perf_counter()
-  _, r_params, r_state, _ = train_lm(ds, forget_set.retain_idx, scenario.train)
-  retrain_seconds = time.perf_counter() - start
+  directory = None if folder is None else folder / f"retain{percent:02d}"
+  _, r_params, r_state, retrain_seconds = memorised(
+    ds, forget_set.retain_idx, scenario.train, directory
+  )
   retain = answers.evaluate_qa(fm, r_params, r_state, ds, forget_set)
   reference_ratios = retain["forget_ratios"]
   retain = answers.evaluate_qa(fm, r_params, r_state, ds, forget_set, reference_ratios)
@@ -219,6 +265,12 @@ def run_forget_split(scenario, ds, original, percent, methods, *, say=print) -> 
 
 def scenario_name(scenario: TofuScenario) -> str:
   return next((k for k, v in SCENARIOS.items() if v == scenario), "tofu-custom")
+
+
+def get_scenario(name: str) -> TofuScenario:
+  if name not in SCENARIOS:
+    raise ConfigError(f"unknown scenario {name!r}; valid: {', '.join(SCENARIOS)}")
+  return SCENARIOS[name]
 
 
 def table(results: dict) -> str:
@@ -265,21 +317,28 @@ def plane(all_results: list[dict], path) -> None:
   plt.close(fig)
 
 
-def run(name: str, workdir, methods=None, *, say=print) -> list[dict]:
-  """The whole scenario ``name``: the original model, then every forget split; writes
-  ``results.json`` and ``results.md`` a split and ``plane.png`` under ``workdir/name``."""
-  scenario = SCENARIOS[name]
+def run(scenario, workdir, methods=None, *, say=print) -> list[dict]:
+  """The whole ``scenario`` (a name of :data:`SCENARIOS` or a :class:`TofuScenario`):
+  the original model, then every forget split; writes ``results.json`` and ``results.md``
+  a split, ``results.md`` and ``plane.png`` under ``workdir/<name>``, and the models
+  (Orbax) beside them, which a rerun reads back instead of training again."""
+  scenario = get_scenario(scenario) if isinstance(scenario, str) else scenario
+  name = scenario_name(scenario)
   methods = tuple(methods or METHODS)
+  for m in methods:
+    get_method(m)  # an unknown name fails here, before any training
   folder = pathlib.Path(workdir) / name
   folder.mkdir(parents=True, exist_ok=True)
   ds = tofu.make_dataset(scenario.authors, scenario.facts, scenario.world, scenario.data_seed)
-  start = time.perf_counter()
-  fm, params, state, _ = train_lm(ds, np.arange(len(ds.train)), scenario.train)
-  say(f"[{name}: original memorised {len(ds.train)} rows in {time.perf_counter() - start:.0f} s]")
+  rows = np.arange(len(ds.train))
+  fm, params, state, seconds = memorised(ds, rows, scenario.train, folder / "original")
+  say(f"[{name}: the original memorised {len(ds.train)} rows in {seconds:.0f} s]")
   all_results = []
   for percent in scenario.forget_percents:
-    results = run_forget_split(scenario, ds, (fm, params, state), percent, methods, say=say)
+    say(f"[{name}: forget {percent} %]")
+    results = run_forget_split(scenario, ds, (fm, params, state), percent, methods, folder, say=say)
     results["machine"] = machine_info()
+    results["scenario_config"] = json_ready(dataclasses.asdict(scenario))
     split = folder / f"forget{percent:02d}"
     split.mkdir(exist_ok=True)
     write_json_atomic(split / "results.json", results)

@@ -1,0 +1,128 @@
+"""End to end on tiny data: memorise, forget, measure, save, rerun from the saved models."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments import results_schema, tofu
+from jaxunlearn.errors import ConfigError
+
+TINY = tofu.TofuScenario(
+  authors=6,
+  facts=4,
+  world=4,
+  forget_percents=(20,),
+  train=tofu.LMTrainConfig(size="tiny", epochs=150, learning_rate=1e-2),
+  steps=12,
+  n_retain=8,
+  n_forget=4,
+  seeds=(0,),
+)
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("tofu")
+  lines = []
+  results = tofu.run(TINY, workdir, ("ga", "igs"), say=lines.append)
+  return workdir, results, lines
+
+
+def test_memorise_forget_measure(ran):
+  workdir, [results], _ = ran
+  folder = workdir / "tofu-custom"
+  saved = results_schema.read(folder / "forget20" / "results.json")
+  assert saved["metrics"] == list(tofu.METRICS) and set(saved["summary"]) == {"ga", "igs"}
+  original, retrain = saved["reference"]["original"], saved["reference"]["retrain"]
+  # the original answers its training questions; the retain model never saw the forget
+  # author, the original did: the attack tells the original's forget rows apart
+  assert results["original_exact"]["retain_exact"] >= 0.9
+  assert original["forget_prob"] > 0.9 > 0.5 > retrain["forget_prob"]
+  assert retrain["privleak"] == pytest.approx(0.0) and original["privleak"] < -50
+  assert retrain["forget_quality"] == 1.0  # its own truth ratios against themselves
+  ga = saved["summary"]["ga"]
+  assert ga["forget_prob"][0] < original["forget_prob"]  # gradient ascent moved the answers
+  assert (folder / "plane.png").stat().st_size > 1000
+  assert "| IGS (anchored) |" in (folder / "results.md").read_text()
+
+
+def test_rerun_reads_the_saved_models(ran, tmp_path):
+  workdir, [results], _ = ran
+  lines = []
+  [again] = tofu.run(TINY, workdir, ("ga",), say=lines.append)
+  assert "in 0 s" in lines[0]  # no training: the checkpoint was read
+  assert again["retrain_seconds"] == 0.0
+  first = json.loads(json.dumps(results["runs"][0]["metrics"]))
+  assert again["runs"][0]["metrics"] == pytest.approx(first)  # same seed, same numbers
+
+
+def test_another_recipe_in_the_same_workdir_is_refused(ran):
+  workdir, *_ = ran
+  other = tofu.TofuScenario(**{**TINY.__dict__, "train": tofu.LMTrainConfig(size="tiny", epochs=5)})
+  with pytest.raises(ConfigError, match="holds another model"):
+    tofu.run(other, workdir, ("ga",), say=lambda _: None)
+
+
+def test_unknown_method_fails_before_training(tmp_path):
+  with pytest.raises(ConfigError, match="unknown method"):
+    tofu.run(TINY, tmp_path, ("gaa",), say=lambda _: None)
+  assert not (tmp_path / "tofu-custom" / "original").exists()
+
+
+def test_unlearn_config_uses_the_answers_layout():
+  cfg = tofu.unlearn_config(TINY, "npo", forget_rows=3, seed=2)
+  assert (cfg.layout, cfg.steps, cfg.n_forget, cfg.seed) == ("answers", 12, 3, 2)
+  assert np.isclose(cfg.npo_beta, 0.1)
+
+
+CHILD = r"""
+import json, sys
+import jax, numpy as np, optax
+from experiments import tofu
+from jaxunlearn.data import tofu as tdata
+from jaxunlearn.engine import parallel
+from jaxunlearn.engine.unlearning import run_method
+
+assert jax.device_count() == 2
+sc = tofu.TofuScenario(authors=6, facts=4, world=4, forget_percents=(20,), steps=10,
+                       n_retain=8, n_forget=4,
+                       train=tofu.LMTrainConfig(size="tiny", epochs=30, learning_rate=1e-2))
+ds = tdata.make_dataset(6, 4, 4)
+fs = tdata.forget_split(ds, 20)
+fm, p, s, _ = tofu.train_lm(ds, np.arange(len(ds.train)), sc.train)
+out = {}
+err = lambda a, b: max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+                       for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)))
+cfg = tofu.unlearn_config(sc, "igs", len(fs.forget_idx), 0)
+for name, opt, meshes in (("sgd", optax.sgd(0.05), (0, 1, 2)),):
+  runs = [run_method(cfg, fm, p, s, ds, fs, progress=False, optimizer=opt,
+                     mesh=None if n == 0 else parallel.make_mesh(n)) for n in meshes]
+  out[name] = [err(r, runs[0]) for r in runs[1:]]
+print("ERRORS " + json.dumps(out))
+"""
+
+
+def test_data_parallel_language_model_unlearning():
+  """A mesh of one device is bitwise the unsharded run; two devices agree to float
+  rounding under SGD. Not bitwise: each device sums its half of the batch's gradient and
+  the all-reduce adds the halves, another order of additions than one device's (measured
+  1e-7). Adam turns those last bits into whole steps on weights whose gradient is near 0
+  (g/√v is ±1 whatever g's size): 2.6e-3 to 4.5e-3 after 10 steps at lr 1e-3, measured
+  outside this test (docs/language_models.md)."""
+  import os
+  import pathlib
+  import subprocess
+  import sys
+
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+         "JAX_PLATFORMS": "cpu"}  # fmt: skip
+  root = pathlib.Path(__file__).resolve().parents[2]
+  proc = subprocess.run([sys.executable, "-c", CHILD], cwd=root, env=env, capture_output=True,
+                        text=True, timeout=600)  # fmt: skip
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  line = next(l for l in proc.stdout.splitlines() if l.startswith("ERRORS "))
+  errors = json.loads(line[len("ERRORS ") :])
+  one, two = errors["sgd"]
+  assert one == 0.0  # one device through the mesh path: bitwise
+  assert 0 < two < 1e-5  # two: float rounding (not 0: the additions are in another order)
