@@ -36,8 +36,10 @@ from flax import linen, nnx
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.data.ledger import DeletionLedger, data_digest, request_only
+from jaxunlearn.data.tofu import QADataset
 from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine import methods as methods_lib
+from jaxunlearn.engine.answers import evaluate_qa
 from jaxunlearn.engine.evaluation import evaluate_sets, retain_budget
 from jaxunlearn.engine.loading import Loaded, in_structure_of, load
 from jaxunlearn.engine.records import check_workdir
@@ -50,6 +52,8 @@ from jaxunlearn.nn.models import FunctionalModel, to_module
 
 BUDGETS = ("original", "request")
 REPORTED = ("UA", "RA", "TA", "MIA", "LossAUC", "val_accuracy")
+QA_GAP_KEYS = ("forget_prob", "forget_rouge", "forget_truth_ratio", "model_utility")
+QA_SUMMARY = ("forget_quality", "model_utility", "forget_prob", "forget_rouge")
 
 
 @dataclasses.dataclass
@@ -132,6 +136,7 @@ class UnlearnReport:
     """One line: the metrics, this request's UA in a series, λ and, for a method with a
     budget, whether it held."""
     parts = [f"{k} {v:.1f}" for k, v in self.metrics.items() if k[0].isupper()]
+    parts += [f"{k} {self.metrics[k]:.3g}" for k in QA_SUMMARY if k in self.metrics]
     if len(self.ledger) > 1 and "UA" in self.request_metrics:
       parts.append(f"this request's UA {self.request_metrics['UA']:.1f}")
     if self.gaps:
@@ -182,14 +187,30 @@ def _config(method, seed, config, pool, batch_size, steps, epochs):
   return methods_lib.make_config(method, seed=seed, **{**overrides, **config}).validate()
 
 
-def _dataset(x, y, ids, val, test, num_classes):
+def _qa_metrics(fm, params, model_state, dataset, forget_set, reference) -> dict:
+  """:func:`~jaxunlearn.engine.answers.evaluate_qa`'s numbers (``forget_quality`` when
+  ``reference`` holds the retrained model's forget truth ratios)."""
+  ratios = None if reference is None else reference["forget_ratios"]
+  found = evaluate_qa(fm, params, model_state, dataset, forget_set, ratios)
+  return {k: (v if k == "forget_ratios" else float(v)) for k, v in found.items()}
+
+
+def _dataset(x, y, ids, val, test, num_classes, dataset=None):
+  if dataset is not None:
+    if x is not None or y is not None:
+      raise ConfigError("pass the data as x, y or as dataset=, not both")
+    return dataset
   if x is None or y is None:
     raise ConfigError("pass the training data: unlearn(model, params, x, y, forget=...)")
   return data_lib.from_arrays(x, y, ids=ids, val=val, test=test, num_classes=num_classes)
 
 
-def _metrics(fm, params, model_state, dataset, *forget_sets):
-  """The reported metrics for each forget set (one prediction of the data for all)."""
+def _metrics(fm, params, model_state, dataset, *forget_sets, reference=None):
+  """The reported metrics for each forget set (one prediction of the data for all); for
+  a language model's question–answer set, the TOFU metrics (:func:`_qa_metrics`)."""
+  if isinstance(dataset, QADataset):
+    out = [_qa_metrics(fm, params, model_state, dataset, f, reference) for f in forget_sets]
+    return out[0] if len(out) == 1 else out
   found = evaluate_sets(fm, params, model_state, dataset, forget_sets)
   out = [{k: float(m[k]) for k in REPORTED if k in m and np.isfinite(m[k])} for m in found]
   return out[0] if len(out) == 1 else out
@@ -254,7 +275,10 @@ def _retrained(retrained, loss, dataset, union) -> dict:
   return _metrics(fm, params, state, dataset, union)
 
 
-def _gaps(metrics: dict, reference: dict) -> dict:
+def _gaps(metrics: dict, reference: dict, dataset=None) -> dict:
+  if isinstance(dataset, QADataset):  # TOFU's numbers, each in [0, 1]
+    gaps = {k: abs(metrics[k] - reference[k]) for k in QA_GAP_KEYS}
+    return {**gaps, "AvgGap": float(np.mean(list(gaps.values())))}
   keys = [k for k in metrics_lib.REPORTED_KEYS if k in metrics and k in reference]
   gaps = {k: abs(metrics[k] - reference[k]) for k in keys}
   avg = [k for k in metrics_lib.METRIC_KEYS if k in gaps]
@@ -358,6 +382,7 @@ def unlearn(
   retrained=None,
   workdir=None,
   progress: bool = False,
+  dataset=None,
   **config,
 ) -> UnlearnReport:
   """Makes ``model`` forget rows of ``(x, y)`` with ``method`` (IGS by default).
@@ -395,6 +420,12 @@ def unlearn(
       its metrics, the gap per metric and the Avg. Gap.
     workdir: save the result there (Orbax; :func:`jaxunlearn.load` reads it back).
     progress: show a progress bar.
+    dataset: the data as a :class:`~jaxunlearn.data.Dataset` instead of ``x, y``: a
+      language model's question–answer set (:class:`~jaxunlearn.data.tofu.QADataset`,
+      ``forget="class:K"`` its author K) runs the ``answers`` layout with the model's
+      ``loss`` (e.g. :func:`~jaxunlearn.objectives.answer_losses`) and reports the TOFU
+      metrics (:func:`~jaxunlearn.engine.answers.evaluate_qa`; ``forget_quality`` with
+      ``retrained=``).
     **config: any :class:`~jaxunlearn.engine.config.UnlearnConfig` key (e.g.
       ``tolerance=0.05``, ``layout="split"``).
 
@@ -412,7 +443,9 @@ def unlearn(
     raise ConfigError(f"budget_from must be one of {', '.join(BUDGETS)}, got {budget_from!r}")
   if steps is not None and epochs is not None:
     raise ConfigError("pass steps or epochs, not both")
-  dataset = _dataset(x, y, ids, val, test, num_classes)
+  dataset = _dataset(x, y, ids, val, test, num_classes, dataset)
+  if isinstance(dataset, QADataset):
+    config.setdefault("layout", "answers")  # a language model's rows: loss on the answers
   request = _request(dataset, forget, forget_ids, forget_seed)
   fm, params, model_state, description = _given_model(previous, model, params, model_state, loss)
   fm, series = _series(previous, fm, params, model_state, description, dataset, model, loss)
@@ -432,7 +465,9 @@ def unlearn(
     anchor=anchor,
   )  # fmt: skip
   final = (result.params, result.model_state)
-  metrics, request_metrics = _metrics(fm, *final, dataset, union, request_only(step_set, union))
+  metrics, request_metrics = _metrics(
+    fm, *final, dataset, union, request_only(step_set, union), reference=reference_metrics
+  )
   budget = retain_budget(cfg, fm, reference, final, dataset, union.retain_idx)
   ledger = series.ledger.add(
     dataset,
@@ -447,7 +482,7 @@ def unlearn(
     params=result.params,
     model_state=result.model_state,
     metrics=metrics,
-    original_metrics=_metrics(fm, *series.start, dataset, union),
+    original_metrics=_metrics(fm, *series.start, dataset, union, reference=reference_metrics),
     history={k: np.asarray(v) for k, v in result.history.items()},
     budget=budget,
     config=cfg,
@@ -457,7 +492,7 @@ def unlearn(
     compile_seconds=result.compile_seconds,
     request_metrics=request_metrics,
     retrained_metrics=reference_metrics,
-    gaps=None if reference_metrics is None else _gaps(metrics, reference_metrics),
+    gaps=None if reference_metrics is None else _gaps(metrics, reference_metrics, dataset),
     opt_state=result.opt_state,
     original=series.original,
     fm=fm,

@@ -149,6 +149,9 @@ class UnlearnConfig:
   # this held-out level (< 0: the original model's mean loss on the validation split,
   # measured when the run starts; retrain-blind)
   heldout_loss: float = traced(-1.0)
+  # Parameter-efficient unlearning: comma-separated dotted prefixes of the parameters a
+  # run may change (e.g. "blocks.1,norm"); "" changes every parameter.
+  trainable: str = ""
   seed: int = 0
   hparams: MethodConfig = dataclasses.field(default_factory=MethodConfig)
 

@@ -14,7 +14,7 @@ import numpy as np
 from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.data.splits import hash_order
 from jaxunlearn.engine import methods as methods_lib
-from jaxunlearn.engine.layouts import example_loss
+from jaxunlearn.engine.layouts import LAYOUTS, example_loss
 from jaxunlearn.engine.steps import make_predict
 from jaxunlearn.transforms.implicit import DEFAULT_LOSS_FLOOR
 
@@ -173,7 +173,8 @@ def retain_budget(cfg, fm, reference, final, dataset, rows) -> dict:
   promise = methods_lib.get_method(cfg.method).budget(cfg)
   if promise is None:
     return {}
-  x, y = dataset.train.images[rows], dataset.train.labels[rows]
+  # what a row's loss compares with: its label, or a language model's row its tokens
+  x, y = dataset.train.images[rows], LAYOUTS[cfg.layout].row_targets(dataset.train)[rows]
   before = _mean_loss(fm, *reference, x, y)
   after = _mean_loss(fm, *final, x, y)
   out = {"kind": promise.kind, "retain_loss_before": before, "retain_loss_after": after}

@@ -803,6 +803,9 @@ def build_transformation(
   """The method's transformation over SGD with ``cfg.learning_rate`` and ``cfg.momentum``,
   with ``cfg.weight_decay`` added to the gradient before momentum (PyTorch's coupling);
   or over ``optimizer`` (any optax optimiser, which then replaces those three keys).
+  With ``cfg.trainable``, the parameters outside it get no update
+  (:func:`~jaxunlearn.transforms.frozen_except` before the method's transformation
+  and after its inner optimiser).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -811,8 +814,16 @@ def build_transformation(
     0.5
   """
   if optimizer is not None:
-    return get_method(cfg.method).make_tx(cfg, optimizer, prepared)
-  inner = optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None)
-  if cfg.weight_decay:
-    inner = optax.chain(optax.add_decayed_weights(cfg.weight_decay), inner)
-  return get_method(cfg.method).make_tx(cfg, inner, prepared)
+    inner = optimizer
+  else:
+    inner = optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None)
+    if cfg.weight_decay:
+      inner = optax.chain(optax.add_decayed_weights(cfg.weight_decay), inner)
+  if not cfg.trainable:
+    return get_method(cfg.method).make_tx(cfg, inner, prepared)
+  # Before the method, so it weighs and projects the trainable part only; after the inner
+  # optimiser too, so its own terms (weight decay) cannot move a frozen weight either.
+  frozen = transforms.frozen_except(cfg.trainable.split(","))
+  return optax.chain(
+    frozen, get_method(cfg.method).make_tx(cfg, optax.chain(inner, frozen), prepared)
+  )

@@ -64,6 +64,18 @@ class _SameObject:
     return id(self.wrapped)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Graph:
+  """An NNX model's functional view as ``fn(params, state, x, train)``; equal for equal
+  graphs, so two models of one architecture (an original and its retrained twin) share
+  their compiled steps and evaluations."""
+
+  wrapped: FunctionalModel
+
+  def __call__(self, params, state, x, train):
+    return self.wrapped.apply(params, state, x, train=train)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Stateless(_SameObject):
   """``apply_fn(params, x)`` as ``fn(params, state, x, train)``."""
@@ -117,14 +129,14 @@ def as_functional(model, params=None, model_state=None, *, loss: Callable | None
   if isinstance(model, nnx.Module):
     if params is not None:
       raise ConfigError("an NNX module carries its own params; pass params=None")
-    fm, params, model_state = functional(model)
-    if loss is not None:
-      fm = FunctionModel(lambda p, s, x, train: fm.apply(p, s, x, train=train), loss, "nnx")
-    return fm, params, model_state
+    base, params, model_state = functional(model)
+    if loss is None:
+      return base, params, model_state
+    return FunctionModel(_Graph(base), loss, "nnx"), params, model_state
   if isinstance(model, FunctionalModel):
     fm = model
     if loss is not None:
-      fm = FunctionModel(lambda p, s, x, train: model.apply(p, s, x, train=train), loss, "nnx")
+      fm = FunctionModel(_Graph(model), loss, "nnx")
   elif isinstance(model, linen.Module):
     if isinstance(params, dict) and "params" in params and model_state is None:
       model_state = {k: v for k, v in params.items() if k != "params"}

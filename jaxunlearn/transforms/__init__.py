@@ -27,7 +27,7 @@ from jaxunlearn.transforms.implicit import (
   with_anchor,
 )
 from jaxunlearn.transforms.loss_weighting import FAMOState, PrimalDualState, famo, primal_dual
-from jaxunlearn.transforms.masking import masked_updates
+from jaxunlearn.transforms.masking import frozen_except, masked_updates, parameter_path
 from jaxunlearn.transforms.state_lookup import (
   check_outermost,
   find_weighting_state,
@@ -51,7 +51,9 @@ __all__ = [
   "find_weighting_state",
   "implicit_gradient_surgery",
   "loss_weights",
+  "frozen_except",
   "masked_updates",
+  "parameter_path",
   "multiplier",
   "objective_gradients",
   "primal_dual",

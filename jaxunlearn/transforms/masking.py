@@ -21,3 +21,58 @@ def masked_updates(mask) -> optax.GradientTransformation:
     [-1.0, -0.0]
   """
   return optax.stateless(lambda updates, params: jax.tree.map(jnp.multiply, updates, mask))
+
+
+def parameter_path(path) -> str:
+  """A pytree path as dotted names: ``blocks.0.attention.query.kernel``."""
+  parts = []
+  for key in path:
+    for attr in ("key", "idx", "name"):
+      if hasattr(key, attr):
+        parts.append(str(getattr(key, attr)))
+        break
+  return ".".join(parts)
+
+
+def _trainable(path, prefixes) -> bool:
+  name = parameter_path(path)
+  return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def frozen_except(prefixes) -> optax.GradientTransformation:
+  """Zero updates for every parameter outside ``prefixes`` (dotted path prefixes,
+  :func:`parameter_path`): parameter-efficient unlearning as an ``optax`` mask.
+
+  Chained *before* a method's transformation, so its weighting, projections and
+  optimiser only ever see the trainable parameters' gradients. The zeros are constants,
+  so XLA drops the frozen weights' gradients from the compiled step (their memory and
+  work); an optimiser after it still keeps its state for every parameter. ``init``
+  raises if a prefix names no parameter.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax
+    >>> params = {"body": {"w": jnp.ones(2)}, "head": {"w": jnp.ones(1)}}
+    >>> tx = optax.chain(frozen_except(["head"]), optax.sgd(1.0))
+    >>> updates, _ = tx.update(params, tx.init(params), params)
+    >>> updates["body"]["w"].tolist(), updates["head"]["w"].tolist()
+    ([-0.0, -0.0], [-1.0])
+  """
+  prefixes = tuple(prefixes)
+
+  def init(params):
+    names = [parameter_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    for prefix in prefixes:
+      if not any(n == prefix or n.startswith(prefix + ".") for n in names):
+        raise ValueError(
+          f"trainable prefix {prefix!r} names no parameter; parameters: {', '.join(names)}"
+        )
+    return optax.EmptyState()
+
+  def update(updates, state, params=None):
+    del params
+    updates = jax.tree_util.tree_map_with_path(
+      lambda path, u: u if _trainable(path, prefixes) else jnp.zeros_like(u), updates
+    )
+    return updates, state
+
+  return optax.GradientTransformation(init, update)

@@ -355,3 +355,31 @@ def test_report_model_is_a_model_of_the_kind_passed():
   # the module the user passed is unchanged
   for u, v in zip(jax.tree.leaves(nnx.state(net, nnx.Param)), jax.tree.leaves(before)):
     np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_a_language_model_forgets_an_author_through_the_api():
+  from flax import nnx
+
+  from jaxunlearn import objectives
+  from jaxunlearn.data import tofu
+  from jaxunlearn.nn.transformer import Decoder
+
+  ds = tofu.make_dataset(authors=4, facts=3, world=2)
+  make = lambda seed: Decoder(len(ds.tokenizer), ds.tokens_per_row, size="tiny",
+                              rngs=nnx.Rngs(seed))  # fmt: skip
+  model, retrained = make(0), make(1)
+  report = jaxunlearn.unlearn(
+    model, dataset=ds, forget="class:3", loss=objectives.answer_losses, method="npo", steps=3,
+    batch_size=8, retrained=(retrained, None),
+  )  # fmt: skip
+  assert report.config.layout == "answers"
+  assert report.forgotten.tolist() == np.flatnonzero(ds.train.labels == 3).tolist()
+  for key in ("forget_prob", "forget_rouge", "forget_truth_ratio", "model_utility", "mia_auc"):
+    assert 0.0 <= report.metrics[key] <= 1.0, key
+  assert 0.0 <= report.metrics["forget_quality"] <= 1.0
+  assert "forget_quality" not in report.retrained_metrics  # it is the reference
+  assert set(report.gaps) == {"forget_prob", "forget_rouge", "forget_truth_ratio",
+                              "model_utility", "AvgGap"}  # fmt: skip
+  assert "model_utility" in report.summary()
+  with pytest.raises(ConfigError, match="not both"):
+    jaxunlearn.unlearn(model, x=ds.train.images, y=ds.train.labels, dataset=ds, forget="class:3")

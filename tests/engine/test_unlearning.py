@@ -331,3 +331,21 @@ def test_batch_refuses_runs_of_different_programs(setup):
     run_batch(configs, orig.fm, orig.params, orig.model_state, ds, fs)
   with pytest.raises(ValueError, match="vectorize must be"):
     run_batch(configs[:1], orig.fm, orig.params, orig.model_state, ds, fs, vectorize="pmap")
+
+
+@pytest.mark.parametrize("method", ["explicit", "igs", "npo"])
+def test_trainable_leaves_the_other_parameters_alone(setup, method):
+  _, _, orig, ds, fs = setup
+  names = sorted(orig.params)
+  head = names[-1]
+  cfg = make_config(method, steps=4, trainable=head)
+  result = run_method(cfg, orig.fm, orig.params, orig.model_state, ds, fs, progress=False)
+  for name in names:
+    same = all(
+      np.array_equal(a, b)
+      for a, b in zip(jax.tree.leaves(orig.params[name]), jax.tree.leaves(result.params[name]))
+    )
+    assert same == (name != head), name
+  with pytest.raises(ValueError, match="names no parameter"):
+    run_method(cfg.replace(trainable="nothing"), orig.fm, orig.params, orig.model_state, ds, fs,
+               progress=False)  # fmt: skip
