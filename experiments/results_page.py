@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from experiments import audit_report, compare, ddpm, igs_variants, results_schema
+from experiments import audit_report, compare, ddpm, igs_variants, results_schema, tofu
 from experiments.cli import main_guard, parser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -87,6 +87,22 @@ def page(results: pathlib.Path = RESULTS) -> str:
   ]
   for folder in sorted(p.parent for p in (results / "ddpm").glob("*/results.json")):
     lines += [f"### {folder.name}", "", ddpm.table(_results(folder / "results.json")), ""]
+  lines += [
+    "## Language-model unlearning: TOFU-style fictitious authors",
+    "",
+    "Written by `python -m experiments.compare --scenario tofu-tiny` (see "
+    "[Language models](guides/language-models.md)); forget quality is a KS p-value "
+    "(higher: closer to the retain model), model utility a harmonic mean (higher: more "
+    "kept), privleak ≈ 0 for the retain model and −100 for one that still remembers.",
+    "",
+  ]
+  for scenario in sorted(p for p in (results / "tofu").glob("*") if p.is_dir()):
+    for split in sorted(scenario.glob("forget*/results.json")):
+      lines += [tofu.table(_results(split)), ""]
+    plane = scenario / "plane.png"
+    if plane.exists():
+      rel = plane.relative_to(docs).as_posix()
+      lines += [f"![{scenario.name}: forget quality against model utility]({rel})", ""]
   lines += ["## Benchmarks", ""]
   for md in sorted(results.glob("*.md")):
     lines.append(f"- [{md.stem}]({md.relative_to(docs).as_posix()})")

@@ -297,23 +297,26 @@ def plane(all_results: list[dict], path) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  fig, axes = plt.subplots(1, len(all_results), figsize=(4.2 * len(all_results), 3.8),
+  fig, axes = plt.subplots(1, len(all_results), figsize=(4.2 * len(all_results) + 1.6, 3.8),
                            squeeze=False)  # fmt: skip
+  methods = list(dict.fromkeys(m for r in all_results for m in r["summary"]))
+  colours = {m: plt.cm.tab20(i % 20) for i, m in enumerate(methods)}  # one per method
   for ax, results in zip(axes[0], all_results):
     for method, s in results["summary"].items():
-      ax.scatter(s["model_utility"][0], s["forget_quality"][0], s=28)
-      ax.annotate(LABELS.get(method, method), (s["model_utility"][0], s["forget_quality"][0]),
-                  fontsize=7, xytext=(3, 3), textcoords="offset points")  # fmt: skip
-    for name, marker in (("original", "x"), ("retrain", "*")):
+      ax.scatter(s["model_utility"][0], max(s["forget_quality"][0], 1e-12), s=30,
+                 color=colours[method], label=LABELS.get(method, method))  # fmt: skip
+    for name, marker in (("original", "X"), ("retrain", "*")):
       ref = results["reference"][name]
-      ax.scatter(ref["model_utility"], ref["forget_quality"], marker=marker, s=80, c="k")
-      ax.annotate(name, (ref["model_utility"], ref["forget_quality"]), fontsize=8)
+      ax.scatter(ref["model_utility"], max(ref["forget_quality"], 1e-12), marker=marker, s=110,
+                 c="k", label=name)  # fmt: skip
     ax.set_yscale("log")
     ax.set_xlabel("model utility")
     ax.set_ylabel("forget quality (KS p-value)")
     ax.set_title(results["scenario"], fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  handles, labels = axes[0][-1].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
+  fig.subplots_adjust(right=0.86, wspace=0.32)
+  fig.savefig(path, dpi=120, bbox_inches="tight")
   plt.close(fig)
 
 

@@ -24,7 +24,13 @@ def masked_updates(mask) -> optax.GradientTransformation:
 
 
 def parameter_path(path) -> str:
-  """A pytree path as dotted names: ``blocks.0.attention.query.kernel``."""
+  """A pytree path as dotted names: ``blocks.0.attention.query.kernel``.
+
+  Examples:
+    >>> import jax
+    >>> [parameter_path(p) for p, _ in jax.tree_util.tree_flatten_with_path({"a": [1, 2]})[0]]
+    ['a.0', 'a.1']
+  """
   parts = []
   for key in path:
     for attr in ("key", "idx", "name"):
