@@ -78,7 +78,7 @@ def _trained(params, trainable: str) -> int:
 
 def to_markdown(report: dict) -> str:
   lines = [
-    "| size | method | trained | parameters | program MB | temporaries MB | step ms |",
+    "| size | method | trained | parameters | program MiB | temporaries MiB | step ms |",
     "|---|---|---|---:|---:|---:|---:|",
   ]
   for r in report["results"]:

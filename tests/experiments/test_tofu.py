@@ -126,3 +126,13 @@ def test_data_parallel_language_model_unlearning():
   one, two = errors["sgd"]
   assert one == 0.0  # one device through the mesh path: bitwise
   assert 0 < two < 1e-5  # two: float rounding (not 0: the additions are in another order)
+
+
+def test_compare_runs_the_language_model_scenario(tmp_path, monkeypatch, capsys):
+  from experiments import compare
+
+  monkeypatch.setitem(tofu.SCENARIOS, "tofu-tiny", TINY)  # the same command, smaller
+  compare.main(["--scenario", "tofu-tiny", "--workdir", str(tmp_path), "--methods", "simnpo"])
+  out = capsys.readouterr().out
+  assert "### tofu-tiny/forget20" in out and "| simnpo |" in out
+  assert (tmp_path / "tofu-tiny" / "forget20" / "results.json").exists()
