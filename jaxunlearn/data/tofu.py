@@ -457,3 +457,40 @@ def forget_split(ds: QADataset, percent: float) -> ForgetSet:
   authors = forget_authors(ds, percent)
   rows = np.isin(ds.train.labels, authors)
   return forget_set_from_rows(ds, rows, spec=f"forget{percent:02g}", classes=authors)
+
+
+def load_prepared(data_dir=None) -> QADataset:
+  """The default set (:func:`make_dataset` at its defaults) through TFDS: prepared once
+  into ``data_dir`` as an ``array_record`` dataset (:func:`jaxunlearn.data.prepare`,
+  ``tfds.data_source("tofu", ...)`` reads it) and read back, equal to
+  ``make_dataset()`` array for array."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  from jaxunlearn.data import builders, paths  # pylint: disable=g-import-not-at-top
+
+  root = paths.resolve_data_dir(data_dir)
+  builders.prepare("tofu", root)
+  parts = {}
+  for split in ("train", "holdout"):
+    source = tfds.data_source("tofu", split=split, data_dir=str(root), download=False,
+                              try_gcs=False)  # fmt: skip
+    records = sorted(source.__getitems__(range(len(source))), key=lambda r: int(r["id"]))
+    parts[split] = {k: np.stack([np.asarray(r[k]) for r in records]) for k in records[0]}
+  info = source.dataset_info.metadata
+  tok = WordTokenizer(info["vocab"])
+  authors = int(info["authors"])
+  train, held = parts["train"], parts["holdout"]
+  length = train["tokens"].shape[1]
+  split = lambda p: Split(p["tokens"].astype(np.int32), p["label"].astype(np.int32),
+                          p["id"].astype(np.int64))  # fmt: skip
+  empty = Split(np.zeros((0, length), np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64))
+  idk = _padded([[*tok.encode(a), EOS_ID] for a in IDK_ANSWERS],
+                max(len(a.split()) + 1 for a in IDK_ANSWERS))  # fmt: skip
+  return QADataset(
+    name="tofu_a100_f10_w20_s0", num_classes=authors + 1, image_shape=(length,),
+    train=split(train), val=split(held), test=empty, tokenizer=tok, authors=authors,
+    world_label=authors, paraphrased=train["paraphrased"], perturbed=train["perturbed"],
+    perturbed_answers=train["perturbed_answers"], holdout=split(held),
+    holdout_paraphrased=held["paraphrased"], holdout_perturbed=held["perturbed"],
+    holdout_perturbed_answers=held["perturbed_answers"], idk=idk,
+  )  # fmt: skip

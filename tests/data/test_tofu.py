@@ -74,3 +74,17 @@ def test_bad_arguments_name_the_range():
     tofu.make_dataset(authors=1)
   with pytest.raises(DataError, match="not in this tokenizer"):
     tofu.WordTokenizer(["a b"]).encode("a z")
+
+
+def test_the_default_set_through_tfds_equals_the_generated_one(tmp_path):
+  import tensorflow_datasets as tfds
+
+  loaded, made = tofu.load_prepared(tmp_path), tofu.make_dataset()
+  assert loaded.tokenizer.vocab == made.tokenizer.vocab and loaded.name == made.name
+  for field in ("paraphrased", "perturbed", "perturbed_answers", "holdout_perturbed", "idk"):
+    assert np.array_equal(getattr(loaded, field), getattr(made, field)), field
+  for split in ("train", "holdout"):
+    a, b = getattr(loaded, split), getattr(made, split)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
+    assert np.array_equal(a.ids, b.ids)
+  assert len(tfds.data_source("tofu", split="holdout", data_dir=str(tmp_path))) == 100
