@@ -128,11 +128,17 @@ def test_data_parallel_language_model_unlearning():
   assert 0 < two < 1e-5  # two: float rounding (not 0: the additions are in another order)
 
 
-def test_compare_runs_the_language_model_scenario(tmp_path, monkeypatch, capsys):
+def test_compare_runs_the_language_model_scenario(ran, monkeypatch, capsys):
   from experiments import compare
 
-  monkeypatch.setitem(tofu.SCENARIOS, "tofu-tiny", TINY)  # the same command, smaller
-  compare.main(["--scenario", "tofu-tiny", "--workdir", str(tmp_path), "--methods", "simnpo"])
-  out = capsys.readouterr().out
-  assert "### tofu-tiny/forget20" in out and "| simnpo |" in out
-  assert (tmp_path / "tofu-tiny" / "forget20" / "results.json").exists()
+  workdir, *_ = ran
+  # the same command on the tiny scenario, whose models the fixture saved under its name
+  monkeypatch.setitem(tofu.SCENARIOS, "tofu-tiny", TINY)
+  (workdir / "tofu-custom").rename(workdir / "tofu-tiny")
+  try:
+    compare.main(["--scenario", "tofu-tiny", "--workdir", str(workdir), "--methods", "simnpo"])
+  finally:
+    (workdir / "tofu-tiny").rename(workdir / "tofu-custom")
+  captured = capsys.readouterr()
+  assert "### tofu-tiny/forget20" in captured.out and "| simnpo |" in captured.out
+  assert "memorised 28 rows in 0 s" in captured.err  # the saved original, not retrained
