@@ -169,9 +169,12 @@ def _request(dataset, forget, forget_ids, seed: int):
   return data_lib.forget_set_from_rows(dataset, rows, spec="forget")
 
 
-def _config(method, seed, config, pool, batch_size, steps, epochs):
+def _config(method, seed, config, pool, batch_size, steps, epochs, dataset=None):
   """The run's config: the method's, with the batch and the budget in rows or epochs of
-  the ``pool`` rows in play."""
+  the ``pool`` rows in play (a language model's rows: the ``answers`` layout unless the
+  config names another)."""
+  if isinstance(dataset, QADataset):
+    config = {"layout": "answers", **config}
   cfg = methods_lib.make_config(method, seed=seed, **config)
   if batch_size is None:
     batch_size = min(cfg.n_retain + cfg.n_forget, pool)
@@ -444,15 +447,13 @@ def unlearn(
   if steps is not None and epochs is not None:
     raise ConfigError("pass steps or epochs, not both")
   dataset = _dataset(x, y, ids, val, test, num_classes, dataset)
-  if isinstance(dataset, QADataset):
-    config.setdefault("layout", "answers")  # a language model's rows: loss on the answers
   request = _request(dataset, forget, forget_ids, forget_seed)
   fm, params, model_state, description = _given_model(previous, model, params, model_state, loss)
   fm, series = _series(previous, fm, params, model_state, description, dataset, model, loss)
   step_set, union = series.ledger.begin(dataset, request)
 
   pool = len(step_set.forget_idx) + len(step_set.retain_idx)
-  cfg = _config(method, seed, config, pool, batch_size, steps, epochs)
+  cfg = _config(method, seed, config, pool, batch_size, steps, epochs, dataset)
   reference = _budget_reference(series, budget_from)
   reference_metrics = None
   if retrained is not None:  # before the work, so a bad argument costs nothing
