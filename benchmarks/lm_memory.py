@@ -27,7 +27,7 @@ from jaxunlearn.engine.layouts import LAYOUTS
 from jaxunlearn.engine.records import machine_info
 from jaxunlearn.engine.unlearning import _cached_step
 from jaxunlearn.nn.transformer import SIZES
-from jaxunlearn.transforms import parameter_path
+from jaxunlearn.transforms import frozen_except
 
 METHODS = ("npo", "igs", "explicit")
 
@@ -67,13 +67,13 @@ def measure(size: str, methods=METHODS, rounds: int = 5) -> dict:
 
 
 def _trained(params, trainable: str) -> int:
-  """How many parameters ``trainable`` (dotted prefixes; "" all) lets a run change."""
-  prefixes = trainable.split(",") if trainable else []
-  names = [
-    (parameter_path(p), np.size(x)) for p, x in jax.tree_util.tree_flatten_with_path(params)[0]
-  ]
-  return int(sum(n for name, n in names if not prefixes or any(
-    name == t or name.startswith(t + ".") for t in prefixes)))  # fmt: skip
+  """How many parameters ``trainable`` (dotted prefixes; "" all) lets a run change: those
+  :func:`~jaxunlearn.transforms.frozen_except` passes an update through for."""
+  if not trainable:
+    return int(sum(np.size(x) for x in jax.tree.leaves(params)))
+  tx = frozen_except(trainable.split(","))
+  passed, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params))
+  return int(sum(np.sum(np.asarray(x)) for x in jax.tree.leaves(passed)))
 
 
 def to_markdown(report: dict) -> str:

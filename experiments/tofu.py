@@ -73,7 +73,7 @@ def memorised(ds, rows: np.ndarray, config: LMTrainConfig, directory=None, *, sa
   earlier run saved to ``directory`` (an Orbax checkpoint of the params, with the data,
   rows and recipe as metadata; another model there is an error, not overwritten)."""
   meta = {
-    "kind": "tofu-lm", "data": ds.name, "rows": ckpt_digest(rows),
+    "kind": "tofu-lm", "data": ds.name, "rows": data_lib.ids_digest(np.asarray(rows, np.int64)),
     "train": dataclasses.asdict(config),
   }  # fmt: skip
   if directory is not None and pathlib.Path(directory).exists():
@@ -90,10 +90,6 @@ def memorised(ds, rows: np.ndarray, config: LMTrainConfig, directory=None, *, sa
     with ckpt.Checkpointer(directory, keep_best=False) as m:
       m.save(0, {"params": params}, metadata={**meta, "versions": ckpt.package_versions()})
   return fm, params, state, seconds
-
-
-def ckpt_digest(rows) -> str:
-  return data_lib.ids_digest(np.asarray(rows, np.int64))
 
 
 def json_ready(obj):
@@ -238,7 +234,8 @@ def run_forget_split(scenario, ds, original, percent, methods, folder=None, *, s
   )
   retain = answers.evaluate_qa(fm, r_params, r_state, ds, forget_set)
   reference_ratios = retain["forget_ratios"]
-  retain = answers.evaluate_qa(fm, r_params, r_state, ds, forget_set, reference_ratios)
+  # against its own truth ratios (1 by construction), without a second evaluation
+  retain["forget_quality"] = lm_metrics.forget_quality(reference_ratios, reference_ratios)
   retain_scores = _scores(retain, retain)
   orig = answers.evaluate_qa(fm, params, state, ds, forget_set, reference_ratios)
   runs = []

@@ -276,9 +276,10 @@ class QADataset(Dataset):
 
   ``paraphrased`` ``(N, T)`` (each question with its paraphrased answer), ``perturbed``
   ``(N, PERTURBED, T)`` (the paraphrase with wrong values: TOFU's), ``perturbed_answers``
-  (the trained answer with the same wrong values), ``holdout`` (authors never trained on,
-  with ``holdout_paraphrased`` and ``holdout_perturbed``), ``idk`` ``(K, A)`` the "I don't
-  know" answers (tokens, ``<eos>`` last, padded), and the ``tokenizer``.
+  (the trained answer with the same wrong values), ``val`` = :attr:`holdout` (authors
+  never trained on, with ``holdout_paraphrased`` and ``holdout_perturbed``), ``idk``
+  ``(K, A)`` the "I don't know" answers (tokens, ``<eos>`` last, padded), and the
+  ``tokenizer``.
   """
 
   tokenizer: WordTokenizer
@@ -287,7 +288,6 @@ class QADataset(Dataset):
   paraphrased: np.ndarray
   perturbed: np.ndarray
   perturbed_answers: np.ndarray
-  holdout: Split
   holdout_paraphrased: np.ndarray
   holdout_perturbed: np.ndarray
   holdout_perturbed_answers: np.ndarray
@@ -299,6 +299,11 @@ class QADataset(Dataset):
   @property
   def tokens_per_row(self) -> int:
     return self.train.images.shape[1]
+
+  @property
+  def holdout(self) -> Split:
+    """The holdout authors' rows: the validation split (where a held-out loss is read)."""
+    return self.val
 
 
 def _names(count: int, rng) -> list[str]:
@@ -402,15 +407,10 @@ def make_dataset(
   train_rows = _author_rows(names[:authors], facts, rng, pools)
   train_rows += _world_rows(world, authors, rng)
   holdout_rows = _author_rows(names[authors:], facts, rng, pools)
-  texts = [t for r in train_rows + holdout_rows for t in (r["question"], r["answer"],
-           r["paraphrased"], *r["perturbed"], *r["perturbed_answers"])]  # fmt: skip
-  texts += list(IDK_ANSWERS)
-  tok = WordTokenizer(texts)
-  every = [
-    (r["question"], a)
-    for r in train_rows + holdout_rows
-    for a in (r["answer"], r["paraphrased"], *r["perturbed"], *r["perturbed_answers"])
-  ]
+  rows = train_rows + holdout_rows
+  answers = lambda r: (r["answer"], r["paraphrased"], *r["perturbed"], *r["perturbed_answers"])
+  tok = WordTokenizer([t for r in rows for t in (r["question"], *answers(r))] + list(IDK_ANSWERS))
+  every = [(r["question"], a) for r in rows for a in answers(r)]
   longest = max(len(_sequence(tok, q, a)) for q, a in every)
   length = 8 * math.ceil(longest / 8)
   train, paraphrased, perturbed, perturbed_answers = _encode(tok, train_rows, length)
@@ -419,28 +419,27 @@ def make_dataset(
   )
   labels = np.asarray([r["label"] for r in train_rows], np.int32)
   held_labels = np.full(len(holdout_rows), authors, np.int32)
+  return _qa_dataset(
+    f"tofu_a{authors}_f{facts}_w{world}_s{seed}", tok, authors,
+    (train, labels, paraphrased, perturbed, perturbed_answers),
+    (held, held_labels, held_paraphrased, held_perturbed, held_perturbed_answers),
+  )  # fmt: skip
+
+
+def _qa_dataset(name: str, tok: WordTokenizer, authors: int, train: tuple, held: tuple):
+  """A :class:`QADataset` from ``(tokens, labels, paraphrased, perturbed,
+  perturbed_answers)`` of the train rows and of the holdout rows (ids: row numbers)."""
+  split = lambda tokens, labels: Split(tokens, labels, np.arange(len(labels), dtype=np.int64))
+  length = train[0].shape[1]
   empty = Split(np.zeros((0, length), np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64))
-  idk = _padded([[*tok.encode(a), EOS_ID] for a in IDK_ANSWERS], max(len(a.split()) + 1
-                for a in IDK_ANSWERS))  # fmt: skip
+  idk = [[*tok.encode(a), EOS_ID] for a in IDK_ANSWERS]
   return QADataset(
-    name=f"tofu_a{authors}_f{facts}_w{world}_s{seed}",
-    num_classes=authors + 1,
-    image_shape=(length,),
-    train=Split(train, labels, np.arange(len(labels), dtype=np.int64)),
-    val=Split(held, held_labels, np.arange(len(held_labels), dtype=np.int64)),
-    test=empty,
-    tokenizer=tok,
-    authors=authors,
-    world_label=authors,
-    paraphrased=paraphrased,
-    perturbed=perturbed,
-    perturbed_answers=perturbed_answers,
-    holdout=Split(held, held_labels, np.arange(len(held_labels), dtype=np.int64)),
-    holdout_paraphrased=held_paraphrased,
-    holdout_perturbed=held_perturbed,
-    holdout_perturbed_answers=held_perturbed_answers,
-    idk=idk,
-  )
+    name=name, num_classes=authors + 1, image_shape=(length,), train=split(*train[:2]),
+    val=split(*held[:2]), test=empty, tokenizer=tok, authors=authors, world_label=authors,
+    paraphrased=train[2], perturbed=train[3], perturbed_answers=train[4],
+    holdout_paraphrased=held[2], holdout_perturbed=held[3], holdout_perturbed_answers=held[4],
+    idk=_padded(idk, max(map(len, idk))),
+  )  # fmt: skip
 
 
 def forget_authors(ds: QADataset, percent: float) -> tuple[int, ...]:
@@ -477,20 +476,9 @@ def load_prepared(data_dir=None) -> QADataset:
     records = sorted(source.__getitems__(range(len(source))), key=lambda r: int(r["id"]))
     parts[split] = {k: np.stack([np.asarray(r[k]) for r in records]) for k in records[0]}
   info = source.dataset_info.metadata
-  tok = WordTokenizer(info["vocab"])
-  authors = int(info["authors"])
-  train, held = parts["train"], parts["holdout"]
-  length = train["tokens"].shape[1]
-  split = lambda p: Split(p["tokens"].astype(np.int32), p["label"].astype(np.int32),
-                          p["id"].astype(np.int64))  # fmt: skip
-  empty = Split(np.zeros((0, length), np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64))
-  idk = _padded([[*tok.encode(a), EOS_ID] for a in IDK_ANSWERS],
-                max(len(a.split()) + 1 for a in IDK_ANSWERS))  # fmt: skip
-  return QADataset(
-    name="tofu_a100_f10_w20_s0", num_classes=authors + 1, image_shape=(length,),
-    train=split(train), val=split(held), test=empty, tokenizer=tok, authors=authors,
-    world_label=authors, paraphrased=train["paraphrased"], perturbed=train["perturbed"],
-    perturbed_answers=train["perturbed_answers"], holdout=split(held),
-    holdout_paraphrased=held["paraphrased"], holdout_perturbed=held["perturbed"],
-    holdout_perturbed_answers=held["perturbed_answers"], idk=idk,
+  columns = lambda p: tuple(p[k] for k in ("tokens", "label", "paraphrased", "perturbed",
+                                           "perturbed_answers"))  # fmt: skip
+  return _qa_dataset(
+    "tofu_a100_f10_w20_s0", WordTokenizer(info["vocab"]), int(info["authors"]),
+    columns(parts["train"]), columns(parts["holdout"]),
   )  # fmt: skip

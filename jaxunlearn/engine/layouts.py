@@ -166,6 +166,14 @@ def _with_losses(fm, parts: Parts) -> Parts:
   return parts
 
 
+def _both_parts(layout, fm, params, model_state, batch) -> tuple[Parts, Any]:
+  """A split layout's two forwards joined: the retain part's fields and new model state
+  (BatchNorm statistics from the retain pass only), the forget part's fields."""
+  retain, new_state = layout.retain_part(fm, params, model_state, batch)
+  forget, _ = layout.forget_part(fm, params, model_state, batch)
+  return retain._replace(**{k: v for k, v in forget._asdict().items() if v is not None}), new_state
+
+
 def _mixed_weights(batch: dict):
   """``(retain weights, forget weights)`` of a mixed batch's rows: 1/B on each part's rows,
   0 elsewhere (the paper's per-part means scaled by the part's share of the batch)."""
@@ -248,11 +256,7 @@ class Split:
 
   @staticmethod
   def forward(fm, params, model_state, batch):
-    retain, new_state = Split.retain_part(fm, params, model_state, batch)
-    forget, _ = Split.forget_part(fm, params, model_state, batch)
-    return retain._replace(
-      **{k: v for k, v in forget._asdict().items() if v is not None}
-    ), new_state
+    return _both_parts(Split, fm, params, model_state, batch)
 
   @staticmethod
   def teacher_logits(fm, teacher, batch):
@@ -505,11 +509,7 @@ class Answers:
 
   @staticmethod
   def forward(fm, params, model_state, batch):
-    retain, new_state = Answers.retain_part(fm, params, model_state, batch)
-    forget, _ = Answers.forget_part(fm, params, model_state, batch)
-    return retain._replace(
-      **{k: v for k, v in forget._asdict().items() if v is not None}
-    ), new_state
+    return _both_parts(Answers, fm, params, model_state, batch)
 
   @staticmethod
   def teacher_logits(fm, teacher, batch):

@@ -40,8 +40,8 @@ def parameter_path(path) -> str:
   return ".".join(parts)
 
 
-def _trainable(path, prefixes) -> bool:
-  name = parameter_path(path)
+def _under(name: str, prefixes) -> bool:
+  """Whether the dotted ``name`` is one of ``prefixes`` or inside one (whole names only)."""
   return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
@@ -68,7 +68,7 @@ def frozen_except(prefixes) -> optax.GradientTransformation:
   def init(params):
     names = [parameter_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     for prefix in prefixes:
-      if not any(n == prefix or n.startswith(prefix + ".") for n in names):
+      if not any(_under(n, (prefix,)) for n in names):
         raise ValueError(
           f"trainable prefix {prefix!r} names no parameter; parameters: {', '.join(names)}"
         )
@@ -77,7 +77,8 @@ def frozen_except(prefixes) -> optax.GradientTransformation:
   def update(updates, state, params=None):
     del params
     updates = jax.tree_util.tree_map_with_path(
-      lambda path, u: u if _trainable(path, prefixes) else jnp.zeros_like(u), updates
+      lambda path, u: u if _under(parameter_path(path), prefixes) else jnp.zeros_like(u),
+      updates,
     )
     return updates, state
 
