@@ -300,6 +300,11 @@ def with_forget(scenario, spec: str):
   )
 
 
+def _overrides(p, flag: str, what: str, example: str) -> None:
+  help_ = f"override {what} (repeatable), e.g. {example}"
+  p.add_argument(flag, action="append", default=[], metavar="KEY=VALUE", help=help_)
+
+
 def build_parser():
   p = parser(__doc__)
   p.add_argument(
@@ -317,20 +322,8 @@ def build_parser():
   p.add_argument(
     "--methods", help="comma-separated subset of " + ", ".join(METHODS) + "; unset: all"
   )
-  p.add_argument(
-    "--set",
-    action="append",
-    default=[],
-    metavar="KEY=VALUE",
-    help="override any unlearning config key for every method (repeatable), e.g. steps=20",
-  )
-  p.add_argument(
-    "--pretrain-set",
-    action="append",
-    default=[],
-    metavar="KEY=VALUE",
-    help="override any config key of the original/retrain recipe (repeatable), e.g. epochs=5",
-  )
+  _overrides(p, "--set", "any unlearning config key for every method", "steps=20")
+  _overrides(p, "--pretrain-set", "any config key of the original/retrain recipe", "epochs=5")
   p.add_argument(
     "--forget",
     help="a forget-set spec (class:K, random:F, ids:PATH, rows:PATH) replacing each "

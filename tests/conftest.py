@@ -1,4 +1,28 @@
 import os
+import shutil
+import tempfile
 
 # Tests run on CPU with deterministic settings; no network, no GPU needed.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# One persistent compilation cache for the whole run, made fresh for it and removed after:
+# both pytest-xdist workers and every command a test starts in a subprocess (the commands
+# turn the cache on, as they do for users: experiments.cli.enable_compile_cache) read a
+# program another process compiled instead of compiling it again, and no run reads what an
+# earlier one, or the user's ~/.cache, left. Set JAXUNLEARN_COMPILE_CACHE=off to compile
+# everything in every process.
+_CACHE_ENV = "JAXUNLEARN_COMPILE_CACHE"
+_OWNS_CACHE = "PYTEST_XDIST_WORKER" not in os.environ and _CACHE_ENV not in os.environ
+if _OWNS_CACHE:  # the controller (or a run without xdist); workers inherit the variable
+  os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix="jaxunlearn-test-compile-cache-")
+
+
+def pytest_configure(config):
+  from experiments import cli
+
+  cli.enable_compile_cache()
+
+
+def pytest_unconfigure(config):
+  if _OWNS_CACHE:
+    shutil.rmtree(os.environ[_CACHE_ENV], ignore_errors=True)

@@ -359,6 +359,13 @@ def _original_of(previous: Loaded, ledger: DeletionLedger, like) -> tuple | None
   return None
 
 
+def _check_budget_arguments(budget_from: str, steps, epochs) -> None:
+  if budget_from not in BUDGETS:
+    raise ConfigError(f"budget_from must be one of {', '.join(BUDGETS)}, got {budget_from!r}")
+  if steps is not None and epochs is not None:
+    raise ConfigError("pass steps or epochs, not both")
+
+
 def unlearn(
   model,
   params=None,
@@ -442,10 +449,7 @@ def unlearn(
     >>> sorted(report.metrics), report.params["w"].shape
     (['RA', 'UA'], (4, 2))
   """
-  if budget_from not in BUDGETS:
-    raise ConfigError(f"budget_from must be one of {', '.join(BUDGETS)}, got {budget_from!r}")
-  if steps is not None and epochs is not None:
-    raise ConfigError("pass steps or epochs, not both")
+  _check_budget_arguments(budget_from, steps, epochs)
   dataset = _dataset(x, y, ids, val, test, num_classes, dataset)
   request = _request(dataset, forget, forget_ids, forget_seed)
   fm, params, model_state, description = _given_model(previous, model, params, model_state, loss)

@@ -233,36 +233,16 @@ def _train(
   log_path = workdir / "metrics.jsonl"
   if start_epoch == 0 and log_path.exists():
     log_path.unlink()
-  images, labels = dataset.train.images, dataset.train.labels
-  start = time.perf_counter()
-  compile_seconds = None
-  bar_start = start_epoch * per_epoch
   bar = CompileApartBar(
     total=config.epochs * per_epoch,
-    initial=bar_start,
+    initial=start_epoch * per_epoch,
     disable=not progress,
     desc="retrain" if retrain else "pretrain",
     unit="step",
   )
-
-  def tick():  # after each step: the compile apart from the rate
-    nonlocal compile_seconds
-    if compile_seconds is None:
-      jax.block_until_ready(state[0])
-      compile_seconds = time.perf_counter() - start
-      bar.first_step_done(bar_start + 1, compile_seconds=compile_seconds)
-    else:
-      bar.update(1)
-
+  ticks = _Ticks(bar, start_epoch * per_epoch)
   for epoch in range(start_epoch, config.epochs):
-    losses, accs = [], []
-    aug_rng = np.random.default_rng([config.seed, epoch, 7])
-    for batch in data_lib.epoch_batches(len(train_idx), config.batch_size, config.seed, epoch):
-      x, y = _batch(config, images, labels, train_idx[batch], aug_rng, mesh)
-      *state, m = step_fn(*state, x, y)
-      losses.append(m["loss"])
-      accs.append(m["accuracy"])
-      tick()
+    state, losses, accs = _epoch(config, dataset, train_idx, epoch, step_fn, state, mesh, ticks)
     params, model_state, opt_state = state
     record = _end_epoch(predict, state, dataset, epoch, losses, accs, log_path, manager, metadata)
     bar.set_postfix_str(f"loss {record['loss']:.3f}, val {record['val_accuracy']:.1f}%")
@@ -270,12 +250,42 @@ def _train(
   bar.close()
   manager.wait_until_finished()
   final = evaluate(fm, params, model_state, dataset, forget_set, unlearning=False)
-  run = dict(epochs=config.epochs, seconds=time.perf_counter() - start)
-  run.update(compile_seconds=compile_seconds, resumed_from_epoch=start_epoch)
+  run = dict(epochs=config.epochs, seconds=time.perf_counter() - ticks.start)
+  run.update(compile_seconds=ticks.compile_seconds, resumed_from_epoch=start_epoch)
   final.update(kind=metadata["kind"], **run, forget_spec=forget_spec)
   write_json_atomic(workdir / "metrics.json", final, indent=2)
   manager.close()
   return final
+
+
+class _Ticks:
+  """Moves the bar after each step, the first one (the compile) timed apart."""
+
+  def __init__(self, bar, done: int):
+    self.bar, self.done = bar, done
+    self.start, self.compile_seconds = time.perf_counter(), None
+
+  def __call__(self, state) -> None:
+    if self.compile_seconds is None:
+      jax.block_until_ready(state[0])
+      self.compile_seconds = time.perf_counter() - self.start
+      self.bar.first_step_done(self.done + 1, compile_seconds=self.compile_seconds)
+    else:
+      self.bar.update(1)
+
+
+def _epoch(config, dataset, train_idx, epoch, step_fn, state, mesh, tick):
+  """One epoch's steps: ``(state, losses, accuracies)``, a value a step (on device)."""
+  losses, accs = [], []
+  images, labels = dataset.train.images, dataset.train.labels
+  aug_rng = np.random.default_rng([config.seed, epoch, 7])
+  for batch in data_lib.epoch_batches(len(train_idx), config.batch_size, config.seed, epoch):
+    x, y = _batch(config, images, labels, train_idx[batch], aug_rng, mesh)
+    *state, m = step_fn(*state, x, y)
+    losses.append(m["loss"])
+    accs.append(m["accuracy"])
+    tick(state)
+  return state, losses, accs
 
 
 def _stop_if_requested(epoch: int, epochs: int, bar, manager) -> None:

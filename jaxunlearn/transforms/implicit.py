@@ -29,6 +29,7 @@ decrease).
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Any, NamedTuple
@@ -341,10 +342,8 @@ def implicit_gradient_surgery(
     >>> bool(jaxunlearn.multiplier(state) > 0)  # the dual variable reacted
     True
   """
-  preset = _preset(variant, signal)
-  given = dict(tolerance=tolerance, reference=reference, log_losses=log_losses)
-  given.update(normalize_weights=normalize_weights)
-  preset = preset._replace(**{k: v for k, v in given.items() if v is not None})
+  preset = _preset(variant, signal, tolerance=tolerance, reference=reference)
+  preset = _given(preset, log_losses=log_losses, normalize_weights=normalize_weights)
   tolerance, reference, log_losses = preset.tolerance, preset.reference, preset.log_losses
   normalize_weights = preset.normalize_weights
   _check_arguments(reference, tolerance, init_multiplier, loss_floor)
@@ -352,10 +351,7 @@ def implicit_gradient_surgery(
   dual = dual_optimizer if dual_optimizer is not None else preset.dual_optimizer()
   anchored = reference == "start"
   state_type = LogWeightedState if log_losses else ImplicitGradientSurgeryState
-
-  def phi(loss):
-    loss = jnp.asarray(loss, jnp.float32)
-    return log_floor(loss, loss_floor) if log_losses else loss
+  phi = functools.partial(_phi, log_losses=log_losses, floor=loss_floor)
 
   def init_fn(params):
     inner_state = inner.init(params)
@@ -463,12 +459,23 @@ def _checked_retain_fn(signal, reference, retain_loss_fn, params, *, needs_ancho
   return lambda p: check_loss(retain_loss_fn(p), "retain_loss_fn(params)")
 
 
-def _preset(variant: str, signal: str) -> Variant:
+def _preset(variant: str, signal: str, **given) -> Variant:
+  """The variant's defaults with the arguments given (not ``None``) in their place."""
   if signal not in SIGNALS:
     raise ValueError(f"unknown signal {signal!r}; choose one of {', '.join(SIGNALS)}")
   if variant not in VARIANTS:
     raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-  return VARIANTS[variant]
+  return _given(VARIANTS[variant], **given)
+
+
+def _given(preset: Variant, **given) -> Variant:
+  return preset._replace(**{k: v for k, v in given.items() if v is not None})
+
+
+def _phi(loss, *, log_losses: bool, floor: float):
+  """φ(L) as a float32 scalar: log(max(L, floor)) with log losses, L otherwise."""
+  loss = jnp.asarray(loss, jnp.float32)
+  return log_floor(loss, floor) if log_losses else loss
 
 
 def _check_arguments(reference, tolerance, init_multiplier, loss_floor) -> None:

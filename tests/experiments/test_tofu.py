@@ -109,7 +109,8 @@ def test_data_parallel_language_model_unlearning():
   the all-reduce adds the halves, another order of additions than one device's (measured
   1e-7). Adam turns those last bits into whole steps on weights whose gradient is near 0
   (g/√v is ±1 whatever g's size): 2.6e-3 to 4.5e-3 after 10 steps at lr 1e-3, measured
-  outside this test (docs/language_models.md)."""
+  outside this test (docs/guides/language-models.md; a fixed reduction order is not
+  enough either: benchmarks/dp_bitwise.py)."""
   import os
   import pathlib
   import subprocess
