@@ -13,6 +13,8 @@ reached. Variants:
 * ``xla``: XLA's own convolution and its gradients (``JAXUNLEARN_CONV=xla``);
 * ``im2col``: our custom-JVP convolution (XLA's forward, the kernel gradient as one matmul
   per tap: :mod:`jaxunlearn.nn.conv`), the CPU default (``auto``);
+* ``cols``: no convolution op: the forward as one matmul over the im2col patches, JAX's
+  derivatives of it (``JAXUNLEARN_CONV=cols``);
 * ``onednn``, ``onednn-custom-call``: XLA with oneDNN (``--xla_cpu_use_onednn``,
   ``--xla_cpu_experimental_onednn_custom_call``);
 * ``xnnpack``, ``xnn-graph``: XLA with XNNPACK (``--xla_cpu_use_xnnpack``, and its greedy
@@ -44,6 +46,7 @@ from jaxunlearn.engine.records import machine_info
 VARIANTS = {
   "xla": ("xla", ""),
   "im2col": ("im2col", ""),
+  "cols": ("cols", ""),
   "onednn": ("xla", "--xla_cpu_use_onednn=true"),
   "onednn-custom-call": ("xla", "--xla_cpu_experimental_onednn_custom_call=true"),
   "xnnpack": ("xla", "--xla_cpu_use_xnnpack=true"),

@@ -27,7 +27,13 @@ Which implementation runs is decided **when a function is traced**:
 * ``"auto"`` (default): the im2col kernel gradient on the CPU backend
   (``jax.default_backend() == "cpu"``), plain ``lax.conv_general_dilated``
   everywhere else -- accelerator graphs are unchanged;
-* ``"xla"`` / ``"im2col"``: force one everywhere.
+* ``"xla"`` / ``"im2col"``: force one everywhere;
+* ``"cols"``: no convolution op at all: the forward is one matmul over the im2col patch
+  matrix and JAX differentiates that (the kernel gradient ``patches^T @ grad_out``, the
+  input gradient the patches' transpose). Faster than ``"im2col"`` on CPU for our CNNs
+  (docs/results/conv_cpu.md), at the memory of the patch matrix kept for the backward
+  pass (kh*kw copies of each convolution's input); opt-in, not the default (see
+  docs/benchmarks.md).
 
 Set it with the environment variable ``JAXUNLEARN_CONV`` (read at import),
 :func:`set_implementation`, or the context manager :func:`implementation`.
@@ -74,7 +80,7 @@ __all__ = [
   "set_implementation",
 ]
 
-IMPLEMENTATIONS = ("auto", "xla", "im2col")
+IMPLEMENTATIONS = ("auto", "xla", "im2col", "cols")
 _ENV = "JAXUNLEARN_CONV"
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -94,7 +100,7 @@ _implementation = _check(os.environ.get(_ENV, "auto").strip().lower() or "auto")
 
 
 def get_implementation() -> str:
-  """The current setting: ``"auto"``, ``"xla"`` or ``"im2col"``."""
+  """The current setting: ``"auto"``, ``"xla"``, ``"im2col"`` or ``"cols"``."""
   return _implementation
 
 
@@ -116,7 +122,7 @@ def implementation(name: str) -> Iterator[None]:
 
 
 def resolve(name: str | None = None) -> str:
-  """``"xla"`` or ``"im2col"``: what ``name`` (default: the setting) means here."""
+  """``"xla"``, ``"im2col"`` or ``"cols"``: what ``name`` (default: the setting) means here."""
   name = _check(_implementation if name is None else name)
   if name == "auto":
     return "im2col" if jax.default_backend() == "cpu" else "xla"
@@ -212,6 +218,16 @@ def _kernel_tangent(x, dw, strides, padding, precision, kernel_grad):
 _kernel_tangent_remat = jax.checkpoint(_kernel_tangent, static_argnums=(2, 3, 4, 5))
 
 
+def _cols(x, w, strides, padding, precision):
+  """The convolution itself as one matmul over the im2col patch matrix, differentiated by
+  JAX: the kernel gradient is ``patches^T @ grad_out`` and the input gradient the patches'
+  transpose (each tap's ``grad_out @ w[i, j]^T`` padded back into place and added), no
+  convolution op at all. The patch matrix (kh*kw copies of ``x``) is kept for the
+  backward pass: recomputing it there (``jax.checkpoint``) made the strided CNN's step
+  8 % slower (92.7 against 85.4 ms, batch 256, interleaved in one process)."""
+  return _kernel_tangent(x, w, strides, padding, precision, "matmul")
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
 def _conv2d(x, w, strides, padding, precision, kernel_grad):
   return _plain(x, w, strides, padding, precision)
@@ -296,8 +312,9 @@ def conv_general_dilated(
   ``preferred_element_type``/sharding); otherwise calls
   ``lax.conv_general_dilated`` unchanged.
   """
+  how = resolve()
   simple = (
-    resolve() == "im2col"
+    how in ("im2col", "cols")
     and _is_nhwc(lhs, rhs, dimension_numbers)
     and all(d in (None, 1) for d in (lhs_dilation or ()))
     and all(d in (None, 1) for d in (rhs_dilation or ()))
@@ -322,6 +339,10 @@ def conv_general_dilated(
       preferred_element_type,
       **kwargs,
     )
+  if how == "cols":
+    strides = tuple(int(v) for v in window_strides)
+    pads = _pads(padding, lhs.shape[1:3], rhs.shape[:2], strides)
+    return _cols(lhs, rhs, strides, pads, precision)
   return conv2d(lhs, rhs, window_strides, padding, precision)
 
 

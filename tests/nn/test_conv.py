@@ -199,3 +199,41 @@ def test_models_same_outputs_and_gradients_with_either_conv(name):
   _assert_close(ours[3], xla[3])  # every parameter's gradient, leaf by leaf
   _assert_close(ours[4], xla[4])
   assert jax.tree.structure(ours[3]) == jax.tree.structure(params)
+
+
+def test_cols_value_and_gradients_match_plain_conv():
+  """The whole convolution as one matmul over the patches (JAX differentiates it): value,
+  both gradients and the jvp equal the plain convolution's, with no convolution op left."""
+  data = [_data(shape, seed) for seed, shape in enumerate(SHAPES)]
+
+  def check(f, x, w, ct):
+    loss = lambda x, w: jnp.sum(f(x, w) * ct)
+    return f(x, w), jax.grad(loss, (0, 1))(x, w), jax.jvp(f, (x, w), (x, w))[1]
+
+  def every(f):
+    return [check(f(shape[6], shape[7]), *xs) for shape, xs in zip(SHAPES, data)]
+
+  dispatched = lambda s, pad: (
+    lambda x, w: conv.conv_general_dilated(x, w, (s, s), pad, dimension_numbers=DN)
+  )
+  with conv.implementation("cols"):
+    assert conv.resolve() == "cols"
+    got = jax.jit(lambda: every(dispatched))()
+    text = str(jax.make_jaxpr(lambda: every(dispatched))())
+  want = jax.jit(lambda: every(lambda s, pad: lambda x, w: _plain(x, w, s, pad)))()
+  _assert_close(got, want)
+  assert "conv_general_dilated" not in text and "dot_general" in text
+
+
+def test_models_with_cols_match_xla():
+  for name, (shape, kwargs) in SMALL.items():
+    fm, params, state = functional(
+      create_model(name, num_classes=10, input_shape=shape, seed=0, **kwargs)
+    )
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((8, *shape), dtype=np.float32))
+    loss = lambda p, fm=fm, state=state, x=x: jnp.sum(fm.apply(p, state, x, train=True)[0] ** 2)
+    out = {}
+    for impl in ("xla", "cols"):
+      with conv.implementation(impl):
+        out[impl] = jax.jit(jax.value_and_grad(loss))(params)
+    _assert_close(out["cols"], out["xla"])
