@@ -29,7 +29,7 @@ from jaxunlearn.engine.evaluation import evaluate
 from jaxunlearn.engine.locking import WorkdirLock
 from jaxunlearn.engine.methods import every_key, get_method, make_config
 from jaxunlearn.engine.progress import hidden
-from jaxunlearn.engine.records import write_json_atomic
+from jaxunlearn.engine.records import remove_stale_temporaries, write_json_atomic
 from jaxunlearn.engine.training import TrainedModel, load_trained, train
 from jaxunlearn.engine.unlearning import program_config, run_batch, run_method
 from jaxunlearn.errors import ConfigError, WorkdirBusyError
@@ -225,6 +225,7 @@ def run_jobs(
   records: list = [None] * len(jobs)
   bar = tqdm(total=len(jobs), desc=desc or ctx.scenario.name, unit="run", disable=hidden(progress))
   claims = Claims(ctx.out_dir / "runs")
+  remove_stale_temporaries(ctx.out_dir / "runs")  # left by a run killed mid-write
   try:
     while True:
       pending = _load_finished(ctx, jobs, configs_, records, bar)

@@ -37,6 +37,38 @@ def write_json_atomic(path, obj, *, indent: int = 1) -> None:
     tmp.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(folder) -> list[pathlib.Path]:
+  """Removes the temporary files of :func:`write_json_atomic` in ``folder`` whose writer
+  is gone: a SIGKILL between the write and the rename leaves one behind (the ``.json``
+  itself stays whole or absent). A live writer's file (its pid still runs: another
+  worker of the same comparison) is left alone. Returns the files removed.
+
+  Examples:
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / ".r.json.999999999.0123456789ab.tmp").write_text("{")  # no such pid
+    >>> [p.name for p in remove_stale_temporaries(d)]
+    ['.r.json.999999999.0123456789ab.tmp']
+  """
+  removed = []
+  for tmp in pathlib.Path(folder).glob(".*.json.*.tmp"):
+    pid = tmp.name.rsplit(".", 3)[-3]
+    if pid.isdigit() and not _alive(int(pid)):
+      tmp.unlink(missing_ok=True)
+      removed.append(tmp)
+  return removed
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except (ProcessLookupError, OverflowError):  # no such process (or no such pid at all)
+    return False
+  except PermissionError:  # another user's process
+    return True
+  return True
+
+
 def check_workdir(workdir) -> pathlib.Path:
   """``workdir`` as a path; refuses one that exists as a file (before any work)."""
   workdir = pathlib.Path(workdir)

@@ -27,3 +27,21 @@ def test_concurrent_writers_of_one_file_never_fail_and_leave_a_whole_file(tmp_pa
   assert not errors, errors[0]
   assert json.loads(path.read_text())["i"] == 299  # whole, and one writer's last
   assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary left
+
+
+def test_stale_temporaries_of_dead_writers_go_and_a_live_writers_stay(tmp_path):
+  import os
+  import subprocess
+  import sys
+
+  from jaxunlearn.engine.records import remove_stale_temporaries
+
+  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                        capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+  stale = tmp_path / f".a.json.{dead}.0123456789ab.tmp"
+  live = tmp_path / f".b.json.{os.getpid()}.0123456789ab.tmp"
+  other = tmp_path / "notes.tmp"
+  for p in (stale, live, other):
+    p.write_text("{")
+  assert remove_stale_temporaries(tmp_path) == [stale]
+  assert not stale.exists() and live.exists() and other.exists()
