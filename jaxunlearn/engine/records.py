@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import platform
+import time
 import uuid
 
 import jax
@@ -46,17 +47,31 @@ def remove_stale_temporaries(folder) -> list[pathlib.Path]:
   Examples:
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / ".r.json.999999999.0123456789ab.tmp").write_text("{")  # no such pid
+    >>> tmp = d / ".r.json.999999999.0123456789ab.tmp"  # no such pid
+    >>> _ = tmp.write_text("{"); os.utime(tmp, (0, 0))  # written long ago
     >>> [p.name for p in remove_stale_temporaries(d)]
     ['.r.json.999999999.0123456789ab.tmp']
   """
   removed = []
   for tmp in pathlib.Path(folder).glob(".*.json.*.tmp"):
     pid = tmp.name.rsplit(".", 3)[-3]
-    if pid.isdigit() and not _alive(int(pid)):
+    if pid.isdigit() and not _alive(int(pid)) and _older_than(tmp, STALE_SECONDS):
       tmp.unlink(missing_ok=True)
       removed.append(tmp)
   return removed
+
+
+# A writer renames its temporary file milliseconds after writing it: one older than this
+# whose pid is not running here is dead even if it came from another machine sharing the
+# folder (where its pid means nothing).
+STALE_SECONDS = 2.0
+
+
+def _older_than(path: pathlib.Path, seconds: float) -> bool:
+  try:
+    return time.time() - path.stat().st_mtime > seconds
+  except FileNotFoundError:  # renamed meanwhile
+    return False
 
 
 def _alive(pid: int) -> bool:
@@ -64,7 +79,7 @@ def _alive(pid: int) -> bool:
     os.kill(pid, 0)
   except (ProcessLookupError, OverflowError):  # no such process (or no such pid at all)
     return False
-  except PermissionError:  # another user's process
+  except PermissionError:  # another user's process: running
     return True
   return True
 

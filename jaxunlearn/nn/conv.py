@@ -31,7 +31,7 @@ Which implementation runs is decided **when a function is traced**:
 * ``"cols"``: no convolution op at all: the forward is one matmul over the im2col patch
   matrix and JAX differentiates that (the kernel gradient ``patches^T @ grad_out``, the
   input gradient the patches' transpose). Faster than ``"im2col"`` on CPU for our CNNs
-  (docs/results/conv_cpu.md), at the memory of the patch matrix kept for the backward
+  (docs/results/conv_cpu_cols.md), at the memory of the patch matrix kept for the backward
   pass (kh*kw copies of each convolution's input); opt-in, not the default (see
   docs/benchmarks.md).
 

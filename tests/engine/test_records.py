@@ -41,7 +41,10 @@ def test_stale_temporaries_of_dead_writers_go_and_a_live_writers_stay(tmp_path):
   stale = tmp_path / f".a.json.{dead}.0123456789ab.tmp"
   live = tmp_path / f".b.json.{os.getpid()}.0123456789ab.tmp"
   other = tmp_path / "notes.tmp"
-  for p in (stale, live, other):
+  fresh = tmp_path / f".c.json.{dead}.0123456789ab.tmp"  # just written: maybe mid-rename
+  for p in (stale, live, other, fresh):
     p.write_text("{")
+  for p in (stale, live, other):
+    os.utime(p, (0, 0))  # written long ago
   assert remove_stale_temporaries(tmp_path) == [stale]
-  assert not stale.exists() and live.exists() and other.exists()
+  assert not stale.exists() and live.exists() and other.exists() and fresh.exists()
