@@ -125,18 +125,19 @@ engine = jax.jit(jax.value_and_grad(lambda q, t: loss_of(apply(q, t))))
 fixed = jax.jit(dp_bitwise.fixed_order_grad(apply, loss_of, mesh))
 logits = jax.jit(lambda q, t: apply(q, t), out_shardings=NamedSharding(mesh, P()))
 arrays = {"logits": logits(p, xs)}
+
+def put(prefix, tree):
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    arrays[prefix + jax.tree_util.keystr(path)] = leaf
+
 value, grads, parts = fixed(p, xs)
-for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:
-  arrays["fixed_order/" + jax.tree_util.keystr(path)] = leaf
+put("fixed_order/", grads)
+put("parts/per_group", parts["per_group"])
 arrays.update({"fixed_order/loss": value, "parts/logits": parts["logits"],
                "parts/cotangent": parts["cotangent"]})
-for path, leaf in jax.tree_util.tree_flatten_with_path(parts["per_group"])[0]:
-  arrays["parts/per_group" + jax.tree_util.keystr(path)] = leaf
-for name, fn in (("engine", engine),):
-  value, grads = fn(p, xs)
-  arrays[name + "/loss"] = value
-  for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:
-    arrays[name + "/" + jax.tree_util.keystr(path)] = leaf
+value, grads = engine(p, xs)
+put("engine/", grads)
+arrays["engine/loss"] = value
 np.savez(out, **{k: np.asarray(v) for k, v in arrays.items()})
 """
 

@@ -76,11 +76,11 @@ def _older_than(path: pathlib.Path, seconds: float) -> bool:
 
 def _alive(pid: int) -> bool:
   try:
-    os.kill(pid, 0)
+    os.kill(pid, 0)  # PermissionError would mean another user's process: running
   except (ProcessLookupError, OverflowError):  # no such process (or no such pid at all)
     return False
-  except PermissionError:  # another user's process: running
-    return True
+  except PermissionError:
+    pass
   return True
 
 

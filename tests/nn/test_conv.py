@@ -51,13 +51,15 @@ def _assert_close(got, want, rtol=1e-4):
     np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=0, atol=rtol * scale)
 
 
+def check(f, x, w, ct):
+  """``f(x, w)``, the gradient of ``⟨f(x, w), ct⟩`` in both arguments, and a jvp."""
+  loss = lambda x, w: jnp.sum(f(x, w) * ct)
+  return f(x, w), jax.grad(loss, (0, 1))(x, w), jax.jvp(f, (x, w), (x, w))[1]
+
+
 def test_value_grad_and_jvp_match_plain_conv():
   # Every shape in one jit: one XLA compile instead of one per shape.
   data = [_data(shape, seed) for seed, shape in enumerate(SHAPES)]
-
-  def check(f, x, w, ct):
-    loss = lambda x, w: jnp.sum(f(x, w) * ct)
-    return f(x, w), jax.grad(loss, (0, 1))(x, w), jax.jvp(f, (x, w), (x, w))[1]
 
   @jax.jit
   def run(data):
@@ -205,10 +207,6 @@ def test_cols_value_and_gradients_match_plain_conv():
   """The whole convolution as one matmul over the patches (JAX differentiates it): value,
   both gradients and the jvp equal the plain convolution's, with no convolution op left."""
   data = [_data(shape, seed) for seed, shape in enumerate(SHAPES)]
-
-  def check(f, x, w, ct):
-    loss = lambda x, w: jnp.sum(f(x, w) * ct)
-    return f(x, w), jax.grad(loss, (0, 1))(x, w), jax.jvp(f, (x, w), (x, w))[1]
 
   def every(f):
     return [check(f(shape[6], shape[7]), *xs) for shape, xs in zip(SHAPES, data)]
