@@ -18,10 +18,12 @@ USER_ERRORS = (JaxUnlearnError, OSError)
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
   """Defaults after every help text that has one (not "(default: None)" on a required or
-  unset flag); the module docstring's examples kept as written."""
+  unset flag, nor "(default: [])" on a repeatable one); the module docstring's examples
+  kept as written."""
 
   def _get_help_string(self, action):
-    if action.required or action.default is None:
+    # An empty list is a repeatable flag's "none given", not a default worth printing.
+    if action.required or action.default is None or action.default == []:
       return action.help
     return super()._get_help_string(action)
 

@@ -34,8 +34,6 @@ Examples:
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
-from sklearn.metrics import roc_auc_score
 
 _EPS = 1e-10  # open-unlearning's guard against division by zero
 
@@ -104,12 +102,16 @@ def rouge_l_recall(reference, prediction) -> float:
 def forget_quality(unlearned_forget_ratios, retain_forget_ratios) -> float:
   """The two-sample KS test's p-value between the forget set's truth ratios under the
   unlearned and the retain model."""
+  import scipy.stats  # noqa: PLC0415 (scipy and sklearn load in ~2 s: only where used)
+
   return float(scipy.stats.ks_2samp(unlearned_forget_ratios, retain_forget_ratios).pvalue)
 
 
 def model_utility(values) -> float:
   """Harmonic mean of the utility values (each in [0, 1]); 0 if any is 0."""
   v = np.asarray(list(values), np.float64)
+  import scipy.stats  # noqa: PLC0415
+
   return 0.0 if np.any(v <= 0) else float(scipy.stats.hmean(v))
 
 
@@ -135,6 +137,8 @@ def mia_auc(forget_scores, holdout_scores) -> float:
   1 for a model whose forget rows all score lower (are remembered), 0.5 for chance."""
   scores = np.concatenate([forget_scores, holdout_scores])
   labels = np.concatenate([np.zeros(len(forget_scores)), np.ones(len(holdout_scores))])
+  from sklearn.metrics import roc_auc_score  # noqa: PLC0415
+
   return float(roc_auc_score(labels, scores))
 
 

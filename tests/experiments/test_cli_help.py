@@ -49,7 +49,7 @@ def test_help_shows_the_defaults(name):
   shown = [
     a
     for a in _flags(parser)
-    if a.option_strings and a.default is not None and a.default is not False
+    if a.option_strings and a.default is not None and a.default is not False and a.default != []
   ]
   for action in shown:
     assert f"(default: {action.default})" in text, f"{name}: {action.option_strings} default"
@@ -57,6 +57,8 @@ def test_help_shows_the_defaults(name):
     assert "(default:" in text
   # a required flag, or one whose absence means "unset", shows no default of None
   assert "(default: None)" not in text, name
+  # nor does a repeatable flag given no value (--set)
+  assert "(default: [])" not in text, name
 
 
 @pytest.mark.parametrize("name", COMMANDS)
