@@ -14,7 +14,7 @@ from experiments import compare
 from jaxunlearn import data
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-ARGS = ["--scenario", "digits-class", "--seeds", "3", "--methods", "igs,ft,rl,explicit",
+ARGS = ["--scenario", "digits-class", "--seeds", "2", "--methods", "igs,ft,rl",
         "--set", "steps=400", "--pretrain-set", "epochs=1", "--no-sweeps",
         "--sequential"]  # fmt: skip
 
@@ -37,11 +37,13 @@ def reference(tmp_path_factory):
   compare.main([*ARGS, "--workdir", str(base / "one"), "--data-dir", str(data_dir),
                 "--no-progress"])  # fmt: skip
   records = _records(base / "one")
-  assert len(records) == 12
+  assert len(records) == 6
   return data_dir, records
 
 
-def test_a_sigkilled_worker_of_workers_2_is_named_and_its_jobs_done_once(tmp_path, reference):
+def test_a_sigkilled_worker_of_workers_2_is_named_and_its_jobs_done_once(
+  tmp_path, reference, capsys
+):
   """--workers 2 starts two processes on one workdir; one is killed once runs are stored:
   the parent names it, the survivor takes over the killed worker's claimed jobs, and a
   rerun recomputes nothing; every job once, equal to one process."""
@@ -61,10 +63,10 @@ def test_a_sigkilled_worker_of_workers_2_is_named_and_its_jobs_done_once(tmp_pat
   assert parent.returncode == 2 and "worker 1 exited with status -9" in err.decode()
   assert len(sorted((tmp_path / "w" / "workers").glob("worker-*.log"))) == 2
   stored = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
-  assert len(stored) == 12  # the survivor finished the killed worker's claimed job too
-  rerun = subprocess.run([*cmd, "--workers", "2"], cwd=ROOT, env=env, capture_output=True,
-                         timeout=300)  # fmt: skip
-  assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
-  assert "[2 workers:" in rerun.stderr.decode()
+  assert len(stored) == 6  # the survivor finished the killed worker's claimed job too
+  capsys.readouterr()  # the rerun's parent in this process (its workers are processes)
+  compare.main([*ARGS, "--workdir", str(tmp_path / "w"), "--no-progress", "--data-dir",
+                str(data_dir), "--workers", "2"])  # fmt: skip
+  assert "[2 workers:" in capsys.readouterr().err
   assert {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")} == stored
   assert _records(tmp_path / "w") == reference
