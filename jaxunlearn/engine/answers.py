@@ -29,8 +29,8 @@ def _bucket(rows: int, batch: int) -> int:
   """The padded size of a chunk of ``rows``: the next power of two from 8, at most
   ``batch``. An evaluation scores sets of many sizes (forget, retained, world, their
   paraphrased and perturbed rows, the holdout); one compiled program per bucket, shared
-  by every set and model, replaces one per size (the API's language-model test compiled
-  18 evaluation programs, ~16 s; 6 with buckets)."""
+  by every set and model, replaces one per size (with each kind of score in one pass,
+  :func:`qa_scores`, the API's language-model test compiles 6 evaluation programs, not 18)."""
   return min(batch, max(8, 1 << (rows - 1).bit_length()))
 
 

@@ -109,9 +109,9 @@ def forget_quality(unlearned_forget_ratios, retain_forget_ratios) -> float:
 
 def model_utility(values) -> float:
   """Harmonic mean of the utility values (each in [0, 1]); 0 if any is 0."""
-  v = np.asarray(list(values), np.float64)
   import scipy.stats  # noqa: PLC0415
 
+  v = np.asarray(list(values), np.float64)
   return 0.0 if np.any(v <= 0) else float(scipy.stats.hmean(v))
 
 
