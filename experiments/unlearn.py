@@ -35,7 +35,8 @@ from jaxunlearn.data.ledger import DeletionLedger, data_digest, request_only
 from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine.api import BUDGETS
 from jaxunlearn.engine.config import override
-from jaxunlearn.engine.evaluation import evaluate, evaluate_sets, retain_budget
+from jaxunlearn.engine.evaluation import evaluate, evaluate_sets, retain_budget, run_notes
+from jaxunlearn.engine.inputs import check_finite_params
 from jaxunlearn.engine.loading import load
 from jaxunlearn.engine.locking import WorkdirLock
 from jaxunlearn.engine.methods import METHODS, make_config
@@ -43,6 +44,7 @@ from jaxunlearn.engine.records import check_workdir, write_json_atomic
 from jaxunlearn.engine.training import model_description
 from jaxunlearn.engine.unlearning import run_method
 from jaxunlearn.errors import ConfigError
+from jaxunlearn.metrics import METRIC_KEYS
 
 
 def build_parser():
@@ -142,6 +144,7 @@ def _run(args, workdir, lock) -> dict:
   start = load(args.original)
   if start.fm is None:
     raise ConfigError(f"{args.original} holds a user's own model; use jaxunlearn.unlearn")
+  check_finite_params(start.params, f"{args.original}: params")  # before the workdir exists
   dataset = data_lib.load_dataset(start.metadata["dataset"], args.data_dir)
   request = data_lib.make_forget_set(dataset, args.forget, seed=args.forget_seed)
   ledger = _ledger(start, args.original, dataset)
@@ -260,7 +263,8 @@ def _metrics(args, cfg, start, result, dataset, step_set, union, reference, retr
   if retrained is not None:
     retrain = evaluate(retrained.fm, retrained.params, retrained.model_state, dataset, union)
     out["retrain"] = retrain
-    out["AvgGap"] = metrics_lib.avg_gap(out, retrain)
+    out["AvgGap"] = float("nan") if out.get("diverged") else metrics_lib.avg_gap(out, retrain)
+  out["notes"] = run_notes(result.history, {k: out[k] for k in METRIC_KEYS if k in out})
   return out, this
 
 
@@ -274,6 +278,8 @@ def summary(out: dict) -> dict:
   s["requests"] = len(out["requests"])
   if "retrain" in out:
     s["retrain"] = {k: out["retrain"][k] for k in ("UA", "RA", "TA", "MIA", "LossAUC")}
+  if out.get("notes"):  # skipped steps, a diverged model: said, not hidden
+    s["notes"] = out["notes"]
   return s
 
 

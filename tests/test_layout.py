@@ -49,6 +49,7 @@ ENGINE_RANK = {
   "stopping": 0,
   "methods": 1,
   "layouts": 0,
+  "inputs": 0,
   "steps": 2,
   "evaluation": 3,
   "answers": 3,

@@ -4,7 +4,10 @@ The build needs the docs packages of the ``test`` extra; the browser check needs
 Chromium (``apt-get install chromium``) and skips, saying so, where it is absent.
 """
 
+import html
+import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -45,8 +48,15 @@ def test_every_page_of_the_navigation_is_built(site):
 def _browser() -> str:
   found = shutil.which("chromium") or shutil.which("chromium-browser")
   if found is None:
+    if os.environ.get("CI") == "true":  # .ci/run installs it: a failed install must show
+      pytest.fail("CI=true but no Chromium to render the site in (apt-get install chromium)")
     pytest.skip("no Chromium here (apt-get install chromium) to render the site in")
   return found
+
+
+def _text(dom: str) -> str:
+  """What a reader sees of a page: its DOM without tags, entities decoded."""
+  return html.unescape(re.sub(r"<[^>]+>", "", dom))
 
 
 def _rendered(browser: str, page: pathlib.Path) -> str:
@@ -70,3 +80,30 @@ def test_the_home_and_api_pages_render_with_their_navigation(site, page):
     assert 'id="jaxunlearn.transforms.implicit.implicit_gradient_surgery"' in dom
   else:
     assert "implicit gradient surgery" in dom
+
+
+@pytest.mark.parametrize(
+  "page,example",
+  [("guides/quickstart", "examples/quickstart.py"), ("guides/your-model", "examples/your_model.py")],
+)
+def test_the_guides_show_the_code_of_their_examples(site, page, example):
+  """The pages include their example (pymdownx.snippets): every code line of it is on
+  the rendered page, and no include marker is left (ruff's Markdown formatter once
+  rewrote ``--8<-- "examples/x.py"`` into ``--8 < --"examples/x.py"``, and the page
+  showed that line instead of the code while the strict build still passed)."""
+  shown = _text(_rendered(_browser(), site / page / "index.html"))
+  assert "--8" not in shown
+  lines = [l.strip() for l in (ROOT / example).read_text().splitlines()]
+  code = [l for l in lines if l and not l.startswith("#")]
+  missing = [l for l in code if l not in shown]
+  assert not missing, missing[:5]
+  assert len(code) > 20
+
+
+def test_no_include_marker_in_the_docs_was_rewritten_by_the_formatter():
+  for md in [*(ROOT / "docs").rglob("*.md"), ROOT / "README.md"]:
+    text = md.read_text()
+    assert "--8 <" not in text, md
+    for line in text.splitlines():
+      if line.startswith("--8<--"):
+        assert re.fullmatch(r'--8<-- "[^"]+"', line), (md, line)

@@ -102,6 +102,7 @@ def split_from_arrays(x, y, ids=None, *, name: str = "train") -> Split:
   if x.dtype.kind not in "fiub":
     raise DataError(f"{name} inputs have dtype {x.dtype}; pass numbers (they become float32)")
   x = np.ascontiguousarray(x, np.float32)
+  _check_finite_rows(x, name)
   y = np.asarray(y)
   if (
     y.ndim != 1
@@ -122,6 +123,20 @@ def split_from_arrays(x, y, ids=None, *, name: str = "train") -> Split:
   if len(np.unique(ids)) != len(ids):
     raise DataError(f"{name} ids are not unique; each row needs its own id")
   return Split(x, y.astype(np.int32), ids)
+
+
+def _check_finite_rows(x: np.ndarray, name: str) -> None:
+  """Refuses NaN or infinite inputs (also float64 values too large for float32), naming
+  the first bad row: left in, they skip every step of a run or empty its metrics."""
+  bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1) if x.size else np.zeros(0, bool)
+  if bad.any():
+    rows = np.flatnonzero(bad)
+    more = f" (and {len(rows) - 1} more rows)" if len(rows) > 1 else ""
+    raise DataError(
+      f"{name} inputs hold NaN or infinity in row {int(rows[0])}{more}; drop or impute "
+      f"those rows first (np.isfinite(x).all(axis=tuple(range(1, x.ndim))) keeps the "
+      f"good ones; float64 beyond 3.4e38 overflows float32)"
+    )
 
 
 def from_arrays(

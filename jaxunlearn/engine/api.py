@@ -40,14 +40,15 @@ from jaxunlearn.data.tofu import QADataset
 from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine import methods as methods_lib
 from jaxunlearn.engine.answers import evaluate_qa
-from jaxunlearn.engine.evaluation import evaluate_sets, retain_budget
-from jaxunlearn.engine.loading import Loaded, in_structure_of, load
+from jaxunlearn.engine.evaluation import evaluate_sets, retain_budget, run_notes
+from jaxunlearn.engine.inputs import check_finite_params, check_labels_fit_head
+from jaxunlearn.engine.loading import Loaded, load
 from jaxunlearn.engine.records import check_workdir
 from jaxunlearn.engine.steps import make_predict
 from jaxunlearn.engine.training import model_description
 from jaxunlearn.engine.unlearning import run_method
 from jaxunlearn.errors import ConfigError
-from jaxunlearn.nn.adapters import as_functional
+from jaxunlearn.nn.adapters import as_functional, engine_params, in_form, params_form
 from jaxunlearn.nn.models import FunctionalModel, to_module
 
 BUDGETS = ("original", "request")
@@ -61,8 +62,11 @@ class UnlearnReport:
   """What :func:`unlearn` returns.
 
   Attributes:
-    params, model_state: the unlearned model (``params`` has the input's structure);
-      :attr:`model` is it as a callable ``x -> logits`` of the kind you passed.
+    params, model_state: the unlearned model, ``params`` in the form you passed (a linen
+      module's whole variables, ``{"params": ..., "batch_stats": ...}``, come back as
+      variables, so ``module.apply(report.params, x)`` works; an NNX module's or a
+      function's params as their own tree); :attr:`model` is it as a callable
+      ``x -> logits`` of the kind you passed.
     metrics: percentages on the splits given — ``UA`` (100 − accuracy on every row
       forgotten so far), ``RA`` (accuracy on the rest of train), and with ``test``:
       ``TA``, ``MIA`` (SalUn's attack), ``LossAUC``; with ``val``: ``val_accuracy``.
@@ -73,8 +77,12 @@ class UnlearnReport:
     original_metrics: the same for the model the request started from.
     retrained_metrics, gaps: with ``retrained=``, that model's metrics, and per metric
       ``|unlearned − retrained|`` with ``AvgGap`` (their mean over UA, RA, TA, MIA).
-    history: per step — ``retain_loss``, ``forget_loss`` and, for methods that keep
-      one, ``multiplier`` (λ).
+    history: per step — ``retain_loss``, ``forget_loss``, ``skipped`` (the step was not
+      applied: its loss or update was not finite) and, for methods that keep one,
+      ``multiplier`` (λ).
+    notes: what went wrong in the run, one line each (steps skipped, a model whose
+      outputs are no longer finite so that some metrics are NaN); :meth:`summary` ends
+      with them. Empty for a sound run.
     budget: for a method that promises a bound on the retain loss over the run (IGS
       anchored: ``tolerance``; PDU: ``threshold``), whether it held on the whole
       retained set (:func:`~jaxunlearn.engine.evaluation.retain_budget`); ``{}`` for a
@@ -106,6 +114,13 @@ class UnlearnReport:
   fm: Any = None
   source_model: Any = None  # the model as the user passed it
   description: dict | None = None  # how to rebuild a catalogue model (workdirs)
+  params_form: str = "params"  # "variables": linen variables, split for the engine
+  notes: list = dataclasses.field(default_factory=list)
+
+  @property
+  def engine_params(self):
+    """The params as the engine holds them (a linen model's ``"params"`` collection)."""
+    return engine_params(self.params_form, self.params)
 
   @property
   def requests(self) -> list[dict]:
@@ -123,18 +138,18 @@ class UnlearnReport:
     if isinstance(self.fm, FunctionalModel):
       return to_module(self.fm, self.params, self.model_state)
     if isinstance(m, linen.Module):
-      return m.bind({"params": self.params, **self.model_state})
+      return m.bind({"params": self.engine_params, **self.model_state})
     if callable(m):
       return functools.partial(m, self.params)
     raise ConfigError("this report holds no model to rebuild; use report.predict(x)")
 
   def predict(self, x):
     """Logits of ``x`` in eval mode."""
-    return make_predict(self.fm)(self.params, self.model_state, x)
+    return make_predict(self.fm)(self.engine_params, self.model_state, x)
 
   def summary(self) -> str:
-    """One line: the metrics, this request's UA in a series, λ and, for a method with a
-    budget, whether it held."""
+    """One line: the metrics, this request's UA in a series, λ, for a method with a
+    budget whether it held, and what went wrong (:attr:`notes`)."""
     parts = [f"{k} {v:.1f}" for k, v in self.metrics.items() if k[0].isupper()]
     parts += [f"{k} {self.metrics[k]:.3g}" for k in QA_SUMMARY if k in self.metrics]
     if len(self.ledger) > 1 and "UA" in self.request_metrics:
@@ -145,7 +160,7 @@ class UnlearnReport:
       parts.append(f"λ {float(self.history['multiplier'][-1]):.3f}")
     if self.budget:
       parts.append(f"budget {'held' if self.budget['held'] else 'exceeded'}")
-    return ", ".join(parts)
+    return "; ".join([", ".join(parts), *self.notes])
 
 
 def _request(dataset, forget, forget_ids, seed: int):
@@ -215,7 +230,23 @@ def _metrics(fm, params, model_state, dataset, *forget_sets, reference=None):
     out = [_qa_metrics(fm, params, model_state, dataset, f, reference) for f in forget_sets]
     return out[0] if len(out) == 1 else out
   found = evaluate_sets(fm, params, model_state, dataset, forget_sets)
-  out = [{k: float(m[k]) for k in REPORTED if k in m and np.isfinite(m[k])} for m in found]
+  # A diverged model's metrics stay, as NaN: dropping them left an empty dict and a
+  # summary that read like a success (run_notes says why they are NaN). A metric whose
+  # split is absent (TA without test=) is left out.
+  needs = {
+    "TA": dataset.test,
+    "MIA": dataset.test,
+    "LossAUC": dataset.test,
+    "val_accuracy": dataset.val,
+  }
+  out = [
+    {
+      k: float(m[k])
+      for k in REPORTED
+      if k in m and (np.isfinite(m[k]) or (m.get("diverged") and len(needs.get(k, [0]))))
+    }
+    for m in found
+  ]
   return out[0] if len(out) == 1 else out
 
 
@@ -236,8 +267,13 @@ def _given_model(previous, model, params, model_state, loss):
   """``(fm, params, model_state, description)`` of the model passed; all ``None`` but the
   params when it comes with ``previous`` (the parameters are the earlier request's: the
   model alone will do)."""
+  if previous is not None and params is not None:
+    raise ConfigError(
+      "previous= continues from that request's unlearned params, so params= would be "
+      "ignored: pass params=None (unlearn(model, None, ..., previous=...))"
+    )
   from_previous = previous is not None and (
-    model is None or (params is None and not isinstance(model, (nnx.Module, Loaded)))
+    model is None or not isinstance(model, (nnx.Module, Loaded))
   )
   if from_previous:
     return None, params, model_state, None
@@ -285,21 +321,25 @@ def _gaps(metrics: dict, reference: dict, dataset=None) -> dict:
   keys = [k for k in metrics_lib.REPORTED_KEYS if k in metrics and k in reference]
   gaps = {k: abs(metrics[k] - reference[k]) for k in keys}
   avg = [k for k in metrics_lib.METRIC_KEYS if k in gaps]
+  if not all(np.isfinite(gaps[k]) for k in avg):  # a diverged model: its notes say so
+    return {**gaps, "AvgGap": float("nan")}
   gaps["AvgGap"] = metrics_lib.avg_gap(metrics, reference, avg)
   return gaps
 
 
 @dataclasses.dataclass
 class _Series:
-  """Where a request starts: the model, the model before the first request, the ledger."""
+  """Where a request starts: the model, the model before the first request, the ledger,
+  and the form the user's params come in."""
 
   start: tuple
   original: tuple | None
   ledger: DeletionLedger
   description: dict | None = None
+  form: str = "params"
 
 
-def _series(previous, fm, params, model_state, description, dataset, model, loss) -> tuple:
+def _series(previous, fm, params, model_state, description, dataset, model, loss, form) -> tuple:
   """``(fm, _Series)`` for a request after ``previous`` (``None``, a report, a workdir
   or ``load(workdir)``); ``fm`` is ``None`` when the model comes with ``previous``."""
 
@@ -317,15 +357,18 @@ def _series(previous, fm, params, model_state, description, dataset, model, loss
     if isinstance(model, Loaded) and model.workdir is not None:
       anchor = str(model.workdir.resolve())
     ledger = DeletionLedger(anchor=anchor, data_digest=data_digest(dataset))
-    return fm, _Series((params, model_state), (params, model_state), ledger, description)
+    start = (params, model_state)
+    return fm, _Series(start, start, ledger, description, form)
   if isinstance(previous, UnlearnReport):
     ledger = previous.ledger
     ledger.check_data(dataset)
-    start = (previous.params, previous.model_state)
-    series = _Series(start, previous.original, ledger, previous.description or description)
+    start = (previous.engine_params, previous.model_state)
+    series = _Series(
+      start, previous.original, ledger, previous.description or description, previous.params_form
+    )
     return view(start, previous.fm), series
   if isinstance(previous, (str, os.PathLike)):
-    previous = load(previous, like=params)
+    previous = load(previous)
   if not isinstance(previous, Loaded):
     raise ConfigError(
       "previous= takes the report of an earlier request, its workdir, or load(workdir)"
@@ -336,34 +379,53 @@ def _series(previous, fm, params, model_state, description, dataset, model, loss
       f"{previous.workdir} holds no deletion request; pass it as the model, not previous="
     )
   ledger.check_data(dataset)
-  start = (previous.params, previous.model_state)
+  start = (previous.engine_params, previous.model_state)
   if fm is None and model is None and previous.fm is not None:  # a catalogue model
     description = _describe(previous)
-  original = _original_of(previous, ledger, params)
-  return view(start, previous.fm), _Series(start, original, ledger, description)
+  original = _original_of(previous, ledger)
+  series = _Series(start, original, ledger, description, previous.params_form)
+  return view(start, previous.fm), series
 
 
-def _original_of(previous: Loaded, ledger: DeletionLedger, like) -> tuple | None:
+def _original_of(previous: Loaded, ledger: DeletionLedger) -> tuple | None:
   """The model before the first request: its workdir, or the one the API stored."""
   if ledger.anchor:
-    anchor = load(ledger.anchor, like=like)
-    return anchor.params, anchor.model_state
+    anchor = load(ledger.anchor)
+    return anchor.engine_params, anchor.model_state
   stored = previous.metadata.get("original_stored")
   if stored and previous.workdir is not None:
     with ckpt.Checkpointer(previous.workdir / "checkpoints", create=False) as manager:
       raw = manager.restore_raw()
-    params = raw["original"]["params"]
-    if like is not None:
-      params = in_structure_of(params, like)
-    return params, raw["original"].get("model_state", {})
+    return raw["original"]["params"], raw["original"].get("model_state", {})
   return None
 
 
-def _check_budget_arguments(budget_from: str, steps, epochs) -> None:
+def _check_arguments(budget_from: str, steps, epochs, optimizer) -> None:
   if budget_from not in BUDGETS:
     raise ConfigError(f"budget_from must be one of {', '.join(BUDGETS)}, got {budget_from!r}")
   if steps is not None and epochs is not None:
     raise ConfigError("pass steps or epochs, not both")
+  if optimizer is not None and not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+    raise ConfigError(
+      f"optimizer= takes an optax optimiser, e.g. optax.adam(1e-3), got {optimizer!r} "
+      "(or leave it out for the config's SGD: learning_rate=..., momentum=...)"
+    )
+
+
+def _check_model_fits(fm, params, model_state, dataset) -> None:
+  """Before any work: the starting model's arrays are finite and, for class labels, the
+  head is wide enough (one forward of one row)."""
+  check_finite_params(params, "params")
+  check_finite_params(model_state, "model_state")
+  if isinstance(dataset, QADataset) or not len(dataset.train):
+    return
+  width = jax.eval_shape(
+    lambda p, s, x: fm.apply(p, s, x, train=False)[0], params, model_state,
+    dataset.train.images[:1],
+  ).shape[-1]  # fmt: skip
+  splits = {"y": dataset.train, "val": dataset.val, "test": dataset.test}
+  largest = {name: int(s.labels.max()) for name, s in splits.items() if len(s)}
+  check_labels_fit_head(width, dataset.num_classes, largest)
 
 
 def unlearn(
@@ -449,11 +511,13 @@ def unlearn(
     >>> sorted(report.metrics), report.params["w"].shape
     (['RA', 'UA'], (4, 2))
   """
-  _check_budget_arguments(budget_from, steps, epochs)
+  _check_arguments(budget_from, steps, epochs, optimizer)
   dataset = _dataset(x, y, ids, val, test, num_classes, dataset)
   request = _request(dataset, forget, forget_ids, forget_seed)
+  form = params_form(model, params, model_state)
   fm, params, model_state, description = _given_model(previous, model, params, model_state, loss)
-  fm, series = _series(previous, fm, params, model_state, description, dataset, model, loss)
+  fm, series = _series(previous, fm, params, model_state, description, dataset, model, loss, form)
+  _check_model_fits(fm, *series.start, dataset)
   step_set, union = series.ledger.begin(dataset, request)
 
   pool = len(step_set.forget_idx) + len(step_set.retain_idx)
@@ -483,12 +547,13 @@ def unlearn(
     metrics=metrics,
     request_metrics=request_metrics,
   )
+  history = {k: np.asarray(v) for k, v in result.history.items()}
   report = UnlearnReport(
-    params=result.params,
+    params=in_form(series.form, result.params, result.model_state),
     model_state=result.model_state,
     metrics=metrics,
     original_metrics=_metrics(fm, *series.start, dataset, union, reference=reference_metrics),
-    history={k: np.asarray(v) for k, v in result.history.items()},
+    history=history,
     budget=budget,
     config=cfg,
     forgotten=union.forget_idx,
@@ -503,6 +568,8 @@ def unlearn(
     fm=fm,
     source_model=model if model is not None else getattr(previous, "source_model", None),
     description=series.description,
+    params_form=series.form,
+    notes=run_notes(history, metrics),
   )
   if workdir is not None:
     save_report(report, workdir)
@@ -545,6 +612,7 @@ def evaluate(
   dataset = _dataset(x, y, ids, val, test, num_classes)
   forget_set = _request(dataset, forget, forget_ids, forget_seed)
   fm, params, model_state, _ = _model(model, params, model_state, None)
+  _check_model_fits(fm, params, model_state, dataset)
   return _metrics(fm, params, model_state, dataset, forget_set)
 
 
@@ -558,7 +626,7 @@ def save_report(report: UnlearnReport, workdir) -> pathlib.Path:
   if directory.exists() and any(directory.iterdir()):
     raise ConfigError(f"{workdir} already holds a run; choose a new workdir")
   state = {
-    "params": report.params,
+    "params": report.engine_params,
     "model_state": report.model_state,
     "opt_state": report.opt_state,
     "history": report.history,
@@ -579,6 +647,7 @@ def save_report(report: UnlearnReport, workdir) -> pathlib.Path:
     "ledger": report.ledger.to_dict(),
     "forgotten_rows": report.forgotten.tolist(),
     "original_stored": stored,
+    "params_form": report.params_form,
     "versions": ckpt.package_versions(),
   }
   if report.description is not None:

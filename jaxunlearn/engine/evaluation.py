@@ -184,3 +184,28 @@ def retain_budget(cfg, fm, reference, final, dataset, rows) -> dict:
   phi = (lambda v: math.log(max(v, DEFAULT_LOSS_FLOOR))) if promise.log else (lambda v: v)
   held = phi(after) <= phi(before) + promise.value
   return {**out, "tolerance": promise.value, "log_losses": promise.log, "held": bool(held)}
+
+
+def run_notes(history: dict, metrics: dict) -> list[str]:
+  """One line for each thing that went wrong: skipped steps, metrics that could not be
+  computed because the model's outputs are not finite.
+
+  Examples:
+    >>> for note in run_notes({"skipped": np.array([0, 1, 1], bool)}, {"UA": np.nan, "RA": 1.0}):
+    ...   print(note)
+    2 of 3 steps skipped (non-finite loss or update; try a lower learning_rate)
+    UA not computed: the model outputs NaN or infinity (it diverged)
+  """
+  notes = []
+  skipped = np.asarray(history.get("skipped", np.zeros(0, bool)), bool)
+  if skipped.any():
+    notes.append(
+      f"{int(skipped.sum())} of {len(skipped)} steps skipped (non-finite loss or update; "
+      "try a lower learning_rate)"
+    )
+  failed = [k for k, v in metrics.items() if isinstance(v, float) and not np.isfinite(v)]
+  if failed:
+    notes.append(
+      f"{', '.join(failed)} not computed: the model outputs NaN or infinity (it diverged)"
+    )
+  return notes

@@ -28,6 +28,7 @@ from jaxunlearn.engine import methods as methods_lib
 from jaxunlearn.engine import steps
 from jaxunlearn.engine.training import model_from_metadata, restore_template
 from jaxunlearn.errors import CheckpointError, ConfigError
+from jaxunlearn.nn.adapters import engine_params, in_form
 
 
 @dataclasses.dataclass
@@ -42,6 +43,8 @@ class Loaded:
     fm: the functional model (``None`` for a user's own model: bring its apply function).
     step: the checkpoint's step (epochs for training, steps for unlearning).
     workdir: the directory it was loaded from.
+    params_form: ``"variables"`` when ``params`` are a linen module's whole variables
+      (as they were passed to :func:`jaxunlearn.unlearn`), ``"params"`` otherwise.
   """
 
   kind: str
@@ -52,6 +55,12 @@ class Loaded:
   fm: Any = None
   step: int = 0
   workdir: pathlib.Path | None = None
+  params_form: str = "params"
+
+  @property
+  def engine_params(self):
+    """The params as the engine holds them (a linen model's ``"params"`` collection)."""
+    return engine_params(self.params_form, self.params)
 
   def predict(self, x):
     """Logits of ``x`` in eval mode."""
@@ -68,25 +77,7 @@ class Loaded:
       raise ConfigError("load(workdir, optimizer_state=True) to read λ")
     from jaxunlearn import transforms  # noqa: PLC0415 - a reader, not a dependency
 
-    try:
-      return transforms.multiplier(self.opt_state)
-    except ValueError:
-      # A user's own optimiser (jaxunlearn.unlearn with optimizer=) cannot be rebuilt, so
-      # its state comes back as saved: nested dicts, where λ is the one "multiplier" field.
-      found = _fields_named(self.opt_state, "multiplier")
-      if len(found) != 1:
-        raise
-      return found[0]
-
-
-def _fields_named(tree, name: str) -> list:
-  """Every value stored under the key ``name`` in nested dicts and lists."""
-  if isinstance(tree, dict):
-    own = [tree[name]] if name in tree else []
-    return own + [x for k, v in tree.items() if k != name for x in _fields_named(v, name)]
-  if isinstance(tree, (list, tuple)):
-    return [x for v in tree for x in _fields_named(v, name)]
-  return []
+    return transforms.multiplier(self.opt_state)
 
 
 def _origin_metadata(meta: dict, workdir: pathlib.Path) -> dict:
@@ -109,6 +100,18 @@ def _opt_template(meta: dict, params) -> Any:
   return methods_lib.build_transformation(cfg, prepared).init(params)
 
 
+def _api_opt_state(manager, meta: dict, raw: dict, which: str):
+  """The optimiser state of a :func:`jaxunlearn.unlearn` run on a user's own model: in
+  the method's own state classes when the run used the config's optimiser (so
+  ``jaxunlearn.multiplier`` and ``loss_weights`` read it), as saved (nested dicts)
+  when it used the user's own, which cannot be rebuilt."""
+  try:
+    template = dict(raw, opt_state=_opt_template(meta, raw["params"]))
+    return manager.restore(template, which=which)["opt_state"]
+  except (CheckpointError, ValueError, TypeError, KeyError):
+    return raw.get("opt_state")
+
+
 def load(
   workdir,
   *,
@@ -123,7 +126,8 @@ def load(
       :func:`~jaxunlearn.engine.training.train` or :func:`jaxunlearn.unlearn`.
     which: ``"latest"`` or ``"best"`` (by validation accuracy, training runs only).
     optimizer_state: also restore the optimiser state (λ and the dual state for IGS).
-    like: for a user's own model, params whose structure to restore into.
+    like: for a user's own model, params whose structure to restore into: what you
+      passed to :func:`jaxunlearn.unlearn` (a linen module's variables, a dict, a state).
 
   Examples:
     >>> import tempfile, numpy as np
@@ -154,9 +158,12 @@ def load(
     raw = manager.restore_raw(which=which)
     api = meta.get("source") == "api"
     if api and "model" not in meta:  # a user's own model: its arrays as saved
-      params = raw["params"] if like is None else in_structure_of(raw["params"], like)
-      opt_state = raw.get("opt_state") if optimizer_state else None
-      return loaded(params, raw.get("model_state", {}), opt_state=opt_state)
+      form = meta.get("params_form", "params")
+      model_state = raw.get("model_state", {})
+      params = in_form(form, raw["params"], model_state)  # the form the user passed
+      params = params if like is None else in_structure_of(params, like)
+      opt_state = _api_opt_state(manager, meta, raw, which) if optimizer_state else None
+      return loaded(params, model_state, opt_state=opt_state, params_form=form)
     _, fm, params, model_state = model_from_metadata(_origin_metadata(meta, workdir))
     # Exact template for the model (and optimiser); the rest as it was saved. The API's
     # optimiser may be the user's own, so its state comes back as saved.

@@ -156,3 +156,37 @@ def as_functional(model, params=None, model_state=None, *, loss: Callable | None
   if params is None:
     raise ConfigError("pass the model's params (what unlearning optimises)")
   return fm, params, {} if model_state is None else model_state
+
+
+FORMS = ("params", "variables")
+
+
+def params_form(model, params=None, model_state=None) -> str:
+  """How the user passed the parameters: ``"variables"`` for a linen module's whole
+  variables (``{"params": ..., "batch_stats": ...}``), which :func:`as_functional`
+  splits into params and state, ``"params"`` otherwise. :func:`in_form` gives results
+  back in it, so ``model.apply(report.params, x)`` works as it did before.
+
+  Examples:
+    >>> import flax.linen as nn, jax, jax.numpy as jnp
+    >>> params_form(nn.Dense(2), nn.Dense(2).init(jax.random.key(0), jnp.ones((1, 3))))
+    'variables'
+    >>> params_form(lambda p, x: x @ p, jnp.ones((3, 2)))
+    'params'
+  """
+  linen_variables = isinstance(model, linen.Module) and isinstance(params, dict)
+  if linen_variables and "params" in params and model_state is None:
+    return "variables"
+  return "params"
+
+
+def in_form(form: str, params, model_state):
+  """The engine's ``params`` (and ``model_state``) in the user's ``form``."""
+  if form == "variables":
+    return {"params": params, **(model_state or {})}
+  return params
+
+
+def engine_params(form: str, params):
+  """The engine's params out of the user's ``form`` (the inverse of :func:`in_form`)."""
+  return params["params"] if form == "variables" else params

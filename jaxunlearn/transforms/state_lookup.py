@@ -114,13 +114,37 @@ def loss_weights(opt_state):
 def multiplier(opt_state):
   """The dual variable λ held in the optimiser state (IGS, primal–dual, explicit surgery's last λ*).
 
+  Also reads a state restored as plain nested dicts (``jaxunlearn.load(...,
+  optimizer_state=True)`` of a run with your own optimiser), where λ is the one field
+  named ``multiplier``.
+
   Examples:
     >>> import optax, jax.numpy as jnp, jaxunlearn
     >>> tx = jaxunlearn.primal_dual(optax.sgd(0.1), threshold=0.1, init_multiplier=0.3)
     >>> round(float(multiplier(tx.init({"w": jnp.zeros(2)}))), 4)
     0.3
+    >>> multiplier({"0": {"count": 3}, "1": {"multiplier": 2.5, "count": 3}})
+    2.5
   """
-  return _find(opt_state, 1, "a multiplier").multiplier
+  try:
+    return _find(opt_state, 1, "a multiplier").multiplier
+  except ValueError:
+    # A state restored without its classes (jaxunlearn.load of a run with the user's own
+    # optimiser: nested dicts and lists) holds λ as its one "multiplier" field.
+    found = _fields_named(opt_state, "multiplier")
+    if len(found) != 1:
+      raise
+    return found[0]
+
+
+def _fields_named(tree, name: str) -> list:
+  """Every value stored under the key ``name`` in nested dicts, lists and tuples."""
+  if isinstance(tree, dict):
+    own = [tree[name]] if name in tree else []
+    return own + [x for k, v in tree.items() if k != name for x in _fields_named(v, name)]
+  if isinstance(tree, (list, tuple)) and not _registered(tree):
+    return [x for v in tree for x in _fields_named(v, name)]
+  return []
 
 
 # optax keeps states, not transformations: what a state says about who made it.

@@ -59,7 +59,7 @@ def test_linen_model_on_tabular_data_end_to_end():
   report = jaxunlearn.unlearn(
     MODULE, VARIABLES, X, Y, forget=np.arange(40), test=(X_TEST, Y_TEST), epochs=3
   )
-  assert jax.tree.structure(report.params) == jax.tree.structure(VARIABLES["params"])
+  assert jax.tree.structure(report.params) == jax.tree.structure(VARIABLES)  # its own form
   assert {"UA", "RA", "TA", "MIA", "LossAUC"} <= set(report.metrics)
   assert report.original_metrics["UA"] < report.metrics["UA"]  # it forgot something
   assert report.metrics["RA"] > 90
@@ -74,7 +74,7 @@ def test_linen_model_on_tabular_data_end_to_end():
     "held",
   }
   # the budget fields are what they say: mean CE of each model on the retained rows
-  logits = MODULE.apply({"params": report.params}, X[40:])
+  logits = MODULE.apply(report.params, X[40:])
   after = float(objectives.cross_entropy(logits, Y[40:]))
   assert report.budget["retain_loss_after"] == pytest.approx(after, rel=1e-4)
   assert report.budget["held"] == (after <= report.budget["retain_loss_before"] + 0.02)
@@ -139,7 +139,7 @@ def test_successive_requests_apply_once_and_hold_the_budget_against_the_original
   params = VARIABLES["params"]
   first = jaxunlearn.unlearn(apply_fn, params, X, Y, forget=np.arange(10), steps=4)
   second = jaxunlearn.unlearn(
-    apply_fn, params, X, Y, forget=np.arange(5, 20), steps=4, previous=first
+    apply_fn, None, X, Y, forget=np.arange(5, 20), steps=4, previous=first
   )
   assert second.forgotten.tolist() == list(range(20))
   assert second.requests[0]["rows"] == list(range(10))
@@ -152,9 +152,9 @@ def test_successive_requests_apply_once_and_hold_the_budget_against_the_original
   for u, v in zip(jax.tree.leaves(state.start_params), jax.tree.leaves(params)):
     np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
   with pytest.raises(ForgetSpecError, match="forgotten already by an earlier request"):
-    jaxunlearn.unlearn(apply_fn, params, X, Y, forget=np.arange(15), steps=2, previous=second)
+    jaxunlearn.unlearn(apply_fn, None, X, Y, forget=np.arange(15), steps=2, previous=second)
   with pytest.raises(DataError, match="other data"):
-    jaxunlearn.unlearn(apply_fn, params, X + 1, Y, forget=[30], steps=2, previous=second)
+    jaxunlearn.unlearn(apply_fn, None, X + 1, Y, forget=[30], steps=2, previous=second)
 
 
 @pytest.mark.parametrize(
@@ -218,12 +218,12 @@ def test_class_wise_request_reports_test_accuracy_on_the_remaining_classes():
   module, variables, (x, y), (xt, yt) = WINE
   report = jaxunlearn.unlearn(module, variables, x, y, forget="class:0", test=(xt, yt), steps=20)
   assert report.forgotten.tolist() == np.flatnonzero(y == 0).tolist()
-  logits = module.apply({"params": report.params}, xt)
+  logits = module.apply(report.params, xt)
   keep = yt != 0
   # TA by hand: the test rows of classes 1 and 2 only (the commands' definition)
   assert report.metrics["TA"] == pytest.approx(_accuracy(logits[keep], yt[keep]))
   assert report.metrics["TA"] != pytest.approx(_accuracy(logits, yt))
-  train_logits = module.apply({"params": report.params}, x)
+  train_logits = module.apply(report.params, x)
   assert report.metrics["UA"] == pytest.approx(100 - _accuracy(train_logits[y == 0], y[y == 0]))
   # LossAUC compares the forgotten rows with unseen rows of the same class (test class 0)
   assert 0 <= report.metrics["LossAUC"] <= 100
@@ -266,7 +266,7 @@ def test_evaluate_gives_exactly_the_reported_metrics_and_retrained_adds_the_gaps
   report = jaxunlearn.unlearn(
     module, variables, x, y, forget=spec, test=(xt, yt), steps=10, retrained=(module, retrained)
   )
-  mine = jaxunlearn.evaluate(module, {"params": report.params}, x, y, forget=spec, test=(xt, yt))
+  mine = jaxunlearn.evaluate(module, report.params, x, y, forget=spec, test=(xt, yt))
   assert mine == report.metrics  # the same attack on the same members: equal, not close
   theirs = jaxunlearn.evaluate(module, retrained, x, y, forget=spec, test=(xt, yt))
   assert report.retrained_metrics == theirs
@@ -294,7 +294,7 @@ def test_pdu_reports_its_own_threshold_and_igs_its_tolerance():
   )
   retained = np.arange(5, len(y))
   after = float(
-    objectives.cross_entropy(module.apply({"params": report.params}, x[retained]), y[retained])
+    objectives.cross_entropy(module.apply(report.params, x[retained]), y[retained])
   )
   assert report.budget["kind"] == "level" and report.budget["threshold"] == 0.3
   assert report.budget["retain_loss_after"] == pytest.approx(after, rel=1e-4)
@@ -327,7 +327,7 @@ def test_report_model_is_a_model_of_the_kind_passed():
   module, variables, (x, y), _ = WINE
   linen_report = jaxunlearn.unlearn(module, variables, x, y, forget=np.arange(5), steps=2)
   np.testing.assert_allclose(
-    linen_report.model(x), module.apply({"params": linen_report.params}, x), rtol=1e-6
+    linen_report.model(x), module.apply(linen_report.params, x), rtol=1e-6
   )
   apply_fn = lambda p, x: module.apply(p, x)
   fn_report = jaxunlearn.unlearn(apply_fn, variables, x, y, forget=np.arange(5), steps=2)
