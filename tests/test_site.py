@@ -84,7 +84,10 @@ def test_the_home_and_api_pages_render_with_their_navigation(site, page):
 
 @pytest.mark.parametrize(
   "page,example",
-  [("guides/quickstart", "examples/quickstart.py"), ("guides/your-model", "examples/your_model.py")],
+  [
+    ("guides/quickstart", "examples/quickstart.py"),
+    ("guides/your-model", "examples/your_model.py"),
+  ],
 )
 def test_the_guides_show_the_code_of_their_examples(site, page, example):
   """The pages include their example (pymdownx.snippets): every code line of it is on

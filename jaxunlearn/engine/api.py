@@ -412,10 +412,10 @@ def _check_arguments(budget_from: str, steps, epochs, optimizer) -> None:
     )
 
 
-def _check_model_fits(fm, params, model_state, dataset) -> None:
+def _check_model_fits(fm, params, model_state, dataset, form: str = "params") -> None:
   """Before any work: the starting model's arrays are finite and, for class labels, the
   head is wide enough (one forward of one row)."""
-  check_finite_params(params, "params")
+  check_finite_params(params, "params['params']" if form == "variables" else "params")
   check_finite_params(model_state, "model_state")
   if isinstance(dataset, QADataset) or not len(dataset.train):
     return
@@ -517,7 +517,7 @@ def unlearn(
   form = params_form(model, params, model_state)
   fm, params, model_state, description = _given_model(previous, model, params, model_state, loss)
   fm, series = _series(previous, fm, params, model_state, description, dataset, model, loss, form)
-  _check_model_fits(fm, *series.start, dataset)
+  _check_model_fits(fm, *series.start, dataset, series.form)
   step_set, union = series.ledger.begin(dataset, request)
 
   pool = len(step_set.forget_idx) + len(step_set.retain_idx)
@@ -611,8 +611,9 @@ def evaluate(
   """
   dataset = _dataset(x, y, ids, val, test, num_classes)
   forget_set = _request(dataset, forget, forget_ids, forget_seed)
+  form = params_form(model, params, model_state)
   fm, params, model_state, _ = _model(model, params, model_state, None)
-  _check_model_fits(fm, params, model_state, dataset)
+  _check_model_fits(fm, params, model_state, dataset, form)
   return _metrics(fm, params, model_state, dataset, forget_set)
 
 

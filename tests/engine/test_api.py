@@ -293,9 +293,7 @@ def test_pdu_reports_its_own_threshold_and_igs_its_tolerance():
     module, variables, x, y, forget=np.arange(5), steps=5, method="pdu", pdu_threshold=0.3
   )
   retained = np.arange(5, len(y))
-  after = float(
-    objectives.cross_entropy(module.apply(report.params, x[retained]), y[retained])
-  )
+  after = float(objectives.cross_entropy(module.apply(report.params, x[retained]), y[retained]))
   assert report.budget["kind"] == "level" and report.budget["threshold"] == 0.3
   assert report.budget["retain_loss_after"] == pytest.approx(after, rel=1e-4)
   assert report.budget["held"] == (after <= 0.3)
@@ -326,9 +324,7 @@ def test_a_successive_request_reports_its_own_rows_beside_the_union():
 def test_report_model_is_a_model_of_the_kind_passed():
   module, variables, (x, y), _ = WINE
   linen_report = jaxunlearn.unlearn(module, variables, x, y, forget=np.arange(5), steps=2)
-  np.testing.assert_allclose(
-    linen_report.model(x), module.apply(linen_report.params, x), rtol=1e-6
-  )
+  np.testing.assert_allclose(linen_report.model(x), module.apply(linen_report.params, x), rtol=1e-6)
   apply_fn = lambda p, x: module.apply(p, x)
   fn_report = jaxunlearn.unlearn(apply_fn, variables, x, y, forget=np.arange(5), steps=2)
   np.testing.assert_allclose(fn_report.model(x), apply_fn(fn_report.params, x), rtol=1e-6)
