@@ -131,10 +131,10 @@ def prepare_scenario(
   """
   scenario = name if isinstance(name, Scenario) else get_scenario(name)
   out_dir = pathlib.Path(workdir) / scenario.name
-  (out_dir / "runs").mkdir(parents=True, exist_ok=True)
   pre = override(configs.get_pretrain_config(scenario.pretrain_config), list(pretrain_overrides))
   dataset = data_lib.load_dataset(pre.dataset, data_dir)
   forget_set = data_lib.make_forget_set(dataset, scenario.forget, seed=0)
+  (out_dir / "runs").mkdir(parents=True, exist_ok=True)  # once the forget spec is known good
   original = trained(out_dir / "original", pre, data_dir=data_dir, progress=progress)
   retrained = trained(
     out_dir / "retrain",

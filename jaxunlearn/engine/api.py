@@ -466,7 +466,8 @@ def unlearn(
       ``python -m experiments.unlearn`` continues). ``None`` with ``previous`` a
       workdir of a catalogue model: that workdir's model.
     params: the trained parameters.
-    x, y: training inputs (any rank, examples first) and integer class labels.
+    x: training inputs (any rank, examples first).
+    y: their integer class labels.
     forget: a forget spec — ``"class:K[,K2]"`` (class-wise: TA, MIA and LossAUC on the
       remaining classes), ``"random:F"`` (seeded by ``forget_seed``), ``"ids:PATH"``,
       ``"rows:PATH"`` — or row indices (an array, not one number) or a boolean mask over
@@ -477,10 +478,11 @@ def unlearn(
     loss: ``loss(logits, labels) -> per-example losses`` (default cross-entropy); the
       retain loss is its mean over retain rows, random-label forgetting its mean to
       random wrong labels, gradient ascent its negation.
-    steps, epochs: the budget, in steps or in epochs over the rows in play (default:
-      the config's 100 steps).
+    steps: the budget in steps (default: the config's 100 steps).
+    epochs: the budget in epochs over the rows in play, instead of ``steps``.
     batch_size: rows a step (default 80 or the data size, if smaller).
-    val, test: optional ``(x, y)`` pairs; ``test`` gives TA and the MIA.
+    val: an optional ``(x, y)`` pair of validation rows (``val_accuracy``).
+    test: an optional ``(x, y)`` pair of test rows: TA, the MIA and LossAUC.
     num_classes: default ``max(label) + 1``.
     seed: seeds the batches and random labels (same seed, same numbers on one machine).
     previous: the report of an earlier deletion request on the same data, or the

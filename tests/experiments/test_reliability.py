@@ -132,6 +132,33 @@ def test_compare_bad_inputs(tmp_path, capsys):
   expect_error(
     compare.main, ["--workdir", str(tmp_path / "w"), "--seeds", "0"], "--seeds must be", capsys
   )
+  bad_class = ["--workdir", str(tmp_path / "w"), "--scenario", "digits-class"]
+  expect_error(
+    compare.main, [*bad_class, "--forget", "class:11"], "unknown class 11; classes are 0..9", capsys
+  )
+  assert not (tmp_path / "w").exists()  # not even an empty runs folder (issue 34)
+
+
+def test_unlearn_refuses_an_original_with_non_finite_params_before_any_work(
+  original, tmp_path, capsys, monkeypatch
+):
+  import jax
+  import numpy as np
+
+  base, data_dir = original
+  monkeypatch.setenv("JAXUNLEARN_DATA_DIR", str(data_dir))
+  real_load = unlearn.load
+
+  def poisoned(workdir):  # an original whose training diverged
+    got = real_load(workdir)
+    got.params = jax.tree.map(lambda a: np.full_like(np.asarray(a), np.nan), got.params)
+    return got
+
+  monkeypatch.setattr(unlearn, "load", poisoned)
+  work = tmp_path / "w"
+  argv = ["--method", "igs", "--original", str(base / "orig"), "--forget", "class:1"]
+  expect_error(unlearn.main, [*argv, "--workdir", str(work)], "params['", capsys)
+  assert not work.exists()
 
 
 def test_workdir_that_cannot_be_created(original, tmp_path, capsys, monkeypatch):
