@@ -26,7 +26,7 @@ from experiments.cli import main_guard, parser
 from experiments.jobs import Job, is_main_run, prepare_scenario, run_jobs
 from experiments.scenarios import DEFAULT_SCENARIOS, SCENARIOS, get_scenario
 from jaxunlearn import metrics as metrics_lib
-from jaxunlearn.engine.methods import METHODS, get_method
+from jaxunlearn.engine.methods import METHODS, config_from_dict, get_method
 from jaxunlearn.engine.records import check_workdir, write_json_atomic
 from jaxunlearn.errors import ConfigError
 
@@ -144,7 +144,9 @@ def summarize(runs) -> dict:
     by_method.setdefault(r["method"], []).append(r)
   summary = {}
   for method, rs in by_method.items():
+    same = get_method(method).same_as(config_from_dict(rs[0]["config"]))
     entry = {
+      "same_as": list(same) if same else None,
       "forget_target": rs[0]["forget_target"],
       "n": len(rs),
       "diverged": sum(bool(r["metrics"].get("diverged")) for r in rs),
@@ -222,6 +224,11 @@ def results_table(results: dict) -> str:
       + " | ".join(_fmt(s[k]) for k in COLUMNS)
       + f" | {gap} | {ci} | {s['seconds'][0]:.2f} |"
     )
+  same = [(m, *s["same_as"]) for m, s in summary.items() if s.get("same_as")]
+  same = [(m, other, why) for m, other, why in same if other in summary]
+  if same:  # identical rows by construction, said where a reader sees them
+    lines.append("")
+    lines += [f"{m} equals {other}: {why}." for m, other, why in same]
   return "\n".join(lines) + "\n"
 
 

@@ -242,6 +242,13 @@ def _no_budget(cfg) -> None:
   del cfg
 
 
+def _linear_is_rl(cfg) -> tuple[str, str] | None:
+  """Linear scalarisation w·L_r + L_f at w = 1 with the random-label L_f is RL's loss."""
+  if cfg.hparams.retain_loss_weight == 1 and cfg.forget_objective == "rl":
+    return "rl", "at retain_loss_weight 1 with the random-label L_f, L_r + L_f is RL's own loss"
+  return None
+
+
 def _never(cfg) -> bool:
   del cfg
   return False
@@ -287,6 +294,9 @@ class Method:
       anchor θ_0 on every batch and takes that loss as ``anchor_loss`` (anchored IGS):
       where a batch's loss is a function of its rows, the engine gives it from per-row
       losses of θ_0 computed once instead of a forward of θ_0 a step.
+    same_as: ``cfg -> (name, why) | None``: another method whose loss this one's equals
+      at ``cfg`` (linear at weight 1 with the random-label L_f is RL), so tables say why
+      two rows are the same instead of leaving a reader to wonder.
     hparams: ``() -> MethodConfig``, the method's own hyper-parameters at their defaults
       (a :class:`~jaxunlearn.engine.config.MethodConfig` subclass, or a partial of one).
     defaults: budget values that differ from :class:`UnlearnConfig`'s for this method.
@@ -305,6 +315,7 @@ class Method:
   needs_teacher: bool = False
   budget: Callable[[UnlearnConfig], RetainBudget | None] = _no_budget
   takes_anchor_loss: Callable[[UnlearnConfig], bool] = _never
+  same_as: Callable[[UnlearnConfig], tuple[str, str] | None] = _no_budget  # None: no twin
   hparams: Callable[[], MethodConfig] = MethodConfig
   defaults: Mapping = dataclasses.field(default_factory=dict)
   tune: Mapping = dataclasses.field(default_factory=dict)
@@ -591,6 +602,7 @@ METHODS = {
         cfg.hparams.retain_loss_weight * retain_objective(out) + forget_objective(out, cfg)
       ),
       hparams=LinearConfig,
+      same_as=_linear_is_rl,
       tune=_knob("retain_loss_weight", (1.0, 3.0)),
     ),
     Method(

@@ -45,7 +45,13 @@ def test_every_file_and_number(done):
     assert 0 <= row["lira_accuracy"] <= 100
   # Doing nothing: 8 copies of one model, a point mass every rule tells apart
   assert results["original"]["forget_score"] == 0.0
-  assert "| **igs** |" in (out / "results.md").read_text()
+  table = (out / "results.md").read_text()
+  assert "| **igs** |" in table
+  # The halves are scored at the ceiling row's N (issue 34: once called "a lower ceiling",
+  # while halves score higher than the whole population)
+  assert stored["ceiling"]["models"] == 4
+  assert "(4 unlearned against 4 retrained, the N of the ceiling row)" in table
+  assert "lower ceiling" not in table
   assert "![Per-example ε](epsilons.png)" in (out / "report.md").read_text()
 
 

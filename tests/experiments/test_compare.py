@@ -6,11 +6,13 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from experiments import compare
 from jaxunlearn import data
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-METHODS = ["igs", "explicit", "pdu", "ft"]
+METHODS = ["igs", "explicit", "pdu", "ft", "linear", "rl"]
 
 
 def test_tiny_comparison_writes_all_files(tmp_path):
@@ -42,6 +44,17 @@ def test_tiny_comparison_writes_all_files(tmp_path):
     assert f"| {m}" in table or f"| **{m}**" in table
   assert set(results["summary"]) == set(METHODS)
   assert results["summary"]["igs"]["n"] == 2
+  # linear at weight 1 is RL by construction: the same numbers, and the table says why
+  assert "linear equals rl: at retain_loss_weight 1 with the random-label L_f" in table
+  by_seed = {
+    (r["method"], r["seed"]): r["metrics"]
+    for r in results["runs"]
+    if not r["sweep"] and r["method"] in ("linear", "rl")
+  }
+  for seed in (0, 1):
+    for k in ("UA", "RA", "TA", "MIA"):
+      assert by_seed["linear", seed][k] == pytest.approx(by_seed["rl", seed][k], abs=1e-4)
+  assert "igs equals" not in table
   sweep_runs = [r for r in results["runs"] if r["sweep"]]
   assert {r["method"] for r in sweep_runs} == {"igs", "explicit", "pdu"}
   csv_rows = (out / "results.csv").read_text().strip().splitlines()
