@@ -26,3 +26,22 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
   if _OWNS_CACHE:
     shutil.rmtree(os.environ[_CACHE_ENV], ignore_errors=True)
+
+
+_NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
+
+
+def assert_printed_as_shown(shown: str, printed: str, *, rel: float = 0.05, abs_: float = 0.02):
+  """The lines a page shows equal what its example printed: the words exactly, each
+  number to ``rel`` (relative) or ``abs_`` (absolute), the tolerance the pages state for
+  another machine (another CPU, BLAS or JAX version sums in another order). A check on
+  the words alone let a page's numbers drift."""
+  import math
+  import re
+
+  shown_lines, printed_lines = shown.strip().splitlines(), printed.strip().splitlines()
+  assert len(shown_lines) == len(printed_lines), (shown_lines, printed_lines)
+  for a, b in zip(shown_lines, printed_lines):
+    assert re.sub(_NUMBER, "#", a) == re.sub(_NUMBER, "#", b), (a, b)
+    for x, y in zip(re.findall(_NUMBER, a), re.findall(_NUMBER, b)):
+      assert math.isclose(float(x), float(y), rel_tol=rel, abs_tol=abs_), (x, y, a, b)

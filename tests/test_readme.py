@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+from conftest import assert_printed_as_shown
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -55,10 +57,25 @@ def test_readme_your_model_example_is_the_file_and_runs():
   assert "| model: Sequential" in text and "apply_fn, random 10 %: UA" in text
   # the README shows what the file prints, line for line
   shown = readme.split("It prints (this machine, `python examples/your_model.py`")[1]
-  printed = re.search(r"```\n(.*?)```", shown, flags=re.S)[1].splitlines()
-  assert [line.split(":")[0] for line in printed] == [
-    line.split(":")[0] for line in text.splitlines()
-  ]
+  assert_printed_as_shown(re.search(r"```\n(.*?)```", shown, flags=re.S)[1], text)
+
+
+def test_the_language_model_guide_shows_its_example_and_what_it_prints():
+  guide = (ROOT / "docs" / "guides" / "language-models.md").read_text()
+  assert '--8<-- "examples/language_model.py"' in guide
+  out = subprocess.run(
+    [sys.executable, str(ROOT / "examples" / "language_model.py")],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    cwd=ROOT,
+  )
+  assert out.returncode == 0, out.stderr[-2000:]
+  prob = {line.split(":")[0]: float(re.search(r"forget_prob ([\d.]+)", line)[1])
+          for line in out.stdout.splitlines() if "forget_prob" in line}  # fmt: skip
+  assert prob["igs"] < prob["original"] - 0.2  # it forgot author 7
+  shown = guide.split("It prints (this machine")[1]
+  assert_printed_as_shown(re.search(r"```\n(.*?)```", shown, flags=re.S)[1], out.stdout)
 
 
 def test_readme_audit_table_is_generated_from_the_committed_results():

@@ -87,6 +87,7 @@ def test_the_home_and_api_pages_render_with_their_navigation(site, page):
   [
     ("guides/quickstart", "examples/quickstart.py"),
     ("guides/your-model", "examples/your_model.py"),
+    ("guides/language-models", "examples/language_model.py"),
   ],
 )
 def test_the_guides_show_the_code_of_their_examples(site, page, example):
