@@ -78,6 +78,8 @@ def prepare(
   if models < 8:
     # the ceiling's likelihood-ratio test fits and scores halves of each half
     raise ConfigError(f"--models must be at least 8 (halves of halves of two), got {models}")
+  if models % 4:  # halves scored against each other, and halves of those, of equal size
+    raise ConfigError(f"--models must be a multiple of 4 (equal halves of halves), got {models}")
   out_dir = pathlib.Path(workdir) / scenario.name
   pre = override(configs.get_pretrain_config(scenario.pretrain_config), list(pretrain_overrides))
   dataset = data_lib.load_dataset(pre.dataset, data_dir)
@@ -268,7 +270,11 @@ def audit_row(unlearned, retrained) -> dict:
   accuracies of the unlearned population."""
   u, r = unlearned.confidences, retrained.confidences
   full = metrics_lib.forget_score(u, r)
-  halves = [metrics_lib.forget_score(u[k::2], r[k::2]).score for k in (0, 1)]
+  # Halves of fewer than 3 models cannot score (at N = 2 no ε bucket counts: 0 whatever
+  # the models), so a tiny population shows none rather than a meaningless 0.
+  halves = None
+  if len(u) // 2 >= 3:
+    halves = [metrics_lib.forget_score(u[k::2], r[k::2]).score for k in (0, 1)]
   lira = metrics_lib.lira_separability(u, r)
   where = metrics_lib.location_and_spread(u, r)
   acc = _accuracies(unlearned)

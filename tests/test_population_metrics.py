@@ -191,6 +191,10 @@ def test_lira_separability_against_closed_forms():
     (np.zeros((4, 3)), np.zeros((4, 2)), "same examples"),
     (np.zeros((1, 3)), np.zeros((4, 3)), "at least 2 models"),
     (np.full((4, 3), np.nan), np.zeros((4, 3)), "finite"),
+    # the ceiling was taken from the smaller count (issue 35)
+    (np.zeros((8, 3)), np.zeros((16, 3)), "equal size.*got 8 unlearned and 16 retrained"),
+    # at N = 2 no bucket is scored: every input scored 0.0
+    (np.zeros((2, 3)), np.ones((2, 3)), "at least 3 models a population"),
   ],
 )
 def test_bad_input_is_refused(u, r, match):

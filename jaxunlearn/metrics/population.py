@@ -259,6 +259,17 @@ def forget_score(
   score 1 (report the retrained-against-retrained score beside it).
   """
   u, r = _population_pair(unlearned_confs, retrained_confs)
+  if len(u) != len(r):
+    raise ValueError(
+      f"the forget score compares populations of equal size (its buckets end at "
+      f"ceil(ln(N − 1)) of one N); got {len(u)} unlearned and {len(r)} retrained models: "
+      f"pass {min(len(u), len(r))} of each"
+    )
+  if len(u) < 3:
+    raise ValueError(
+      f"the forget score needs at least 3 models a population (at N = 2 no ε bucket is "
+      f"scored, so every input scores 0); got {len(u)}"
+    )
   eps = example_epsilons(u, r, delta=delta)
   n = len(u)
   return ForgetScore(float(bucket_points(eps, n).mean()), eps, max_epsilon(n), n)

@@ -317,16 +317,17 @@ def test_sigkill_during_saves_leaves_restorable_checkpoints(tmp_path):
       last = int(line)
     # Kill as soon as the next save has started writing its tmp dir, so the
     # kill lands mid-save (the tmp dir is renamed to "<step>" only at the end).
-    while time.time() < deadline and not any(
-      ".orbax-checkpoint-tmp" in name for name in os.listdir(tmp_path)
-    ):
+    saving = lambda: any(".orbax-checkpoint-tmp" in name for name in os.listdir(tmp_path))
+    while time.time() < deadline and not saving():
       time.sleep(0.0005)
+    mid_save = saving()  # the deadline alone must not pass for a kill during a save
     proc.send_signal(signal.SIGKILL)
   finally:
     proc.kill()
     proc.wait()
     proc.stdout.close()
   assert last >= 4, "writer did not get going"
+  assert mid_save, "the kill did not land while a save was under way"
   ckpt = Checkpointer(tmp_path)
   template = {"w": np.zeros((256, 1024), np.float32)}
   for which in ("latest", "best"):

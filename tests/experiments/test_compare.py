@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from experiments import compare
@@ -55,6 +56,7 @@ def test_tiny_comparison_writes_all_files(tmp_path):
     for k in ("UA", "RA", "TA", "MIA"):
       assert by_seed["linear", seed][k] == pytest.approx(by_seed["rl", seed][k], abs=1e-4)
   assert "igs equals" not in table
+  _summary_is_recomputed_from_its_runs(results)
   sweep_runs = [r for r in results["runs"] if r["sweep"]]
   assert {r["method"] for r in sweep_runs} == {"igs", "explicit", "pdu"}
   csv_rows = (out / "results.csv").read_text().strip().splitlines()
@@ -277,3 +279,46 @@ def test_forget_override_runs_any_scenario_on_another_forget_set(tmp_path, capsy
   assert retrain["forget_accuracy"] == 0.0  # the retrained model never saw a 3
   assert not (tmp_path / "w" / "digits-class").exists()
   capsys.readouterr()
+
+
+def _summary_is_recomputed_from_its_runs(results):
+  """Every summary number again, by numpy and scipy from the stored run records and the
+  retrained model's metrics: mean and sample std over seeds, each run's Avg. Gap as the
+  mean |Δ| to retrain over UA, RA, TA, MIA, and Student's t interval."""
+  from scipy import stats
+
+  retrain = results["reference"]["retrain"]
+  for method, entry in results["summary"].items():
+    runs = [r for r in results["runs"] if r["method"] == method and not r["sweep"]]
+    assert entry["n"] == len(runs) == results["seeds"]
+    for key in ("UA", "RA", "TA", "MIA"):
+      values = np.array([r["metrics"][key] for r in runs])
+      assert entry[key] == pytest.approx([values.mean(), values.std(ddof=1)], abs=1e-9)
+    gaps = np.array(
+      [
+        np.mean([abs(r["metrics"][k] - retrain[k]) for k in ("UA", "RA", "TA", "MIA")])
+        for r in runs
+      ]
+    )
+    assert [r["AvgGap"] for r in runs] == pytest.approx(gaps.tolist(), abs=1e-9)
+    assert entry["AvgGap"] == pytest.approx([gaps.mean(), gaps.std(ddof=1)], abs=1e-9)
+    half = stats.t.ppf(0.975, len(gaps) - 1) * gaps.std(ddof=1) / np.sqrt(len(gaps))
+    assert entry["AvgGap_ci95"] == pytest.approx([gaps.mean() - half, gaps.mean() + half])
+
+
+def test_the_summary_check_fails_on_a_mean_without_the_seed_axis(monkeypatch):
+  """The deliberate bug: a summary that takes its numbers from the first seed only passes
+  nothing; the real one passes."""
+  retrain = dict(UA=100.0, RA=90.0, TA=80.0, MIA=100.0)
+  runs = []
+  for seed, ua in enumerate((98.0, 94.0, 91.0)):
+    metrics = dict(UA=ua, RA=89.0 - seed, TA=80.0, MIA=ua - 1, LossAUC=50.0)
+    gap = float(np.mean([abs(metrics[k] - retrain[k]) for k in ("UA", "RA", "TA", "MIA")]))
+    runs.append({"method": "rl", "seed": seed, "sweep": {}, "metrics": metrics, "AvgGap": gap,
+                 "forget_target": "x", "config": {"method": "rl"}, "seconds": 1.0,
+                 "compile_seconds": 0.5})  # fmt: skip
+  results = {"reference": {"retrain": retrain}, "runs": runs, "seeds": 3}
+  _summary_is_recomputed_from_its_runs({**results, "summary": compare.summarize(runs)})
+  monkeypatch.setattr(compare, "_mean_std", lambda values: (values[0], 0.0))
+  with pytest.raises(AssertionError):
+    _summary_is_recomputed_from_its_runs({**results, "summary": compare.summarize(runs)})

@@ -91,8 +91,18 @@ def test_negative_forget_loss_under_log_losses_raises_when_the_step_runs():
 
 
 def test_zero_loss_under_log_losses_is_not_an_error():
-  # a memorised loss of exactly 0 is floored on purpose (only negative ones are misuse)
-  run(igs(log_losses=True), forget_fn=lambda p: 0.0 * forget(p), steps=2)
+  # a memorised loss of exactly 0 is floored on purpose (only negative ones are misuse):
+  # the floor has no gradient and λ starts at 0 with L_r at its anchor, so there is
+  # nothing to do — the step is exactly zero, λ stays 0, nothing turns NaN
+  params, state = run(igs(log_losses=True), forget_fn=lambda p: 0.0 * forget(p), steps=2)
+  np.testing.assert_array_equal(np.asarray(params["w"]), np.asarray(PARAMS["w"]))
+  assert float(jaxunlearn.multiplier(state)) == 0.0
+  # with a retain loss above its budget the same floored run descends L_r (optimum w = 2)
+  params, state = run(
+    igs(log_losses=True, init_multiplier=1.0), forget_fn=lambda p: 0.0 * forget(p), steps=2
+  )
+  assert 1.0 < float(params["w"][0, 0]) < 2.5 and retain(params) < retain(PARAMS)
+  assert np.isfinite(float(jaxunlearn.multiplier(state)))
 
 
 @pytest.mark.parametrize(
@@ -116,12 +126,21 @@ def test_the_chain_order_error_names_transformations_not_state_types():
 
 
 def test_igs_last_in_a_chain_and_rescaling_inside_it_run():
-  run(optax.chain(optax.clip_by_global_norm(1.0), igs()))
-  run(
+  # a clip that never bites (norm 1e6) changes nothing: both runs equal IGS alone
+  alone = run(igs())
+  before = run(optax.chain(optax.clip_by_global_norm(1e6), igs()))
+  inside = run(
     jaxunlearn.implicit_gradient_surgery(
-      optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1))
+      optax.chain(optax.clip_by_global_norm(1e6), optax.sgd(0.1))
     )
   )
+  for got in (before, inside):
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(alone)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+  # and one that bites (norm 1e-3) shortens the step, so the run differs
+  clipped = run(optax.chain(optax.clip_by_global_norm(1e-3), igs()))
+  moved = lambda p: abs(float(p["w"][0, 0]) - 1.0)
+  assert moved(clipped[0]) < moved(alone[0])
 
 
 def test_multisteps_inside_igs_raises_and_outside_matches_unaccumulated():
