@@ -45,3 +45,16 @@ def assert_printed_as_shown(shown: str, printed: str, *, rel: float = 0.05, abs_
     assert re.sub(_NUMBER, "#", a) == re.sub(_NUMBER, "#", b), (a, b)
     for x, y in zip(re.findall(_NUMBER, a), re.findall(_NUMBER, b)):
       assert math.isclose(float(x), float(y), rel_tol=rel, abs_tol=abs_), (x, y, a, b)
+
+
+def import_or_skip(name: str, install: str):
+  """``pytest.importorskip`` outside CI; under ``CI=true`` (where ``.ci/run`` installs
+  ``install``) a missing package fails, so nothing CI could run is skipped silently."""
+  import pytest
+
+  if os.environ.get("CI") == "true":
+    try:
+      return __import__(name, fromlist=["_"])
+    except ImportError as e:
+      pytest.fail(f"CI=true but {name} is missing ({install}): {e}", pytrace=False)
+  return pytest.importorskip(name, reason=f"{name} is not installed ({install})")

@@ -4,12 +4,13 @@ import math
 import numpy as np
 import pytest
 import scipy.stats
+from conftest import import_or_skip
 
 from jaxunlearn.metrics import language as lm
 
 
 def test_rouge_l_recall_matches_rouge_score():
-  rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
+  rouge_scorer = import_or_skip("rouge_score.rouge_scorer", "the test extra")
   scorer = rouge_scorer.RougeScorer(["rougeL"])
   rng = np.random.default_rng(0)
   words = ["the", "cat", "sat", "on", "a", "mat", "dog", "."]

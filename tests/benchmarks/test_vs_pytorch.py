@@ -1,12 +1,14 @@
 """benchmarks.vs_pytorch: the PyTorch twins compute what the JAX steps compute.
 
-torch is an optional extra; without it these tests skip (CI installs only '.[test]')."""
+torch is the optional extra vs-pytorch; without it these tests skip, except under CI=true
+(.ci/run installs '.[test,vs-pytorch]'), where they fail."""
 
 import jax
 import numpy as np
 import pytest
+from conftest import import_or_skip
 
-torch = pytest.importorskip("torch")
+torch = import_or_skip("torch", "pip install -e '.[vs-pytorch]'")
 
 import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402

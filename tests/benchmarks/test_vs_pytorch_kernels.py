@@ -1,11 +1,13 @@
 """benchmarks.vs_pytorch_kernels: both frameworks' kernels compute the same numbers.
 
-torch is an optional extra; without it these tests skip (CI installs only '.[test]')."""
+torch is the optional extra vs-pytorch; without it these tests skip, except under CI=true
+(.ci/run installs '.[test,vs-pytorch]'), where they fail."""
 
 import numpy as np
 import pytest
+from conftest import import_or_skip
 
-torch = pytest.importorskip("torch")
+torch = import_or_skip("torch", "pip install -e '.[vs-pytorch]'")
 
 from benchmarks import vs_pytorch_kernels as k  # noqa: E402
 

@@ -91,7 +91,7 @@ def test_corrupt_original_checkpoint_is_refused_and_left_alone(
       "--workdir",
       str(tmp_path / "w"),
     ],
-    "",
+    f"checkpoint step 1 at {corrupt / 'checkpoints'} is unreadable",
     capsys,
   )
   after = {p: p.read_bytes() for p in corrupt.rglob("*") if p.is_file()}
@@ -182,13 +182,13 @@ def test_workdir_that_cannot_be_created(original, tmp_path, capsys, monkeypatch)
       "steps=2",
       "--no-progress",
     ],
-    "",
+    f"Not a directory: '{blocker / 'sub'}'",
     capsys,
   )
   expect_error(
     pretrain.main,
     ["--workdir", str(blocker / "sub"), "--set", "epochs=1", "--no-progress"],
-    "",
+    f"Not a directory: '{blocker / 'sub'}'",
     capsys,
   )
   assert blocker.read_text() == "x"
