@@ -270,6 +270,12 @@ def test_evaluate_gives_exactly_the_reported_metrics_and_retrained_adds_the_gaps
   assert mine == report.metrics  # the same attack on the same members: equal, not close
   theirs = jaxunlearn.evaluate(module, retrained, x, y, forget=spec, test=(xt, yt))
   assert report.retrained_metrics == theirs
+  # and by hand from the models' logits, not through the evaluation both share
+  for metrics, v in ((mine, report.params), (theirs, retrained)):
+    train, test = np.asarray(module.apply(v, x)), np.asarray(module.apply(v, xt))
+    assert metrics["UA"] == pytest.approx(100 - _accuracy(train[~keep], y[~keep]))
+    assert metrics["RA"] == pytest.approx(_accuracy(train[keep], y[keep]))
+    assert metrics["TA"] == pytest.approx(_accuracy(test[yt != 2], yt[yt != 2]))
   for k in ("UA", "RA", "TA", "MIA", "LossAUC"):
     assert report.gaps[k] == pytest.approx(abs(mine[k] - theirs[k]))
   by_hand = np.mean([abs(mine[k] - theirs[k]) for k in ("UA", "RA", "TA", "MIA")])

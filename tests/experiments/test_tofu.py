@@ -44,8 +44,10 @@ def test_memorise_forget_measure(ran):
   # author, the original did: the attack tells the original's forget rows apart
   assert results["original_exact"]["retain_exact"] >= 0.9
   assert original["forget_prob"] > 0.9 > 0.5 > retrain["forget_prob"]
-  assert retrain["privleak"] == pytest.approx(0.0) and original["privleak"] < -50
-  assert retrain["forget_quality"] == 1.0  # its own truth ratios against themselves
+  # the retain model against itself scores privleak 0 and forget quality 1 by construction,
+  # so only the original's numbers are checked here; the metrics themselves are computed
+  # by hand in tests/engine/test_answers.py
+  assert original["privleak"] < -50 and original["forget_quality"] < retrain["forget_quality"]
   ga = saved["summary"]["ga"]
   assert ga["forget_prob"][0] < original["forget_prob"]  # gradient ascent moved the answers
   assert (folder / "plane.png").stat().st_size > 1000
