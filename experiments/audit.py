@@ -42,14 +42,21 @@ from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine import population, stopping
 from jaxunlearn.engine.config import override
-from jaxunlearn.engine.methods import METHODS, every_key, get_method, make_config
+from jaxunlearn.engine.methods import METHODS, config_from_dict, every_key, get_method, make_config
 from jaxunlearn.engine.progress import hidden
 from jaxunlearn.engine.records import check_workdir, machine_info, write_json_atomic
+from jaxunlearn.engine.unlearning import backward_rows
 from jaxunlearn.errors import ConfigError
 
 # Retrained models are trained and cached in chunks of this many seeds: a killed audit
 # loses at most one chunk, and a larger N reuses a smaller one's chunks.
 RETRAIN_CHUNK = 128
+# The frontier's reference curve: retraining from a fresh init with these shares of the
+# recipe's epochs (the challenge cut entries off at about 20 % of retraining's time).
+DEFAULT_FRACTIONS = (0.1, 0.2, 0.5, 0.8, 1.0)
+# Partial retraining's seeds start here, apart from the reference population's 0..N−1:
+# at 100 % of the recipe it is an independent retrained population (the full-N ceiling).
+PARTIAL_SEEDS = 100_000
 DEFAULT_MODELS_CPU = 64
 DEFAULT_MODELS_ACCELERATOR = 512
 
@@ -157,6 +164,50 @@ def retrained_population(ctx: AuditContext, *, progress=True) -> tuple:
     seconds += meta["seconds"]
   joined = population.PopulationScores(*(np.concatenate(xs) for xs in zip(*parts)))
   return joined, seconds
+
+
+def partial_epochs(ctx: AuditContext, fraction: float) -> int:
+  """The epochs of partial retraining at ``fraction`` of the recipe's (at least one)."""
+  return max(1, round(fraction * ctx.pretrain.epochs))
+
+
+def partial_population(ctx: AuditContext, fraction: float, *, progress=True) -> tuple:
+  """``(scores, record)`` of N models retrained from a fresh init on the retained rows
+  with ``fraction`` of the recipe's epochs (seeds from :data:`PARTIAL_SEEDS`), cached
+  under ``<scenario>/partial/epochs-E-N<N>``: the frontier's reference curve."""
+  epochs = partial_epochs(ctx, fraction)
+  folder = ctx.out_dir / "partial" / f"epochs-{epochs}-N{ctx.models}"
+  record = folder / "scores"
+  recipe = ctx.pretrain.replace(epochs=epochs)
+  if not _beside(record, ".json").exists():
+    with exclusive(folder):
+      if not _beside(record, ".json").exists():
+        seeds = tuple(range(PARTIAL_SEEDS, PARTIAL_SEEDS + ctx.models))
+        pop = population.train_population(
+          recipe, ctx.dataset, seeds, train_idx=ctx.forget_set.retain_idx, progress=progress,
+          desc=f"retrain {epochs}/{ctx.pretrain.epochs} epochs ×{ctx.models}",
+        )  # fmt: skip
+        scores = population.score_population(
+          pop.fm, pop.params, pop.model_state, ctx.dataset, ctx.forget_set
+        )
+        meta = {
+          "kind": "partial-retraining",
+          "config": recipe.to_dict(),
+          "epochs": epochs,
+          "forget_digest": ctx.forget_set.digest,
+          "seconds": pop.seconds,
+        }
+        _save_scores(record, scores, meta)
+  scores, meta = _load_scores(record)
+  if meta["forget_digest"] != ctx.forget_set.digest or meta["config"] != recipe.to_dict():
+    raise ConfigError(f"{folder} was trained for another forget set or recipe; use a new --workdir")
+  return scores, meta
+
+
+def retrain_rows(ctx: AuditContext) -> int:
+  """Retraining's work in the frontier's unit: every retained row through a backward pass
+  once an epoch."""
+  return ctx.pretrain.epochs * len(ctx.forget_set.retain_idx)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,10 +354,14 @@ def _half(scores: population.PopulationScores, k: int) -> population.PopulationS
   return population.PopulationScores(*(x[k::2] for x in scores))
 
 
-def score_audit(ctx: AuditContext, stored: dict, retrained, retrain_seconds) -> dict:
+def score_audit(
+  ctx: AuditContext, stored: dict, retrained, retrain_seconds, partial: dict | None = None
+) -> dict:
   """The audit's results from ``stored`` (label → (scores, record) of each unlearned
-  population): a row per method, the original (doing nothing: N copies of one model) and
-  the ceiling (the retrained population's halves against each other)."""
+  population): a row per method with its work (rows through a backward pass, as a share
+  of retraining's), the original (doing nothing: N copies of one model), the ceiling (the
+  retrained population's halves against each other) and, from ``partial`` (fraction →
+  (scores, record)), the frontier: partial retraining's score at each share of the work."""
   n = ctx.models
   m = ctx.original
   one = population.score_population(
@@ -329,7 +384,17 @@ def score_audit(ctx: AuditContext, stored: dict, retrained, retrain_seconds) -> 
       "score_seconds": time.perf_counter() - start,
       "method": meta["method"],
       "config": meta["config"],
+      "work": backward_rows(config_from_dict(meta["config"]), ctx.forget_set) / retrain_rows(ctx),
     }
+  frontier = {
+    f"{fraction:g}": {
+      **audit_row(scores, retrained),
+      "work": meta["epochs"] / ctx.pretrain.epochs,
+      "epochs": meta["epochs"],
+      "seconds": meta["seconds"],
+    }
+    for fraction, (scores, meta) in sorted((partial or {}).items())
+  }
   return {
     "scenario": ctx.scenario.name,
     "description": ctx.scenario.description,
@@ -343,6 +408,7 @@ def score_audit(ctx: AuditContext, stored: dict, retrained, retrain_seconds) -> 
       "models": len(retrained.confidences[0::2]),
     },
     "retrained": {**_accuracies(retrained), "seconds": retrain_seconds},
+    "frontier": frontier,
     "score_seconds": time.perf_counter() - t,
   }
 
@@ -360,10 +426,12 @@ def run_audit(
   data_dir=None,
   progress: bool = True,
   command: str | None = None,
+  fractions=DEFAULT_FRACTIONS,
 ) -> dict:
   """Runs (or finishes) one scenario's audit and writes its results, tables, figures and
   report; returns the results. ``variants``: ``LABEL=METHOD[:KEY=VALUE...]`` rows beside
-  ``methods`` (:func:`parse_variant`)."""
+  ``methods`` (:func:`parse_variant`); ``fractions``: the shares of the retraining recipe
+  partial retraining runs at, the frontier's reference curve (``()``: none)."""
   start = time.perf_counter()
   scenario = get_scenario(name)
   if forget:
@@ -376,6 +444,9 @@ def run_audit(
   for e in entries:  # an unknown method or config key fails before any work
     get_method(e.method)
     method_config(scenario, e, overrides)
+  fractions = tuple(float(f) for f in fractions)
+  if any(not 0 < f <= 1 for f in fractions):
+    raise ConfigError(f"--retrain-fractions must each lie in (0, 1], got {list(fractions)}")
   models = models or default_models()
   ctx = prepare(
     scenario,
@@ -386,9 +457,10 @@ def run_audit(
     progress=progress,
   )
   retrained, retrain_seconds = retrained_population(ctx, progress=progress)
+  partial = {f: partial_population(ctx, f, progress=progress) for f in fractions}
   run_methods(ctx, entries, overrides, progress=progress)
   stored = {e.label: _load_scores(ctx.audit_dir / e.label) for e in entries}
-  results = score_audit(ctx, stored, retrained, retrain_seconds)
+  results = score_audit(ctx, stored, retrained, retrain_seconds, partial)
   results["machine"] = machine_info()
   results["command"] = command
   results["wall_seconds"] = time.perf_counter() - start
@@ -451,8 +523,23 @@ def build_parser():
     "--data-dir",
     help="dataset directory; unset: $JAXUNLEARN_DATA_DIR or ~/.cache/jaxunlearn/datasets",
   )
+  p.add_argument(
+    "--retrain-fractions",
+    default=",".join(f"{f:g}" for f in DEFAULT_FRACTIONS),
+    help="shares of the retraining recipe's epochs that partial retraining runs at, the "
+    "frontier's reference curve (comma-separated; '' for none)",
+  )
   p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
   return p
+
+
+def _fractions(text: str) -> tuple:
+  try:
+    return tuple(float(f) for f in text.split(",") if f.strip())
+  except ValueError:
+    raise ConfigError(
+      f"--retrain-fractions takes numbers such as 0.1,0.2,0.5, got {text!r}"
+    ) from None
 
 
 @main_guard
@@ -476,6 +563,7 @@ def main(argv=None):
     data_dir=args.data_dir,
     progress=not args.no_progress,
     command="python -m experiments.audit " + shlex.join(argv),
+    fractions=_fractions(args.retrain_fractions),
   )
   folder = workdir / results["scenario"] / f"audit-N{results['models']}"
   print((folder / "results.md").read_text())

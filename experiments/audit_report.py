@@ -43,11 +43,12 @@ def table(results: dict) -> str:
     "a retrained one (50 = indistinguishable). Shift: median over examples of |median "
     "confidence unlearned − retrained|; spread: median over examples of the ratio of their "
     "standard deviations (1 = as wide as retraining). UA, RA, TA: mean ± std over the population. "
-    "Cost: seconds to run the whole population (compile included).",
+    "Work: rows through a backward pass, as a share of retraining's (its epochs × the "
+    "retained rows). Cost: seconds to run the whole population (compile included).",
     "",
     "| method | forget score | halves | final | LR test acc. | LR AUC | shift | spread | UA | RA "
-    "| TA | cost s |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| TA | work | cost s |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ]
 
   def acc(row, k):
@@ -56,24 +57,28 @@ def table(results: dict) -> str:
   def line(name, row, cost):
     halves = row.get("forget_score_halves")
     h = f"{halves[0]:.3f} / {halves[1]:.3f}" if halves else "—"
+    work = f"{100 * row['work']:.1f} %" if "work" in row else "—"
     return (
       f"| {name} | {row['forget_score']:.3f} | {h} | {row['final_score']:.3f} | "
       f"{row['lira_accuracy']:.1f} | {row['lira_auc']:.1f} | {row['shift']:.2f} | "
       f"{row['spread_ratio']:.2f} | {acc(row, 'UA')} | "
-      f"{acc(row, 'RA')} | {acc(row, 'TA')} | {cost} |"
+      f"{acc(row, 'RA')} | {acc(row, 'TA')} | {work} | {cost} |"
     )
 
   for m in ranked(results):
     row = results["methods"][m]
     name = f"**{m}**" if m == HIGHLIGHT else m
     lines.append(line(name, row, f"{row['seconds']:.1f}"))
+  for row in results.get("frontier", {}).values():
+    label = f"*retraining, {row['epochs']} of its epochs (fresh init)*"
+    lines.append(line(label, row, f"{row['seconds']:.1f}"))
   lines.append(line("original (no unlearning)", results["original"], "0"))
   c = results["ceiling"]
   lines += [
     f"| *retrain vs retrain ({half} vs {half}: the ceiling at the halves' N)* | "
     f"{c['forget_score']:.3f} | | | {c['lira_accuracy']:.1f} | {c['lira_auc']:.1f} | "
     f"{c['shift']:.2f} | {c['spread_ratio']:.2f} | "
-    f"{acc(r, 'UA')} | {acc(r, 'RA')} | {acc(r, 'TA')} | {r['seconds']:.1f} |",
+    f"{acc(r, 'UA')} | {acc(r, 'RA')} | {acc(r, 'TA')} | 100 % | {r['seconds']:.1f} |",
     "",
   ]
   return "\n".join(lines)
@@ -113,6 +118,38 @@ def epsilon_figure(results: dict) -> plt.Figure:
     "line an example scores 0",
     fontsize=10,
   )
+  fig.tight_layout()
+  return fig
+
+
+def frontier_figure(results: dict) -> plt.Figure:
+  """Forget score against work (rows through a backward pass, as a share of retraining's):
+  partial retraining from a fresh init as the reference curve, every method a point (IGS
+  in red), the ceiling at the halves' N as a line."""
+  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  frontier = sorted(results.get("frontier", {}).values(), key=lambda r: r["work"])
+  if frontier:
+    ax.plot(
+      [100 * r["work"] for r in frontier], [r["forget_score"] for r in frontier], "-o",
+      color=RETRAIN_COLOUR, label="retraining with fewer epochs (fresh init)", zorder=1,
+    )  # fmt: skip
+  c = results["ceiling"]
+  ax.axhline(c["forget_score"], color="k", lw=0.8, ls="--",
+             label=f"retrain vs retrain ({c['models']} vs {c['models']})")  # fmt: skip
+  for m in ranked(results):
+    row = results["methods"][m]
+    if "work" not in row:
+      continue
+    colour = HIGHLIGHT_COLOUR if m.split("-")[0] == HIGHLIGHT else OTHER_COLOUR
+    x, y = 100 * row["work"], row["forget_score"]
+    ax.scatter([x], [y], color=colour, s=28, zorder=3)
+    ax.annotate(m, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color=colour)
+  ax.set_xscale("log")
+  ax.set_xlabel("work: rows through a backward pass, % of retraining's (log scale)")
+  ax.set_ylabel("forget score (higher: more like retraining)")
+  ax.set_title(f"{results['scenario']}: the cost–forgetting frontier (N = {results['models']})",
+               fontsize=10)  # fmt: skip
+  ax.legend(fontsize=7, frameon=False, loc="upper left")
   fig.tight_layout()
   return fig
 
@@ -162,6 +199,15 @@ def confidence_figure(results: dict, confidences: dict) -> plt.Figure:
 
 FIGURES = (
   (
+    "frontier.png",
+    "The cost–forgetting frontier",
+    "Forget score against work (rows through a backward pass, as a share of retraining's; "
+    "log scale). Grey: retraining from a fresh init with fewer epochs, the honest "
+    "reference: a method below it at equal work buys less forgetting than partial "
+    "retraining would. Points: every method (IGS and its variants in red). Dashed: two "
+    "retrained populations against each other, the most the score gives at the halves' N.",
+  ),
+  (
     "epsilons.png",
     "Per-example ε",
     "One panel per method (best forget score first; IGS in red): how many forget examples "
@@ -193,6 +239,7 @@ def write_all(results: dict, out_dir) -> list[pathlib.Path]:
     for name, fig in (
       ("epsilons.png", epsilon_figure(results)),
       ("confidences.png", confidence_figure(results, confidences)),
+      ("frontier.png", frontier_figure(results)),
     ):
       fig.savefig(out_dir / name, dpi=110)
       plt.close(fig)

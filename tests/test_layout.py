@@ -50,6 +50,7 @@ ENGINE_RANK = {
   "methods": 1,
   "layouts": 0,
   "inputs": 0,
+  "starts": 1,
   "steps": 2,
   "evaluation": 3,
   "answers": 3,

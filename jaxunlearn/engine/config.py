@@ -152,6 +152,11 @@ class UnlearnConfig:
   # Parameter-efficient unlearning: comma-separated dotted prefixes of the parameters a
   # run may change (e.g. "blocks.1,norm"); "" changes every parameter.
   trainable: str = ""
+  # Where the run starts (jaxunlearn.engine.starts): the original, or a copy with that
+  # share of each weight tensor's entries of smallest |∇ forget loss| redrawn (MSG), then
+  # Gaussian noise of start_noise × each tensor's std; seeded by ``seed``.
+  start_noise: float = traced(0.0)
+  start_reinit: float = traced(0.0)
   seed: int = 0
   hparams: MethodConfig = dataclasses.field(default_factory=MethodConfig)
 
@@ -214,6 +219,11 @@ class UnlearnConfig:
       raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
     if self.weight_decay < 0:
       raise ConfigError("weight_decay must be ≥ 0")
+    if self.start_noise < 0 or not (0 <= self.start_reinit <= 1):
+      raise ConfigError(
+        f"start_noise must be ≥ 0 and start_reinit in [0, 1], got {self.start_noise} and "
+        f"{self.start_reinit}"
+      )
     if self.forget_labels not in ("random_wrong", "random_all"):
       raise ConfigError(
         f"forget_labels must be 'random_wrong' or 'random_all', got {self.forget_labels!r}"

@@ -24,6 +24,7 @@ from jaxunlearn.engine import parallel, stopping
 from jaxunlearn.engine.config import UnlearnConfig
 from jaxunlearn.engine.layouts import LAYOUTS, example_loss
 from jaxunlearn.engine.progress import CompileApartBar
+from jaxunlearn.engine.starts import forget_gradient, start_params
 from jaxunlearn.engine.steps import make_predict, make_unlearn_step, unlearn_step
 from jaxunlearn.errors import ConfigError
 
@@ -190,13 +191,14 @@ def run_method(
     for rows, name in zip(layout.rows(n_retain, n_forget), names):
       parallel.check_divisible(rows, mesh, name)
   tx, step_fn = _step(cfg, fm, params, model_state, dataset, forget_set, optimizer)
-  opt_state = tx.init(params)
+  opt_state = tx.init(params)  # from the original: IGS's budget holds against it
   if anchor is not None:
     opt_state = transforms.with_anchor(opt_state, anchor)
   if mesh is not None:
     step_fn = parallel.data_parallel(step_fn, mesh)
   place = functools.partial(_place, mesh=mesh)
-  state = place((params, model_state, opt_state))
+  gradient = forget_gradient(cfg, fm, params, model_state, dataset, forget_set)
+  state = place((start_params(cfg, params, gradient), model_state, opt_state))
   teacher = state[:2]
   # History preallocated from the step's abstract output, so it checkpoints as arrays.
   table = anchor_table(cfg, fm, params if anchor is None else anchor, model_state, dataset)
@@ -240,6 +242,28 @@ def rows_a_step(cfg: UnlearnConfig, forget_set) -> tuple[int, int]:
     min(cfg.n_retain, len(forget_set.retain_idx)),
     min(cfg.n_forget, len(forget_set.forget_idx)),
   )
+
+
+def backward_rows(cfg: UnlearnConfig, forget_set) -> int:
+  """The work of a run as the audit's frontier counts it: rows through a backward pass.
+  A step backpropagates its batch once (twice for the methods that aggregate two
+  gradients); a method that ranks weights by the forget set's gradient first (SalUn's
+  mask, ``start_reinit``) adds the forget rows once. Forwards (IGS's re-evaluation, a
+  teacher) are not counted.
+
+  Examples:
+    >>> from jaxunlearn import data
+    >>> from jaxunlearn.engine.methods import make_config
+    >>> ds = data.load_dataset("digits")
+    >>> fs = data.make_forget_set(ds, "class:0")
+    >>> [backward_rows(make_config(m, steps=10), fs) for m in ("igs", "pcgrad", "salun")]
+    [800, 1600, 924]
+  """
+  method = methods_lib.get_method(cfg.method)
+  n_retain, n_forget = rows_a_step(cfg, forget_set)
+  passes = 2 if method.shape == "aggregated" else 1
+  ranks = method.prepare is not None or cfg.start_reinit > 0
+  return cfg.steps * (n_retain + n_forget) * passes + (len(forget_set.forget_idx) if ranks else 0)
 
 
 def _place(tree, mesh):
@@ -469,13 +493,18 @@ def run_batch(
     names = chunk[0].traced_values()
     return {k: jnp.asarray([c.get(k) for c in chunk], jnp.float32) for k in names}
 
+  gradient = forget_gradient(base.replace(start_reinit=max(c.start_reinit for c in configs)),
+                             fm, params, model_state, dataset, forget_set)  # fmt: skip
+
   def states(chunk):
     # Each run's optimiser state from its own transformation, eagerly: cheap, and one
-    # compile fewer than a vmapped init (0.39 s on mnist-mlp).
+    # compile fewer than a vmapped init (0.39 s on mnist-mlp). Each run starts where its
+    # config says (the original, or a perturbed copy of it: engine/starts.py).
     inits = [tx_of(c).init(params) for c in chunk]
+    starts = [start_params(c, params, gradient) for c in chunk]
     stack = lambda *trees: jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
     return jax.device_put(
-      (stack(*[params] * len(chunk)), stack(*[model_state] * len(chunk)), stack(*inits)), device
+      (stack(*starts), stack(*[model_state] * len(chunk)), stack(*inits)), device
     )
 
   def program_for(chunk, how):

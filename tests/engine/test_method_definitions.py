@@ -15,6 +15,7 @@ import pytest
 
 import jaxunlearn
 from jaxunlearn.engine import methods as methods_lib
+from jaxunlearn.engine import starts
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(40, 3)).astype(np.float32)
@@ -87,6 +88,18 @@ def expected(method):
     ref = logp(THETA)
     npo = lambda p: (2 / beta) * jnp.sum(jnp.log1p(jnp.exp(beta * (logp(p) - ref)))) / B
     return sgd(lambda p: npo(p) + ce(p, RETAIN), THETA)
+  if method == "neggrad_plus":  # β·L_r − (1 − β)·CE_f
+    beta = hp("neggrad_plus").neggrad_beta
+    return sgd(lambda p: beta * ce(p, RETAIN) - (1 - beta) * ce(p, FORGET), THETA)
+  if method == "noise_ft":  # θ + σ·std(θ)·N(0, 1) per tensor, then L_r from there
+    cfg = methods_lib.make_config("noise_ft")
+    key = jax.random.fold_in(jax.random.key(cfg.seed), starts._STREAM)
+    noisy = {}
+    for i, k in enumerate(sorted(THETA)):  # the tree's leaves in flattening order
+      _, k_noise = jax.random.split(jax.random.fold_in(key, i))
+      a = THETA[k]
+      noisy[k] = a + cfg.start_noise * jnp.std(a) * jax.random.normal(k_noise, a.shape)
+    return sgd(lambda p: ce(p, RETAIN), noisy)
   if method == "scrub":
     # step 0 maximises KL(teacher ‖ student) on the forget rows: zero at θ = teacher, and so
     # is its gradient; step 1 minimises α·KL on the retain rows + γ·CE_r, whose KL term
@@ -100,7 +113,16 @@ def expected(method):
 
 @pytest.mark.parametrize(
   "method,steps",
-  [("ga", 1), ("graddiff", 1), ("ft", 1), ("l1sparse", 1), ("npo", 1), ("scrub", 2)],
+  [
+    ("ga", 1),
+    ("graddiff", 1),
+    ("ft", 1),
+    ("l1sparse", 1),
+    ("npo", 1),
+    ("neggrad_plus", 1),
+    ("noise_ft", 1),
+    ("scrub", 2),
+  ],
 )
 def test_the_first_update_is_the_definitions(method, steps):
   got, want = run(method, steps), expected(method)

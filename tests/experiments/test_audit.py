@@ -19,6 +19,7 @@ KW = dict(
   overrides=["steps=4"],
   pretrain_overrides=["epochs=3", 'model_kwargs={"hidden": [32]}'],
   progress=False,
+  fractions=(0.34, 1.0),
 )
 
 
@@ -35,7 +36,9 @@ def done(tmp_path_factory):
 def test_every_file_and_number(done):
   root, results = done
   out = root / "w" / "digits-class@random-0.1" / "audit-N8"
-  for name in ("results.json", "results.md", "report.md", "epsilons.png", "confidences.png"):
+  for name in (
+    "results.json", "results.md", "report.md", "epsilons.png", "confidences.png", "frontier.png"
+  ):  # fmt: skip
     assert (out / name).stat().st_size > 0, name
   stored = json.loads((out / "results.json").read_text())
   assert stored["models"] == 8 and set(stored["methods"]) == {"igs", "ft", "igs-tol0.0"}
@@ -50,6 +53,16 @@ def test_every_file_and_number(done):
   assert results["original"]["forget_score"] == 0.0
   table = (out / "results.md").read_text()
   assert "| **igs** |" in table
+  # the frontier: work as rows through a backward pass over retraining's, by hand
+  retained = 1259 - 126  # digits' train rows less the forget set (random 10 %)
+  for label, row in stored["methods"].items():
+    assert row["work"] == pytest.approx(4 * 80 / (3 * retained)), label  # 4 steps of 80 rows
+  assert set(stored["frontier"]) == {"0.34", "1"}
+  assert [stored["frontier"][f]["epochs"] for f in ("0.34", "1")] == [1, 3]
+  assert stored["frontier"]["1"]["work"] == 1.0
+  assert "| *retraining, 1 of its epochs (fresh init)* |" in table
+  partial = _stored(root / "w" / "digits-class@random-0.1" / "partial" / "epochs-1-N8" / "scores")
+  _row_matches_its_populations(stored["frontier"]["0.34"], partial, retrained)
   # The halves are scored at the ceiling row's N (issue 34: once called "a lower ceiling",
   # while halves score higher than the whole population)
   assert stored["ceiling"]["models"] == 4
