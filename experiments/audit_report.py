@@ -136,14 +136,16 @@ def frontier_figure(results: dict) -> plt.Figure:
   c = results["ceiling"]
   ax.axhline(c["forget_score"], color="k", lw=0.8, ls="--",
              label=f"retrain vs retrain ({c['models']} vs {c['models']})")  # fmt: skip
-  for m in ranked(results):
+  shown = [m for m in ranked(results) if "work" in results["methods"][m]]
+  for i, m in enumerate(shown):  # best first; labels staggered so close points stay legible
     row = results["methods"][m]
-    if "work" not in row:
-      continue
-    colour = HIGHLIGHT_COLOUR if m.split("-")[0] == HIGHLIGHT else OTHER_COLOUR
+    colour = HIGHLIGHT_COLOUR if m.startswith(HIGHLIGHT) else OTHER_COLOUR
     x, y = 100 * row["work"], row["forget_score"]
     ax.scatter([x], [y], color=colour, s=28, zorder=3)
-    ax.annotate(m, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color=colour)
+    line = {"arrowstyle": "-", "lw": 0.3, "color": colour}
+    offset = (5 + 48 * (i % 3), 3 - 9 * (i % 3))
+    ax.annotate(m, (x, y), textcoords="offset points", xytext=offset, fontsize=7, color=colour,
+                arrowprops=line)  # fmt: skip
   ax.set_xscale("log")
   ax.set_xlabel("work: rows through a backward pass, % of retraining's (log scale)")
   ax.set_ylabel("forget score (higher: more like retraining)")

@@ -20,7 +20,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 # The audits of the headline table, in its column order.
 AUDITS = ("digits-class@random-0.1", "digits-class", "mnist-random10")
-STUDIES = ("study-digits-random10", "study-mnist-random10", "study-digits-class")
+STUDIES = (
+  "study-digits-random10",
+  "study-mnist-random10",
+  "study-digits-class",
+  "study-frontier-digits-random10",
+  "confirm-digits-random5",
+  "confirm-digits-class",
+)
 
 
 def _json(path: pathlib.Path) -> dict:
