@@ -33,7 +33,14 @@ def test_traced_fields_are_marked_on_the_fields_and_all_numeric():
     assert set(cfg.traced_values()) == set(traced_names(UnlearnConfig)) | set(
       traced_names(cfg.hparams)
     )
-  assert traced_names(UnlearnConfig) == ("learning_rate", "heldout_loss")
+  # start_noise and start_reinit act before the loop, host-side: traced so runs that differ
+  # in them batch in one program (tests/engine/test_starts.py)
+  assert traced_names(UnlearnConfig) == (
+    "learning_rate",
+    "heldout_loss",
+    "start_noise",
+    "start_reinit",
+  )
   assert set(traced_names(IGSConfig)) == {
     "tolerance",
     "dual_lr",
