@@ -512,37 +512,33 @@ def _knob(key, values, lrs=_LR3):
   return {"learning_rate": lrs, key: values}
 
 
+_IGS = Method(
+  "igs",
+  "weighted",
+  _objective_target,
+  make_tx=_igs,
+  state_logs=_igs_logs,
+  budget=_anchored_budget,
+  takes_anchor_loss=_anchored,
+  # Ours: the anchored variant (the paper's update collapsed in 4 of 15 runs of the
+  # igs_variants study; this one lost at most 1.24 TA points): see docs/studies.md.
+  hparams=functools.partial(IGSConfig.variant, "anchored"),
+  tune=_knob("tolerance", (0.02, 0.1)),
+)
+
 METHODS = {
   m.name: m
   for m in [
     # one backprop, weights in the transformation's state
-    Method(
-      "igs",
-      "weighted",
-      _objective_target,
-      make_tx=_igs,
-      state_logs=_igs_logs,
-      budget=_anchored_budget,
-      takes_anchor_loss=_anchored,
-      # Ours: the anchored variant (the paper's update collapsed in 4 of 15 runs of the
-      # igs_variants study; this one lost at most 1.24 TA points): see docs/studies.md.
-      hparams=functools.partial(IGSConfig.variant, "anchored"),
-      tune=_knob("tolerance", (0.02, 0.1)),
-    ),
+    _IGS,
     # IGS from a perturbed start (jaxunlearn.engine.starts): the diversity step of the
     # NeurIPS 2023 challenge's top entries, then IGS's recovery held at the original's
     # retain loss (tolerance 0), with gradient ascent only up to the held-out loss. Chosen
-    # on the digits random-10 % audit (N = 64; docs/design.md §13), where it scores like
+    # on the digits random-10 % audit (N = 64; docs/design.md §12), where it scores like
     # noise_ft at the same noise: the noise, not the constraint, does the forgetting.
-    Method(
-      "igs_noise",
-      "weighted",
-      _objective_target,
-      make_tx=_igs,
-      state_logs=_igs_logs,
-      budget=_anchored_budget,
-      takes_anchor_loss=_anchored,
-      hparams=functools.partial(IGSConfig.variant, "anchored"),
+    dataclasses.replace(
+      _IGS,
+      name="igs_noise",
       defaults={"start_noise": 0.45, "forget_objective": "heldout", "tolerance": 0.0},
       tune=_knob("start_noise", (0.3, 0.45)),
     ),
