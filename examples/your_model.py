@@ -12,7 +12,7 @@ x, y = load_wine(return_X_y=True)  # tabular: 178 rows × 13 features, 3 classes
 x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
 order = np.random.default_rng(0).permutation(len(y))
 x, y = x[order], y[order]
-x_train, y_train, test = x[:130], y[:130], (x[130:], y[130:])
+x_train, y_train, val, test = x[:110], y[:110], (x[110:140], y[110:140]), (x[140:], y[140:])
 
 
 def fit(apply_fn, params, x, y, steps=300):  # your own training loop (Adam, full batch)
@@ -34,7 +34,7 @@ keep = y_train != 0
 retrained = fit(
   model.apply, model.init(jax.random.key(0), x_train[:1]), x_train[keep], y_train[keep]
 )
-run = dict(x=x_train, y=y_train, test=test)  # the default budget: 100 steps of 80 rows
+run = dict(x=x_train, y=y_train, val=val, test=test)  # the default budget: 100 steps of 80 rows
 first = jaxunlearn.unlearn(model, variables, **run, forget="class:0", retrained=(model, retrained))
 second = jaxunlearn.unlearn(model, None, **run, forget=np.flatnonzero(keep)[:10], previous=first)
 print("linen, class 0:", first.summary())

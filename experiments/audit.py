@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from experiments import audit_report, configs
 from experiments.cli import main_guard, parser
 from experiments.compare import pin_worker, run_workers, with_forget
-from experiments.jobs import Claims, exclusive, same_config, trained
+from experiments.jobs import Claims, exclusive, request_of, same_config, trained
 from experiments.scenarios import SCENARIOS, get_scenario
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
@@ -236,18 +236,18 @@ def parse_variant(text: str) -> Entry:
   return Entry(label, method, tuple(overrides))
 
 
-def method_config(scenario, entry: Entry, overrides=()):
-  """Scenario < method defaults < the user's ``--set`` < the variant's own overrides."""
-  cfg = override(
-    make_config(entry.method, scenario.unlearn), list(overrides), elsewhere=every_key()
-  )
+def method_config(scenario, entry: Entry, overrides=(), request=None):
+  """Scenario < method defaults (for the ``request`` kind) < the user's ``--set`` < the
+  variant's own overrides."""
+  cfg = make_config(entry.method, scenario.unlearn, request=request)
+  cfg = override(cfg, list(overrides), elsewhere=every_key())
   return override(cfg, list(entry.overrides))
 
 
 def unlearned_population(ctx: AuditContext, entry: Entry, overrides=(), say=None) -> None:
   """Runs ``entry`` once per seed from the original and stores the population's scores
   (``<audit>/<label>.npz`` and ``.json``)."""
-  cfg = method_config(ctx.scenario, entry, overrides)
+  cfg = method_config(ctx.scenario, entry, overrides, request_of(ctx))
   m = ctx.original
   pop = population.unlearn_population(
     cfg, m.fm, m.params, m.model_state, ctx.dataset, ctx.forget_set, range(ctx.models), say=say
@@ -278,7 +278,7 @@ def run_methods(ctx: AuditContext, entries, overrides=(), *, progress=True) -> N
   for e in entries:  # a stored population made with another config is refused, not reused
     if done(e):
       stored = json.loads((ctx.audit_dir / f"{e.label}.json").read_text())["config"]
-      if not same_config(stored, method_config(ctx.scenario, e, overrides)):
+      if not same_config(stored, method_config(ctx.scenario, e, overrides, request_of(ctx))):
         raise ConfigError(
           f"{ctx.audit_dir / e.label}.json was run with another config; use a new --workdir"
         )

@@ -23,6 +23,7 @@ from experiments import configs
 from experiments.scenarios import Scenario, get_scenario
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
+from jaxunlearn.data.tofu import QADataset
 from jaxunlearn.engine import stopping
 from jaxunlearn.engine.config import TrainConfig, override
 from jaxunlearn.engine.evaluation import evaluate
@@ -154,9 +155,18 @@ def prepare_scenario(
   )
 
 
+def request_of(ctx) -> str | None:
+  """The kind of request ``ctx``'s forget set is (:func:`jaxunlearn.data.request_kind`);
+  ``None`` for question-answer rows, which no method keys its defaults on."""
+  if isinstance(ctx.dataset, QADataset):
+    return None
+  return data_lib.request_kind(ctx.dataset, ctx.forget_set)
+
+
 def job_config(ctx: ScenarioContext, job: Job, overrides=()):
-  """The job's config: scenario < method defaults < the user's ``--set`` < the sweep point."""
-  cfg = make_config(job.method, ctx.scenario.unlearn, seed=job.seed)
+  """The job's config: scenario < method defaults (for the kind of request) < the user's
+  ``--set`` < the sweep point."""
+  cfg = make_config(job.method, ctx.scenario.unlearn, seed=job.seed, request=request_of(ctx))
   cfg = override(cfg, list(overrides), elsewhere=every_key())  # --set: each method its keys
   return override(cfg, dict(job.sweep)) if job.sweep else cfg
 

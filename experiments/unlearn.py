@@ -126,14 +126,16 @@ def run(args) -> dict:
     lock.release()
 
 
-def _checked_config(args, workdir):
-  """The run's config, or a one-line error (a workdir already used, a bad argument)."""
+def _checked_config(args, workdir, request=None):
+  """The run's config (with the method's defaults for the ``request`` kind, ``"rows"`` or
+  ``"class"``), or a one-line error (a workdir already used, a bad argument)."""
   if (workdir / "metrics.json").exists():
     raise ConfigError(
       f"{workdir} already holds an unlearning result (this request was applied); "
       "choose a new --workdir for a new request"
     )
-  cfg = override(make_config(args.method, seed=args.seed), args.set).validate()
+  cfg = make_config(args.method, seed=args.seed, request=request)
+  cfg = override(cfg, args.set).validate()
   if args.checkpoint_every < 0:
     raise ConfigError(f"--checkpoint-every must be ≥ 0, got {args.checkpoint_every}")
   return cfg
@@ -149,6 +151,7 @@ def _run(args, workdir, lock) -> dict:
   request = data_lib.make_forget_set(dataset, args.forget, seed=args.forget_seed)
   ledger = _ledger(start, args.original, dataset)
   step_set, union = ledger.begin(dataset, request)
+  cfg = _checked_config(args, workdir, data_lib.request_kind(dataset, step_set))
   retrained = _retrained(args.retrained, union)  # before the work: a mismatch costs nothing
   checkpoints = workdir / "checkpoints"
   interrupted = checkpoints.exists() and any(checkpoints.iterdir())
@@ -215,8 +218,13 @@ def _started(manager, interrupted: bool, cfg, step_set, union) -> str:
   if not interrupted:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
   saved = manager.metadata()
+  mine, theirs = cfg.to_dict(), saved.get("config") or {}
+  if mine.get("heldout_loss", 0) < 0 and theirs.get("heldout_loss", -1) >= 0:
+    # measured from the same original when the saved run started (the digests below say
+    # it is the same request), so the level the resumed run goes on with
+    mine["heldout_loss"] = theirs["heldout_loss"]
   if (
-    saved.get("config") != cfg.to_dict()
+    theirs != mine
     or saved.get("forget_digest") != step_set.digest
     or saved.get("union_digest") != union.digest
   ):

@@ -48,6 +48,7 @@ __all__ = [
   "ForgetSpecError",
   "forget_set_from_rows",
   "make_forget_set",
+  "request_kind",
   "successive",
   "write_ids_file",
 ]
@@ -206,6 +207,27 @@ def rows_of_ids(train_ids: np.ndarray, ids: np.ndarray, spec: str = "ids") -> np
       "examples sit) — for positions in dataset.train use rows:PATH",
     )
   return np.sort(order[pos])
+
+
+def request_kind(dataset, forget_set: ForgetSet) -> str:
+  """``"class"`` when ``forget_set`` is whole classes (every train row of each label it
+  holds, whichever spec named it), else ``"rows"``: what a method's per-request defaults
+  key on (:attr:`jaxunlearn.engine.methods.Method.request_defaults`), because forgetting
+  a class and forgetting rows a retrained model still classifies ask for different runs
+  (docs/design.md §12).
+
+  Examples:
+    >>> import numpy as np
+    >>> from jaxunlearn.data import from_arrays
+    >>> ds = from_arrays(np.zeros((6, 2)), [0, 1, 0, 1, 2, 2])
+    >>> request_kind(ds, forget_set_from_rows(ds, [0, 2]))  # every 0, given as rows
+    'class'
+    >>> request_kind(ds, forget_set_from_rows(ds, [0, 1]))  # a 1 stays: rows
+    'rows'
+  """
+  labels = np.asarray(dataset.train.labels)
+  forgotten = np.unique(labels[forget_set.forget_idx])
+  return "rows" if np.isin(labels[forget_set.retain_idx], forgotten).any() else "class"
 
 
 def forget_set_from_rows(dataset, rows, *, spec: str = "rows", classes=()) -> ForgetSet:

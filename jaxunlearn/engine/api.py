@@ -40,7 +40,7 @@ from jaxunlearn.data.tofu import QADataset
 from jaxunlearn.engine import checkpoint as ckpt
 from jaxunlearn.engine import methods as methods_lib
 from jaxunlearn.engine.answers import evaluate_qa
-from jaxunlearn.engine.evaluation import evaluate_sets, retain_budget, run_notes
+from jaxunlearn.engine.evaluation import budget_notes, evaluate_sets, retain_budget, run_notes
 from jaxunlearn.engine.inputs import check_finite_params, check_labels_fit_head
 from jaxunlearn.engine.loading import Loaded, load
 from jaxunlearn.engine.records import check_workdir
@@ -184,13 +184,31 @@ def _request(dataset, forget, forget_ids, seed: int):
   return data_lib.forget_set_from_rows(dataset, rows, spec="forget")
 
 
-def _config(method, seed, config, pool, batch_size, steps, epochs, dataset=None):
-  """The run's config: the method's, with the batch and the budget in rows or epochs of
-  the ``pool`` rows in play (a language model's rows: the ``answers`` layout unless the
-  config names another)."""
+def _config(method, seed, config, pool, batch_size, steps, epochs, dataset=None, rows=None):
+  """The run's config: the method's, with its defaults for this kind of request (the
+  forget set ``rows``: whole classes or rows; a language model's: neither), the batch and
+  the budget in rows or epochs of the ``pool`` rows in play (a language model's rows: the
+  ``answers`` layout unless the config names another), and a note if the request's
+  defaults could not apply."""
+  request, notes = None, []
   if isinstance(dataset, QADataset):
     config = {"layout": "answers", **config}
-  cfg = methods_lib.make_config(method, seed=seed, **config)
+  elif rows is not None:
+    request = data_lib.request_kind(dataset, rows)
+  cfg = methods_lib.make_config(method, seed=seed, request=request, **config)
+  if (
+    request is not None
+    and cfg.forget_objective == "heldout"
+    and cfg.heldout_loss < 0
+    and "forget_objective" not in config
+    and not len(dataset.val)
+  ):  # the request's defaults measure the held-out loss on rows the user did not give
+    notes.append(
+      f"no validation rows to measure the held-out loss: {method} ran with its defaults, "
+      f"not those for {request} (pass val=(x_val, y_val); docs/design.md §12)"
+    )
+    request = None
+    cfg = methods_lib.make_config(method, seed=seed, **config)
   if batch_size is None:
     batch_size = min(cfg.n_retain + cfg.n_forget, pool)
   if batch_size < 2 or batch_size > pool:
@@ -202,7 +220,8 @@ def _config(method, seed, config, pool, batch_size, steps, epochs, dataset=None)
     steps = max(1, math.ceil(epochs * pool / batch_size))
   if steps is not None:
     overrides["steps"] = int(steps)
-  return methods_lib.make_config(method, seed=seed, **{**overrides, **config}).validate()
+  cfg = methods_lib.make_config(method, seed=seed, request=request, **{**overrides, **config})
+  return cfg.validate(), notes
 
 
 def _qa_metrics(fm, params, model_state, dataset, forget_set, reference) -> dict:
@@ -523,7 +542,9 @@ def unlearn(
   step_set, union = series.ledger.begin(dataset, request)
 
   pool = len(step_set.forget_idx) + len(step_set.retain_idx)
-  cfg = _config(method, seed, config, pool, batch_size, steps, epochs, dataset)
+  cfg, config_notes = _config(
+    method, seed, config, pool, batch_size, steps, epochs, dataset, step_set
+  )
   reference = _budget_reference(series, budget_from)
   reference_metrics = None
   if retrained is not None:  # before the work, so a bad argument costs nothing
@@ -571,7 +592,7 @@ def unlearn(
     source_model=model if model is not None else getattr(previous, "source_model", None),
     description=series.description,
     params_form=series.form,
-    notes=run_notes(history, metrics),
+    notes=[*config_notes, *run_notes(history, metrics), *budget_notes(budget)],
   )
   if workdir is not None:
     save_report(report, workdir)

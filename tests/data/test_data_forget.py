@@ -227,3 +227,13 @@ def test_successive_requests_union_and_refusal():
     [union_batch(ds, step, t, seed=0, batch_size=3)["index"] for t in range(12)]
   )
   assert set(seen.tolist()) == set(range(3, 12))
+
+
+def test_the_request_kind_is_whole_classes_whichever_spec_names_them(digits):
+  labels = np.asarray(digits.train.labels)
+  assert data.request_kind(digits, make_forget_set(digits, "class:3")) == "class"
+  assert data.request_kind(digits, make_forget_set(digits, "class:3,5")) == "class"
+  assert data.request_kind(digits, make_forget_set(digits, "random:0.1")) == "rows"
+  threes = np.flatnonzero(labels == 3)
+  assert data.request_kind(digits, data.forget_set_from_rows(digits, threes)) == "class"
+  assert data.request_kind(digits, data.forget_set_from_rows(digits, threes[1:])) == "rows"

@@ -80,6 +80,43 @@ def test_linen_model_on_tabular_data_end_to_end():
   assert report.budget["held"] == (after <= report.budget["retain_loss_before"] + 0.02)
 
 
+def test_igs_runs_with_its_rows_defaults_for_rows_and_its_own_for_a_class():
+  val = (X_TEST, Y_TEST)
+  rows = jaxunlearn.unlearn(MODULE, VARIABLES, X, Y, forget=np.arange(40), val=val, steps=3)
+  whole = jaxunlearn.unlearn(MODULE, VARIABLES, X, Y, forget=Y == 0, val=val, steps=3)
+  assert (rows.config.start_noise, rows.config.forget_objective) == (0.45, "heldout")
+  assert (whole.config.start_noise, whole.config.forget_objective) == (0.0, "rl")
+  assert not [n for n in rows.notes + whole.notes if "validation" in n]
+  # the user's key wins over the request's
+  mine = jaxunlearn.unlearn(
+    MODULE, VARIABLES, X, Y, forget=np.arange(40), val=val, steps=3, start_noise=0.2
+  )
+  assert (mine.config.start_noise, mine.config.tolerance) == (0.2, 0.01)
+  # no validation rows to measure the held-out loss: the class defaults, and a note
+  blind = jaxunlearn.unlearn(MODULE, VARIABLES, X, Y, forget=np.arange(40), steps=3)
+  assert (blind.config.start_noise, blind.config.forget_objective) == (0.0, "rl")
+  assert blind.notes == [
+    "no validation rows to measure the held-out loss: igs ran with its defaults, not those "
+    "for rows (pass val=(x_val, y_val); docs/design.md §12)"
+  ]
+  assert blind.notes[0] in blind.summary()
+
+
+def test_an_exceeded_budget_says_by_how_much_and_why():
+  report = jaxunlearn.unlearn(
+    MODULE, VARIABLES, X, Y, forget=Y == 0, steps=2, tolerance=-0.5
+  )  # a bound under the original's own loss: never held
+  b = report.budget
+  assert not b["held"]
+  bound = b["retain_loss_before"] - 0.5
+  assert report.notes == [
+    f"retained loss {b['retain_loss_after']:.4f} over its bound {bound:.4f}: the bound is "
+    "held on each batch as the run sees it (λ rises after a batch over it), not promised for "
+    "the last iterate on every retained row; more steps or a lower learning_rate let λ settle"
+  ]
+  assert "budget exceeded; retained loss" in report.summary()
+
+
 def test_apply_fn_mask_indices_and_ids_give_the_same_run():
   apply_fn = lambda p, x: MODULE.apply({"params": p}, x)
   params = VARIABLES["params"]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from jaxunlearn.engine.methods import METHODS, TUNING_BUDGET, get_method, make_config
+from jaxunlearn.errors import ConfigError
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -29,6 +30,23 @@ def test_igs_defaults_to_the_anchored_variant_and_igs_paper_is_the_paper():
   assert (igs.dual_optimizer, igs.dual_lr, igs.tolerance) == ("sgd", 30.0, 0.02)
   assert (paper.reference, paper.normalize_weights, paper.log_losses) == ("previous", False, True)
   assert (paper.dual_optimizer, paper.dual_lr, paper.dual_weight_decay) == ("adam", 1.0, 0.01)
+
+
+def test_igs_has_defaults_for_rows_over_its_own_and_the_users_keys_win():
+  rows, whole = make_config("igs", request="rows"), make_config("igs", request="class")
+  assert whole == make_config("igs")  # a class, or no request: the anchored defaults
+  assert (rows.start_noise, rows.forget_objective) == (0.45, "heldout")
+  assert (rows.tolerance, rows.init_multiplier) == (0.01, 10.0)
+  assert rows.replace(start_noise=0.0, forget_objective="rl", tolerance=0.02,
+                      init_multiplier=0.0) == whole  # fmt: skip
+  # the user's keys over the request's; the scenario's under them
+  mine = make_config("igs", {"tolerance": 0.3, "steps": 7}, request="rows", start_noise=0.1)
+  assert (mine.start_noise, mine.tolerance, mine.steps) == (0.1, 0.01, 7)
+  # igs_noise keeps its own start whatever the request; other methods have none
+  assert make_config("igs_noise", request="rows") == make_config("igs_noise", request="class")
+  assert make_config("ft", request="rows") == make_config("ft")
+  with pytest.raises(ConfigError, match="request must be one of rows, class"):
+    make_config("igs", request="row")
 
 
 def test_heldout_objective_is_ascent_up_to_the_level():

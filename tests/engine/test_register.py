@@ -92,6 +92,12 @@ def test_registering_a_taken_name_or_an_unknown_key_is_refused(toy):
   with pytest.raises(ConfigError, match="did you mean 'forget_weight'"):
     register(Method("toy2", "single", lambda cfg: "", loss=toy_loss, hparams=ToyConfig,
                     tune={"forget_wieght": (1.0,)}))  # fmt: skip
+  with pytest.raises(ConfigError, match="unknown toy2's request kinds key 'row'"):
+    register(Method("toy2", "single", lambda cfg: "", loss=toy_loss,
+                    request_defaults={"row": {"steps": 3}}))  # fmt: skip
+  with pytest.raises(ConfigError, match="did you mean 'start_noise'"):
+    register(Method("toy2", "single", lambda cfg: "", loss=toy_loss,
+                    request_defaults={"rows": {"start_nois": 0.1}}))  # fmt: skip
   with pytest.raises(ConfigError, match="budget key"):
     register(Method("toy2", "single", lambda cfg: "", loss=toy_loss, hparams=Clash))
   with pytest.raises(ConfigError, match="needs loss="):

@@ -68,6 +68,8 @@ def test_three_requests_exactly_once_after_a_kill(setup, capsys):
   base, data_dir, files = setup
   first = request(base, data_dir, base / "orig", files["a"], "r1")
   assert first["forgotten_examples"] == 30 and len(first["requests"]) == 1
+  # rows, not a class: the command takes IGS's defaults for rows, as jaxunlearn.unlearn does
+  assert (first["config"]["start_noise"], first["config"]["tolerance"]) == (0.45, 0.01)
 
   # The second request, uninterrupted: the reference.
   reference = request(base, data_dir, base / "r1", files["b"], "r2-ref")
