@@ -25,7 +25,7 @@ from jaxunlearn.engine.config import UnlearnConfig
 from jaxunlearn.engine.layouts import LAYOUTS, example_loss
 from jaxunlearn.engine.progress import CompileApartBar
 from jaxunlearn.engine.starts import forget_gradient, start_params
-from jaxunlearn.engine.steps import make_predict, make_unlearn_step, unlearn_step
+from jaxunlearn.engine.steps import make_predict, unlearn_step
 from jaxunlearn.errors import ConfigError
 
 
@@ -42,11 +42,30 @@ class UnlearnResult:
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_step(fm, cfg: UnlearnConfig, optimizer=None):
-  """One compiled step per (model, config up to the seed, optimiser): seeds reuse the
-  compile."""
-  tx = methods_lib.build_transformation(cfg, optimizer=optimizer)
-  return tx, make_unlearn_step(fm, methods_lib.get_method(cfg.method), cfg, tx)
+def _cached_step(fm, base: UnlearnConfig, optimizer=None):
+  """One compiled step per (model, config up to its traced numbers and the seed,
+  optimiser): see :func:`_single_program`."""
+  return _single_program(fm, base, None, optimizer)
+
+
+def _single_program(fm, base: UnlearnConfig, prepared, optimizer):
+  """``(tx_of, step)``: a run's transformation from its config, and the jitted step with
+  the run's traced numbers (learning rate, tolerance, the held-out level, …:
+  :meth:`~jaxunlearn.engine.config.UnlearnConfig.traced_values`) as its first argument,
+  ``step(values, params, model_state, opt_state, batch, teacher, step_index)``. Runs that
+  differ only in those numbers and the seed compile it once (tests/engine/test_unlearning.py
+  counts the compilations); :func:`run_batch` does the same over many runs at once."""
+  method = methods_lib.get_method(base.method)
+
+  def tx_of(cfg):
+    return methods_lib.build_transformation(cfg, prepared, optimizer)
+
+  def step(values, params, model_state, opt_state, batch, teacher, step_index):
+    cfg = base.replace(**values)
+    fn = unlearn_step(fm, method, cfg, tx_of(cfg))
+    return fn(params, model_state, opt_state, batch, teacher, step_index)
+
+  return tx_of, jax.jit(step)
 
 
 def with_heldout_loss(cfg: UnlearnConfig, fm, params, model_state, dataset) -> UnlearnConfig:
@@ -118,16 +137,21 @@ def anchor_table(cfg: UnlearnConfig, fm, params, model_state, dataset) -> np.nda
 
 
 def _step(cfg, fm, params, model_state, dataset, forget_set, optimizer):
-  """The method's transformation and jitted step; cached unless the method prepares
-  something from the model (SalUn's mask)."""
+  """The run's transformation and its step ``(params, model_state, opt_state, batch,
+  teacher, step_index)``: the compiled program of its method and untraced config with this
+  run's traced numbers bound; cached unless the method prepares something from the model
+  (SalUn's mask)."""
   method = methods_lib.get_method(cfg.method)
+  base = program_config(cfg)
   if method.prepare is None:
-    return _cached_step(fm, dataclasses.replace(cfg, seed=0), optimizer)
-  prepared = method.prepare(
-    methods_lib.PrepareContext(fm, params, model_state, dataset, forget_set), cfg
-  )
-  tx = methods_lib.build_transformation(cfg, prepared, optimizer)
-  return tx, make_unlearn_step(fm, method, cfg, tx)
+    tx_of, jitted = _cached_step(fm, base, optimizer)
+  else:
+    prepared = method.prepare(
+      methods_lib.PrepareContext(fm, params, model_state, dataset, forget_set), cfg
+    )
+    tx_of, jitted = _single_program(fm, base, prepared, optimizer)
+  values = {k: jnp.asarray(v, jnp.float32) for k, v in cfg.traced_values().items()}
+  return tx_of(cfg), functools.partial(jitted, values)
 
 
 def run_method(

@@ -27,7 +27,7 @@ CHILD = textwrap.dedent(r"""
     from jaxunlearn.engine import parallel, training as pretraining
     from jaxunlearn.engine.config import TrainConfig
     from jaxunlearn.engine.methods import make_config
-    from jaxunlearn.engine.unlearning import _cached_step, run_method
+    from jaxunlearn.engine.unlearning import _step, run_method
 
     RTOL, ATOL = 1e-5, 1e-6
     base = pathlib.Path(sys.argv[1])
@@ -107,7 +107,7 @@ CHILD = textwrap.dedent(r"""
     # (The same config as above: the step, its data-parallel wrapper and compile are cached.)
     mesh = parallel.make_mesh(4)
     cfg = make_config("igs", steps=5, n_retain=64, n_forget=16, learning_rate=0.1, layout="split")
-    tx, step = _cached_step(fm, cfg)
+    tx, step = _step(cfg, fm, orig.params, orig.model_state, ds, fs, None)
     step = parallel.data_parallel(step, mesh)
     params, state, opt_state = parallel.replicate(
         (orig.params, orig.model_state, tx.init(orig.params)), mesh)

@@ -349,3 +349,31 @@ def test_trainable_leaves_the_other_parameters_alone(setup, method):
   with pytest.raises(ValueError, match="names no parameter"):
     run_method(cfg.replace(trainable="nothing"), orig.fm, orig.params, orig.model_state, ds, fs,
                progress=False)  # fmt: skip
+
+
+def _step_compiles(records) -> int:
+  return sum("Compiling jit(step)" in r.getMessage() for r in records)
+
+
+@pytest.mark.parametrize("method", ["igs", "pcgrad", "npo"])
+def test_a_learning_rate_tolerance_seed_or_other_rows_compile_nothing(setup, caplog, method):
+  """optax's _common_test habit: log the compilations. A second run that differs only in
+  its traced numbers, its seed and which rows it forgets (as many) compiles no step."""
+  _, _, m, ds, _ = setup
+  first_rows = data.make_forget_set(ds, "random:0.1", seed=0)
+  other_rows = data.make_forget_set(ds, "random:0.1", seed=1)
+  assert len(first_rows.forget_idx) == len(other_rows.forget_idx)
+  shape = dict(steps=3, n_retain=24, n_forget=8)  # a program no other test compiled
+  changed = dict(learning_rate=0.003, seed=5)
+  if method == "igs":
+    changed["tolerance"] = 0.2
+  caplog.set_level("WARNING", logger="jax")
+  with jax.log_compiles():
+    run_method(make_config(method, **shape), m.fm, m.params, m.model_state, ds, first_rows,
+               progress=False)  # fmt: skip
+    first = _step_compiles(caplog.records)
+    caplog.clear()
+    run_method(make_config(method, **shape, **changed), m.fm, m.params, m.model_state, ds,
+               other_rows, progress=False)  # fmt: skip
+  assert first == 1
+  assert _step_compiles(caplog.records) == 0
