@@ -274,10 +274,18 @@ def write_all(results: dict, out_dir) -> list[pathlib.Path]:
   return paths
 
 
-def summary_table(all_results: list[dict]) -> str:
+def summary_table(all_results: list[dict], methods=None, reference: float = 0.2) -> str:
   """One table over several audits (the README's): per method and scenario, the forget
-  score with the LR test's accuracy in brackets; the ceiling and N under each scenario."""
-  methods = list(dict.fromkeys(m for r in all_results for m in ranked(r)))
+  score with the LR test's accuracy in brackets; then partial retraining at the
+  ``reference`` share of the recipe (the frontier at the work a cheap method may spend),
+  the original, and the ceiling. ``methods``: those rows only, in the order of the first
+  audit's ranking (``None``: every method)."""
+  ranked_all = list(dict.fromkeys(m for r in all_results for m in ranked(r)))
+  if methods is not None:
+    unknown = sorted(set(methods) - set(ranked_all))
+    if unknown:
+      raise ValueError(f"no audit here has {unknown[0]!r}; they have {', '.join(ranked_all)}")
+  methods = [m for m in ranked_all if methods is None or m in methods]
   head = " | ".join(f"{r['scenario']} (N = {r['models']})" for r in all_results)
   lines = [f"| method | {head} |", "|---|" + "---:|" * len(all_results)]
 
@@ -290,6 +298,16 @@ def summary_table(all_results: list[dict]) -> str:
   for m in methods:
     name = f"**{m}**" if m == HIGHLIGHT else m
     lines.append(f"| {name} | " + " | ".join(cell(r, m) for r in all_results) + " |")
+
+  def partial(r):
+    row = (r.get("frontier") or {}).get(str(reference))
+    return "—" if row is None else f"{row['forget_score']:.3f} ({row['lira_accuracy']:.0f})"
+
+  lines.append(
+    f"| *retraining with {100 * reference:.0f} % of its epochs (fresh init)* | "
+    + " | ".join(partial(r) for r in all_results)
+    + " |"
+  )
   lines.append(
     "| original (no unlearning) | "
     + " | ".join(
@@ -318,9 +336,10 @@ def main(argv=None):
   p = argparse.ArgumentParser(description="the summary table of several audits")
   p.add_argument("folders", nargs="+", help="audit folders, each with a results.json")
   p.add_argument("--out", help="also write the table here")
+  p.add_argument("--methods", help="comma-separated rows to show (default: every method)")
   args = p.parse_args(argv)
   results = [json.loads((pathlib.Path(f) / "results.json").read_text()) for f in args.folders]
-  text = summary_table(results)
+  text = summary_table(results, args.methods.split(",") if args.methods else None)
   if args.out:
     pathlib.Path(args.out).write_text(text)
   print(text)

@@ -42,6 +42,10 @@ def _link(folder: pathlib.Path, name: str, docs: pathlib.Path) -> str:
   return f"[{name}]({(folder / 'report.md').relative_to(docs).as_posix()})"
 
 
+def _rel(path: pathlib.Path, docs: pathlib.Path) -> str:
+  return path.relative_to(docs).as_posix()
+
+
 def _comparisons(group: pathlib.Path, docs: pathlib.Path) -> list[str]:
   lines = []
   for folder in sorted(p.parent for p in group.glob("*/results.json")):
@@ -76,6 +80,17 @@ def page(results: pathlib.Path = RESULTS) -> str:
     "",
     audit_report.summary_table(audits),
     "Reports: " + ", ".join(_link(results / "audit" / a, a, docs) for a in AUDITS + STUDIES) + ".",
+    "",
+    "### The cost–forgetting frontier",
+    "",
+    "Forget score against work (rows through a backward pass, as a share of retraining's): "
+    "partial retraining from a fresh init as the reference curve, every method a point "
+    "(IGS in red), the ceiling dashed.",
+    "",
+    *(
+      f"![{a}: the cost–forgetting frontier]({_rel(results / 'audit' / a / 'frontier.png', docs)})"
+      for a in AUDITS
+    ),
     "",
     "## The default comparison (`python -m experiments.compare`)",
     "",

@@ -211,10 +211,9 @@ def budget_notes(budget: dict) -> list[str]:
   else:
     bound = budget["retain_loss_before"] + budget["tolerance"]
   return [
-    f"retained loss {budget['retain_loss_after']:.4f} over its bound {bound:.4f}: the bound "
-    "is held on each batch as the run sees it (λ rises after a batch over it), not promised "
-    "for the last iterate on every retained row; more steps or a lower learning_rate let λ "
-    "settle"
+    f"retained loss {budget['retain_loss_after']:.4f} over its bound {bound:.4f} (held on "
+    "the batches the run saw, not at its last step; more steps or a lower learning_rate "
+    "let λ settle)"
   ]
 
 

@@ -110,9 +110,9 @@ def test_an_exceeded_budget_says_by_how_much_and_why():
   assert not b["held"]
   bound = b["retain_loss_before"] - 0.5
   assert report.notes == [
-    f"retained loss {b['retain_loss_after']:.4f} over its bound {bound:.4f}: the bound is "
-    "held on each batch as the run sees it (λ rises after a batch over it), not promised for "
-    "the last iterate on every retained row; more steps or a lower learning_rate let λ settle"
+    f"retained loss {b['retain_loss_after']:.4f} over its bound {bound:.4f} (held on the "
+    "batches the run saw, not at its last step; more steps or a lower learning_rate let λ "
+    "settle)"
   ]
   assert "budget exceeded; retained loss" in report.summary()
 

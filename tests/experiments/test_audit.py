@@ -3,6 +3,7 @@ reuses the retrained population and the stored methods."""
 
 import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -159,3 +160,28 @@ def test_a_population_stored_before_a_config_key_existed_is_reused(done):
   path.write_text(json.dumps(meta))
   with pytest.raises(ConfigError, match="another config"):
     audit.run_audit("digits-class", root / "w", forget="random:0.1", data_dir=root / "data", **KW)
+
+
+def test_the_summary_table_reads_each_cell_from_its_audit():
+  from experiments import audit_report
+
+  root = pathlib.Path(__file__).resolve().parents[2] / "docs" / "results" / "audit"
+  names = ("digits-class@random-0.1", "mnist-random10")
+  results = [json.loads((root / n / "results.json").read_text()) for n in names]
+  lines = audit_report.summary_table(results, ["ft", "igs"]).splitlines()
+  assert [line.split(" | ")[0] for line in lines[2:]] == [
+    "| " + (f"**{m}**" if m == "igs" else m)
+    for m in audit_report.ranked(results[0])
+    if m in ("ft", "igs")
+  ] + ["| *retraining with 20 % of its epochs (fresh init)*", "| original (no unlearning)",
+       "| *retrain vs retrain, N/2 each (ceiling)*"]  # fmt: skip
+  for line, key in ((lines[-3], None), (lines[-1], "ceiling")):
+    for cell, r in zip(line.strip("| ").split(" | ")[1:], results):
+      row = r["frontier"]["0.2"] if key is None else r[key]
+      assert cell == f"{row['forget_score']:.3f} ({row['lira_accuracy']:.0f})"
+  igs = next(line for line in lines if line.startswith("| **igs**"))
+  assert igs.split(" | ")[2] == f"{results[1]['methods']['igs']['forget_score']:.3f} " + (
+    f"({results[1]['methods']['igs']['lira_accuracy']:.0f}) |"
+  )
+  with pytest.raises(ValueError, match="no audit here has 'igz'"):
+    audit_report.summary_table(results, ["igz"])
