@@ -25,7 +25,7 @@ from jaxunlearn.data import tofu as tdata
 from jaxunlearn.engine import memory
 from jaxunlearn.engine.layouts import LAYOUTS
 from jaxunlearn.engine.records import machine_info
-from jaxunlearn.engine.unlearning import _cached_step
+from jaxunlearn.engine.unlearning import _cached_step, program_config
 from jaxunlearn.nn.transformer import SIZES
 from jaxunlearn.transforms import frozen_except
 
@@ -49,8 +49,17 @@ def measure(size: str, methods=METHODS, rounds: int = 5) -> dict:
     row, fns = {}, {}
     for name, trainable in (("all", ""), ("last block", _last_block(size))):
       cfg = tofu.unlearn_config(scenario, method, 20, 0).replace(trainable=trainable)
-      tx, step = _cached_step(fm, cfg, tofu._adam(1e-3))
-      args = (params, state, tx.init(params), batch, (params, state), jnp.asarray(0))
+      tx_of, step = _cached_step(fm, program_config(cfg), tofu._adam(1e-3))
+      values = {k: jnp.asarray(v, jnp.float32) for k, v in cfg.traced_values().items()}
+      args = (
+        values,
+        params,
+        state,
+        tx_of(cfg).init(params),
+        batch,
+        (params, state),
+        jnp.asarray(0),
+      )
       compiled = step.lower(*args).compile()
       stats = compiled.memory_analysis()
       trained = _trained(params, trainable)
