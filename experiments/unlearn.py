@@ -151,6 +151,7 @@ def _run(args, workdir, lock) -> dict:
   request = data_lib.make_forget_set(dataset, args.forget, seed=args.forget_seed)
   ledger = _ledger(start, args.original, dataset)
   step_set, union = ledger.begin(dataset, request)
+  # again with the request's kind, known only now (the first call failed fast on bad keys)
   cfg = _checked_config(args, workdir, data_lib.request_kind(dataset, step_set))
   retrained = _retrained(args.retrained, union)  # before the work: a mismatch costs nothing
   checkpoints = workdir / "checkpoints"

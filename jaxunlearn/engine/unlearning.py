@@ -49,12 +49,19 @@ def _cached_step(fm, base: UnlearnConfig, optimizer=None):
 
 
 def _single_program(fm, base: UnlearnConfig, prepared, optimizer):
-  """``(tx_of, step)``: a run's transformation from its config, and the jitted step with
-  the run's traced numbers (learning rate, tolerance, the held-out level, …:
+  """``(tx_of, step)``: :func:`_run_step`'s, jitted. Runs that differ only in their
+  traced numbers and the seed compile it once (tests/engine/test_unlearning.py counts the
+  compilations); :func:`run_batch` does the same over many runs at once."""
+  tx_of, step = _run_step(fm, base, prepared, optimizer)
+  return tx_of, jax.jit(step)
+
+
+def _run_step(fm, base: UnlearnConfig, prepared, optimizer):
+  """``(tx_of, step)``: a run's transformation from its config, and its step with the
+  run's traced numbers (learning rate, tolerance, the held-out level, …:
   :meth:`~jaxunlearn.engine.config.UnlearnConfig.traced_values`) as its first argument,
-  ``step(values, params, model_state, opt_state, batch, teacher, step_index)``. Runs that
-  differ only in those numbers and the seed compile it once (tests/engine/test_unlearning.py
-  counts the compilations); :func:`run_batch` does the same over many runs at once."""
+  ``step(values, params, model_state, opt_state, batch, teacher, step_index)``, not jitted:
+  one run's (:func:`_single_program`) or a batch's over runs (:func:`_traced_program`)."""
   method = methods_lib.get_method(base.method)
 
   def tx_of(cfg):
@@ -65,7 +72,7 @@ def _single_program(fm, base: UnlearnConfig, prepared, optimizer):
     fn = unlearn_step(fm, method, cfg, tx_of(cfg))
     return fn(params, model_state, opt_state, batch, teacher, step_index)
 
-  return tx_of, jax.jit(step)
+  return tx_of, step
 
 
 def with_heldout_loss(cfg: UnlearnConfig, fm, params, model_state, dataset) -> UnlearnConfig:
@@ -659,15 +666,7 @@ def _cached_program(fm, base, optimizer):
 def _traced_program(fm, base, prepared, optimizer):
   """The step of one run with ``values`` (its traced numbers) as arguments, over runs:
   ``step(values, params, model_state, opt_state, batch, teacher, step_index)``."""
-  method = methods_lib.get_method(base.method)
-
-  def tx_of(cfg):
-    return methods_lib.build_transformation(cfg, prepared, optimizer)
-
-  def step(values, params, model_state, opt_state, batch, teacher, step_index):
-    cfg = base.replace(**values)
-    fn = unlearn_step(fm, method, cfg, tx_of(cfg))
-    return fn(params, model_state, opt_state, batch, teacher, step_index)
+  tx_of, step = _run_step(fm, base, prepared, optimizer)
 
   def mapped(values, params, model_state, opt_state, batch, teacher, step_index):
     one = lambda run: step(*run, teacher, step_index)
