@@ -122,3 +122,65 @@ def test_the_layout_catches_a_violation(tmp_path):
   bad.write_text("from jaxunlearn.engine import methods\n")
   targets = set(_ours(bad, "jaxunlearn.transforms.m"))
   assert not all(_allowed(t, ALLOWED["jaxunlearn.transforms"]) for t in targets)
+
+
+def _module_of(target: str, names) -> str | None:
+  """The module an imported name lives in (``a.b.c`` → ``a.b`` when ``c`` is a name)."""
+  while target and target not in names:
+    target = target.rpartition(".")[0]
+  return target or None
+
+
+def _import_graph(modules) -> dict[str, set[str]]:
+  """Module → the modules of ours it imports: every import statement, the deferred ones
+  inside functions included (``ast.walk``), so a circle that works today only because
+  one side imports late is still a circle."""
+  names = {n for n, _ in modules}
+  graph = {}
+  for name, path in modules:
+    targets = {_module_of(t, names) for t in _ours(path, name)}
+    graph[name] = {t for t in targets if t and t != name}
+  return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+  """The strongly connected components of more than one module (Tarjan's algorithm)."""
+  index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+  def visit(v):
+    index[v] = low[v] = len(index)
+    stack.append(v)
+    on_stack.add(v)
+    for w in sorted(graph.get(v, ())):
+      if w not in index:
+        visit(w)
+        low[v] = min(low[v], low[w])
+      elif w in on_stack:
+        low[v] = min(low[v], index[w])
+    if low[v] == index[v]:
+      component = []
+      while True:
+        w = stack.pop()
+        on_stack.discard(w)
+        component.append(w)
+        if w == v:
+          break
+      if len(component) > 1:
+        out.append(sorted(component))
+
+  for v in sorted(graph):
+    if v not in index:
+      visit(v)
+  return out
+
+
+def test_no_module_imports_itself_through_a_circle():
+  assert _cycles(_import_graph(MODULES)) == []
+
+
+def test_a_deferred_import_that_closes_a_circle_is_caught(tmp_path):
+  a, b = tmp_path / "a.py", tmp_path / "b.py"
+  a.write_text("from jaxunlearn.data import b\n")
+  b.write_text("def f():\n  from jaxunlearn.data import a\n  return a\n")
+  graph = _import_graph([("jaxunlearn.data.a", a), ("jaxunlearn.data.b", b)])
+  assert _cycles(graph) == [["jaxunlearn.data.a", "jaxunlearn.data.b"]]

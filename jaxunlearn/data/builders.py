@@ -7,7 +7,7 @@ Two small real datasets ship inside Python packages, so they work offline:
 
 A third is generated, not shipped: `tofu`, the fictitious authors of
 `jaxunlearn.data.tofu.make_dataset()` (splits `train` and `holdout`; read back by
-`tofu.load_prepared`).
+`jaxunlearn.data.source.load_tofu`).
 
 Each is written once as a TFDS `array_record` dataset (the one TFDS path that needs no
 TensorFlow: `download_and_prepare()` then `tfds.data_source(...)`, random-access numpy).

@@ -34,8 +34,8 @@ import math
 
 import numpy as np
 
+from jaxunlearn.data.arrays import Dataset, Split
 from jaxunlearn.data.forget import ForgetSet, forget_set_from_rows
-from jaxunlearn.data.source import Dataset, Split
 from jaxunlearn.errors import DataError
 
 PAD, BOS, ANS, EOS = "<pad>", "<bos>", "<ans>", "<eos>"
@@ -419,14 +419,14 @@ def make_dataset(
   )
   labels = np.asarray([r["label"] for r in train_rows], np.int32)
   held_labels = np.full(len(holdout_rows), authors, np.int32)
-  return _qa_dataset(
+  return qa_dataset(
     f"tofu_a{authors}_f{facts}_w{world}_s{seed}", tok, authors,
     (train, labels, paraphrased, perturbed, perturbed_answers),
     (held, held_labels, held_paraphrased, held_perturbed, held_perturbed_answers),
   )  # fmt: skip
 
 
-def _qa_dataset(name: str, tok: WordTokenizer, authors: int, train: tuple, held: tuple):
+def qa_dataset(name: str, tok: WordTokenizer, authors: int, train: tuple, held: tuple):
   """A :class:`QADataset` from ``(tokens, labels, paraphrased, perturbed,
   perturbed_answers)`` of the train rows and of the holdout rows (ids: row numbers)."""
   split = lambda tokens, labels: Split(tokens, labels, np.arange(len(labels), dtype=np.int64))
@@ -456,29 +456,3 @@ def forget_split(ds: QADataset, percent: float) -> ForgetSet:
   authors = forget_authors(ds, percent)
   rows = np.isin(ds.train.labels, authors)
   return forget_set_from_rows(ds, rows, spec=f"forget{percent:02g}", classes=authors)
-
-
-def load_prepared(data_dir=None) -> QADataset:
-  """The default set (:func:`make_dataset` at its defaults) through TFDS: prepared once
-  into ``data_dir`` as an ``array_record`` dataset (:func:`jaxunlearn.data.prepare`,
-  ``tfds.data_source("tofu", ...)`` reads it) and read back, equal to
-  ``make_dataset()`` array for array."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
-  from jaxunlearn.data import builders, paths  # pylint: disable=g-import-not-at-top
-
-  root = paths.resolve_data_dir(data_dir)
-  builders.prepare("tofu", root)
-  parts = {}
-  for split in ("train", "holdout"):
-    source = tfds.data_source("tofu", split=split, data_dir=str(root), download=False,
-                              try_gcs=False)  # fmt: skip
-    records = sorted(source.__getitems__(range(len(source))), key=lambda r: int(r["id"]))
-    parts[split] = {k: np.stack([np.asarray(r[k]) for r in records]) for k in records[0]}
-  info = source.dataset_info.metadata
-  columns = lambda p: tuple(p[k] for k in ("tokens", "label", "paraphrased", "perturbed",
-                                           "perturbed_answers"))  # fmt: skip
-  return _qa_dataset(
-    "tofu_a100_f10_w20_s0", WordTokenizer(info["vocab"]), int(info["authors"]),
-    columns(parts["train"]), columns(parts["holdout"]),
-  )  # fmt: skip

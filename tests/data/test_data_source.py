@@ -356,8 +356,3 @@ def test_holdout_split_depends_on_seed_only_through_hash():
   np.testing.assert_array_equal(np.sort(np.r_[keep0, held0]), ids)
   # Spread over the range, not a contiguous block.
   assert held0.min() < 100 and held0.max() > 900
-
-
-def test_split_rejects_inconsistent_arrays():
-  with pytest.raises(ValueError):
-    data.Split(np.zeros((3, 2, 2, 1), np.float32), np.zeros(2, np.int32), np.arange(3))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from jaxunlearn.data import tofu
+from jaxunlearn.data import source, tofu
 from jaxunlearn.errors import DataError
 
 
@@ -79,7 +79,7 @@ def test_bad_arguments_name_the_range():
 def test_the_default_set_through_tfds_equals_the_generated_one(tmp_path):
   import tensorflow_datasets as tfds
 
-  loaded, made = tofu.load_prepared(tmp_path), tofu.make_dataset()
+  loaded, made = source.load_tofu(tmp_path), tofu.make_dataset()
   assert loaded.tokenizer.vocab == made.tokenizer.vocab and loaded.name == made.name
   for field in ("paraphrased", "perturbed", "perturbed_answers", "holdout_perturbed", "idk"):
     assert np.array_equal(getattr(loaded, field), getattr(made, field)), field
