@@ -1,0 +1,115 @@
+"""Read a Hugging Face Llama checkpoint folder into :class:`~jaxunlearn.nn.llama.Llama`.
+
+A folder as ``save_pretrained`` writes it: ``config.json`` and ``model.safetensors``, or
+shards listed in ``model.safetensors.index.json``. Tensors are read with the
+``safetensors`` package (``pip install 'jaxunlearn[llm]'``), offline; nothing is
+downloaded. Names map one to one (``model.layers.0.self_attn.q_proj.weight`` →
+``layers[0].self_attn.q_proj.kernel``, transposed); a missing tensor, one nobody reads or
+a shape that differs fails with a one-line error naming it, before any array is built.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxunlearn.errors import ConfigError
+from jaxunlearn.nn.llama import Llama, LlamaConfig
+
+ARCHITECTURES = ("LlamaForCausalLM",)
+_IGNORED = ("rotary_emb.inv_freq",)  # old checkpoints save the frequencies; we compute them
+
+
+def _hf_name(path: tuple) -> tuple[str, bool]:
+  """Our parameter path → (the checkpoint's tensor name, whether it is transposed)."""
+  *module, leaf = (str(p) for p in path)
+  prefix = "" if module[0] == "lm_head" else "model."
+  suffix = {"kernel": "weight", "embedding": "weight"}.get(leaf, leaf)
+  return prefix + ".".join(module) + "." + suffix, leaf == "kernel"
+
+
+def _safetensors_files(folder: Path) -> list[Path]:
+  index = folder / "model.safetensors.index.json"
+  if index.exists():
+    shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    return [folder / s for s in shards]
+  single = folder / "model.safetensors"
+  if single.exists():
+    return [single]
+  raise ConfigError(
+    f"{folder} has neither model.safetensors nor model.safetensors.index.json: save the "
+    "model with save_pretrained(..., safe_serialization=True)"
+  )
+
+
+def read_config(folder) -> LlamaConfig:
+  """The :class:`~jaxunlearn.nn.llama.LlamaConfig` of ``folder/config.json``; another
+  architecture fails with a one-line error naming it."""
+  folder = Path(folder)
+  path = folder / "config.json"
+  if not path.exists():
+    raise ConfigError(f"{folder} has no config.json: pass a folder written by save_pretrained")
+  config = json.loads(path.read_text())
+  arch = config.get("architectures") or [config.get("model_type", "?")]
+  if not set(arch) & set(ARCHITECTURES) and config.get("model_type") != "llama":
+    raise ConfigError(
+      f"{path}: architecture {', '.join(arch)} is not supported; from_pretrained reads "
+      f"{', '.join(ARCHITECTURES)} (model_type llama)"
+    )
+  return LlamaConfig.from_hf(config)
+
+
+def from_pretrained(folder, *, dtype=jnp.float32) -> Llama:
+  """The checkpoint in ``folder`` as an NNX :class:`~jaxunlearn.nn.llama.Llama` whose
+  parameters (and computation) are in ``dtype`` (``jnp.float32`` or ``jnp.bfloat16``).
+  The module is built abstractly (``nnx.eval_shape``), so no random weights are made."""
+  try:
+    from safetensors import safe_open
+  except ImportError as e:  # pragma: no cover - the default install has no safetensors
+    raise ConfigError(
+      "reading a Hugging Face checkpoint needs safetensors: pip install 'jaxunlearn[llm]'"
+    ) from e
+  folder = Path(folder)
+  cfg = read_config(folder)
+  abstract = nnx.eval_shape(lambda: Llama(cfg, dtype=dtype, rngs=nnx.Rngs(0)))
+  graphdef, state = nnx.split(abstract)
+  wanted = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))[0]:
+    keys = tuple(getattr(p, "key", getattr(p, "idx", None)) for p in path)
+    wanted[_hf_name(keys)[0]] = (keys, leaf.shape, _hf_name(keys)[1])
+  tensors = {}
+  for file in _safetensors_files(folder):
+    with safe_open(str(file), framework="flax") as f:
+      for name in f.keys():  # noqa: SIM118 - safe_open is not a mapping
+        if name in wanted:
+          tensors[name] = f.get_tensor(name)
+        elif not name.endswith(_IGNORED) and not (
+          cfg.tie_word_embeddings and name == "lm_head.weight"
+        ):
+          raise ConfigError(
+            f"{file.name}: tensor {name} has no place in a {cfg.num_hidden_layers}-layer "
+            "Llama: the checkpoint is another architecture or config.json does not match it"
+          )
+  missing = sorted(set(wanted) - set(tensors))
+  if missing:
+    more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+    raise ConfigError(f"{folder}: the checkpoint lacks tensor {missing[0]}{more}")
+  pure = nnx.to_pure_dict(state)
+  for name, (keys, shape, transposed) in wanted.items():
+    value = tensors[name].T if transposed else tensors[name]
+    if value.shape != shape:
+      raise ConfigError(
+        f"{folder}: tensor {name} has shape {tuple(tensors[name].shape)}, config.json "
+        f"implies {shape[::-1] if transposed else shape}"
+      )
+    node = pure
+    for k in keys[:-1]:
+      node = node[k]
+    node[keys[-1]] = jnp.asarray(np.asarray(value) if value.dtype == np.float64 else value, dtype)
+  nnx.replace_by_pure_dict(state, pure)
+  return nnx.merge(graphdef, state)
