@@ -295,6 +295,10 @@ class QADataset(Dataset):
 
   answer_id: int = ANS_ID
   pad_id: int = PAD_ID
+  eos_id: int = EOS_ID
+  # which train rows have a paraphrase and perturbed answers to score (None: all of them;
+  # the published TOFU files give them for 400 of the retain rows only)
+  scored: np.ndarray | None = None
 
   @property
   def tokens_per_row(self) -> int:
@@ -365,8 +369,8 @@ def _sequence(tok: WordTokenizer, question: str, answer: str) -> list[int]:
   return [BOS_ID, *tok.encode(question), ANS_ID, *tok.encode(answer), EOS_ID]
 
 
-def _padded(seqs: list[list[int]], length: int) -> np.ndarray:
-  out = np.full((len(seqs), length), PAD_ID, np.int32)
+def _padded(seqs: list[list[int]], length: int, pad: int = PAD_ID) -> np.ndarray:
+  out = np.full((len(seqs), length), pad, np.int32)
   for i, s in enumerate(seqs):
     out[i, : len(s)] = s
   return out
@@ -426,29 +430,37 @@ def make_dataset(
   )  # fmt: skip
 
 
-def qa_dataset(name: str, tok: WordTokenizer, authors: int, train: tuple, held: tuple):
+def qa_dataset(name: str, tok, authors: int, train: tuple, held: tuple, **ids):
   """A :class:`QADataset` from ``(tokens, labels, paraphrased, perturbed,
-  perturbed_answers)`` of the train rows and of the holdout rows (ids: row numbers)."""
+  perturbed_answers)`` of the train rows and of the holdout rows (ids: row numbers);
+  ``ids``: the special token ids (``answer_id``, ``pad_id``, ``eos_id``) and ``scored``
+  where they are not this module's."""
   split = lambda tokens, labels: Split(tokens, labels, np.arange(len(labels), dtype=np.int64))
   length = train[0].shape[1]
   empty = Split(np.zeros((0, length), np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64))
-  idk = [[*tok.encode(a), EOS_ID] for a in IDK_ANSWERS]
+  eos, pad = ids.get("eos_id", EOS_ID), ids.get("pad_id", PAD_ID)
+  idk = [[*tok.encode(a), eos] for a in IDK_ANSWERS]
   return QADataset(
     name=name, num_classes=authors + 1, image_shape=(length,), train=split(*train[:2]),
     val=split(*held[:2]), test=empty, tokenizer=tok, authors=authors, world_label=authors,
     paraphrased=train[2], perturbed=train[3], perturbed_answers=train[4],
     holdout_paraphrased=held[2], holdout_perturbed=held[3], holdout_perturbed_answers=held[4],
-    idk=_padded(idk, max(map(len, idk))),
+    idk=_padded(idk, max(map(len, idk)), pad), **ids,
   )  # fmt: skip
 
 
 def forget_authors(ds: QADataset, percent: float) -> tuple[int, ...]:
   """The last ``percent`` % of the authors (at least one), so forget01 ⊂ forget05 ⊂ forget10
   as in TOFU."""
+  return last_authors(ds.authors, percent)
+
+
+def last_authors(authors: int, percent: float) -> tuple[int, ...]:
+  """The last ``percent`` % of ``authors`` authors, at least one."""
   if not 0 < percent < 100:
     raise DataError(f"the forget percentage must be in (0, 100), got {percent}")
-  count = max(1, round(ds.authors * percent / 100))
-  return tuple(range(ds.authors - count, ds.authors))
+  count = max(1, round(authors * percent / 100))
+  return tuple(range(authors - count, authors))
 
 
 def forget_split(ds: QADataset, percent: float) -> ForgetSet:

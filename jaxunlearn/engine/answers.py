@@ -114,11 +114,11 @@ def qa_scores(fm, params, state, ds, rows: np.ndarray, tokens, paraphrased, pert
   answers, paraphrases and perturbed answers are scored in one pass (one compiled
   program per bucket, :func:`_batched`)."""
   tokens, paraphrased, perturbed = tokens[rows], paraphrased[rows], perturbed[rows]
-  generated = greedy_answers(fm, params, state, tokens, ds.answer_id, tofu.EOS_ID)
+  generated = greedy_answers(fm, params, state, tokens, ds.answer_id, ds.eos_id)
   decode = ds.tokenizer.decode
   rouge, exact = [], []
   for gen, ref in zip(generated, tokens):
-    g, r = answer_part(gen), answer_part(ref)
+    g, r = answer_part(gen, ds.answer_id, ds.eos_id), answer_part(ref, ds.answer_id, ds.eos_id)
     exact.append(g == r)
     rouge.append(lm.rouge_l_recall(decode(r), decode(g)))
   n = len(tokens)
@@ -140,6 +140,8 @@ def eval_rows(ds, forget_set, limit: int = EVAL_ROWS) -> dict:
   labels = ds.train.labels
   forget = np.asarray(forget_set.forget_idx)
   retained = np.setdiff1d(np.flatnonzero(labels != ds.world_label), forget)
+  if ds.scored is not None:  # only rows with a paraphrase and perturbed answers
+    retained = retained[ds.scored[retained]]
   if len(retained) > limit:
     retained = retained[np.linspace(0, len(retained) - 1, limit).round().astype(int)]
   return {"forget": forget, "retain": retained, "world": np.flatnonzero(labels == ds.world_label)}
@@ -178,7 +180,8 @@ def evaluate_qa(fm, params, state, ds, forget_set, retain_ratios=None) -> dict:
     out["world_exact"] = float(np.mean(w["exact"]))
     utility += [out["world_prob"], out["world_rouge"], out["world_truth_ratio"]]
   out["model_utility"] = lm.model_utility(utility)
-  out["mia_auc"] = _min_k_auc(fm, params, state, ds, train[rows["forget"]])
+  if len(ds.holdout.images):  # the published TOFU files have no held-out authors
+    out["mia_auc"] = _min_k_auc(fm, params, state, ds, train[rows["forget"]])
   if retain_ratios is not None:
     out["forget_quality"] = lm.forget_quality(f["truth_ratio"], retain_ratios)
   out["forget_ratios"] = f["truth_ratio"].tolist()
