@@ -1,7 +1,6 @@
 """The published TOFU files' reader and the Hugging Face tokenizer, on the committed
 fixture in their format (``tests/fixtures/tofu/make_fixture.py``)."""
 
-import functools
 import json
 import shutil
 from pathlib import Path
@@ -115,23 +114,20 @@ def test_files_that_disagree_are_refused(tmp_path, tok):
     tofu_files.tofu_dataset(folder, tok, "forget20")
 
 
-def test_a_hugging_face_checkpoint_forgets_on_the_tofu_files(ds, tok):
-  """End to end: the committed Llama checkpoint, the TOFU files and their tokenizer
-  through jaxunlearn.unlearn, with a second checkpoint as the retain model. The
-  checkpoints are random, so only that every metric comes back finite is checked; the
-  TOFU metrics themselves are tested in tests/engine/test_answers.py."""
+def test_a_hugging_face_checkpoint_forgets_on_the_tofu_files(monkeypatch):
+  """End to end, the language-model guide's example in this process: the committed
+  Llama checkpoint, the TOFU files and their tokenizer through jaxunlearn.unlearn, with
+  a second checkpoint as the retain model. The checkpoints are random, so only that
+  every metric comes back finite and moved is checked; the TOFU metrics themselves are
+  tested in tests/engine/test_answers.py."""
   pytest.importorskip("safetensors", reason="pip install 'jaxunlearn[llm]'")
-  import jaxunlearn
-  from jaxunlearn import objectives
-  from jaxunlearn.nn.pretrained import from_pretrained
+  import runpy
 
-  llama = Path(__file__).parents[1] / "fixtures" / "llama"
-  loss = functools.partial(objectives.answer_losses, answer_id=tok.answer_id, pad_id=tok.pad_id)
-  model = from_pretrained(llama / "gqa-llama3")
-  report = jaxunlearn.unlearn(
-    model, dataset=ds, forget="class:9", method="igs", loss=loss, steps=3, batch_size=8,
-    retrained=(from_pretrained(llama / "tied-default"), None), progress=False,
-  )  # fmt: skip
+  root = Path(__file__).parents[2]
+  guide = (root / "docs" / "guides" / "language-models.md").read_text()
+  assert '--8<-- "examples/pretrained_tofu.py"' in guide
+  monkeypatch.chdir(root)
+  report = runpy.run_path(str(root / "examples" / "pretrained_tofu.py"))["report"]
   m = report.metrics
   assert {"forget_prob", "forget_rouge", "model_utility", "forget_quality"} <= set(m)
   assert "mia_auc" not in m  # the TOFU files have no held-out authors
