@@ -32,3 +32,15 @@ class CheckpointError(JaxUnlearnError, RuntimeError):
 
 class WorkdirBusyError(JaxUnlearnError, RuntimeError):
   """A workdir that another live process is writing (it holds the workdir's lock)."""
+
+
+def require(module: str, purpose: str, extra: str = "llm"):
+  """``import module`` for an optional feature, or a one-line :class:`ConfigError` that
+  names the extra to install."""
+  import importlib
+
+  try:
+    return importlib.import_module(module)
+  except ImportError as e:
+    package = module.split(".")[0]
+    raise ConfigError(f"{purpose} needs {package}: pip install 'jaxunlearn[{extra}]'") from e

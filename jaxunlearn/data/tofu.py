@@ -369,7 +369,8 @@ def _sequence(tok: WordTokenizer, question: str, answer: str) -> list[int]:
   return [BOS_ID, *tok.encode(question), ANS_ID, *tok.encode(answer), EOS_ID]
 
 
-def _padded(seqs: list[list[int]], length: int, pad: int = PAD_ID) -> np.ndarray:
+def padded(seqs: list[list[int]], length: int, pad: int = PAD_ID) -> np.ndarray:
+  """Token rows ``seqs`` right-padded with ``pad`` to ``length``, ``(N, length)`` int32."""
   out = np.full((len(seqs), length), pad, np.int32)
   for i, s in enumerate(seqs):
     out[i, : len(s)] = s
@@ -379,13 +380,13 @@ def _padded(seqs: list[list[int]], length: int, pad: int = PAD_ID) -> np.ndarray
 def _encode(tok, rows, length):
   """``(answers, paraphrased, perturbed)`` token arrays of ``rows``."""
   seq = lambda q, a: _sequence(tok, q, a)
-  answers = _padded([seq(r["question"], r["answer"]) for r in rows], length)
-  paraphrased = _padded([seq(r["question"], r["paraphrased"]) for r in rows], length)
+  answers = padded([seq(r["question"], r["answer"]) for r in rows], length)
+  paraphrased = padded([seq(r["question"], r["paraphrased"]) for r in rows], length)
 
   def wrong(key):
     if not rows:
       return np.zeros((0, PERTURBED, length), np.int32)
-    return np.stack([_padded([seq(r["question"], p) for p in r[key]], length) for r in rows])
+    return np.stack([padded([seq(r["question"], p) for p in r[key]], length) for r in rows])
 
   return answers, paraphrased, wrong("perturbed"), wrong("perturbed_answers")
 
@@ -445,7 +446,7 @@ def qa_dataset(name: str, tok, authors: int, train: tuple, held: tuple, **ids):
     val=split(*held[:2]), test=empty, tokenizer=tok, authors=authors, world_label=authors,
     paraphrased=train[2], perturbed=train[3], perturbed_answers=train[4],
     holdout_paraphrased=held[2], holdout_perturbed=held[3], holdout_perturbed_answers=held[4],
-    idk=_padded(idk, max(map(len, idk)), pad), **ids,
+    idk=padded(idk, max(map(len, idk)), pad), **ids,
   )  # fmt: skip
 
 

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxunlearn.data.tofu import QADataset, forget_split, last_authors, qa_dataset
-from jaxunlearn.errors import DataError
+from jaxunlearn.data.tofu import QADataset, forget_split, last_authors, padded, qa_dataset
+from jaxunlearn.errors import DataError, require
 
 FORGET = ("forget01", "forget05", "forget10")
 RETAIN = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
@@ -78,12 +78,7 @@ class HFTokenizer:
   ``decode`` gives words, as ROUGE reads them."""
 
   def __init__(self, path, *, pad="<pad>", bos="<bos>", answer="<ans>", eos="<eos>"):
-    try:
-      from tokenizers import Tokenizer
-    except ImportError as e:  # pragma: no cover - the default install has no tokenizers
-      raise DataError(
-        "reading tokenizer.json needs tokenizers: pip install 'jaxunlearn[llm]'"
-      ) from e
+    Tokenizer = require("tokenizers", "reading tokenizer.json").Tokenizer
     path = Path(path)
     path = path / "tokenizer.json" if path.is_dir() else path
     if not path.exists():
@@ -110,13 +105,6 @@ class HFTokenizer:
     if self.answer_id in q:
       raise DataError(f"the question {question!r} contains the answer separator token")
     return [self.bos_id, *q, self.answer_id, *self.encode(answer), self.eos_id]
-
-
-def _padded(seqs, length, pad):
-  out = np.full((len(seqs), length), pad, np.int32)
-  for i, s in enumerate(seqs):
-    out[i, : len(s)] = s
-  return out
 
 
 def tofu_dataset(
@@ -152,33 +140,34 @@ def tofu_dataset(
     [i // questions_per_author for i in range(len(people))] + [authors] * len(world)
   )
   options = max(len(r["perturbed_answer"]) for r in scored.values())
-  tok = tokenizer
 
   def encoded(row):
-    extra = scored.get(row["question"])
-    paraphrase = (extra or {}).get("paraphrased_answer", row["answer"])
-    wrong = list((extra or {}).get("perturbed_answer", []))
-    wrong = (wrong + [row["answer"]] * options)[:options] if wrong else [row["answer"]] * options
+    extra = scored.get(row["question"], {})
+    paraphrase = extra.get("paraphrased_answer", row["answer"])
+    # unscored rows (never evaluated) repeat their answer; a scored row with fewer wrong
+    # answers than the most any row has repeats its own, so every option stays wrong
+    wrong = extra.get("perturbed_answer") or [row["answer"]]
+    wrong = [wrong[i % len(wrong)] for i in range(options)]
+    q = row["question"]
     return (
-      tok.row(row["question"], row["answer"]),
-      tok.row(row["question"], paraphrase),
-      [tok.row(row["question"], w) for w in wrong],
+      tokenizer.row(q, row["answer"]),
+      tokenizer.row(q, paraphrase),
+      [tokenizer.row(q, w) for w in wrong],
     )
 
   seqs = [encoded(r) for r in rows]
   length = 8 * -(-max(len(s) for a, p, w in seqs for s in (a, p, *w)) // 8)
-  answers = _padded([a for a, _, _ in seqs], length, tok.pad_id)
-  paraphrased = _padded([p for _, p, _ in seqs], length, tok.pad_id)
-  perturbed = np.stack([_padded(w, length, tok.pad_id) for _, _, w in seqs])
+  answers = padded([a for a, _, _ in seqs], length, tokenizer.pad_id)
+  paraphrased = padded([p for _, p, _ in seqs], length, tokenizer.pad_id)
+  perturbed = np.stack([padded(w, length, tokenizer.pad_id) for _, _, w in seqs])
   none = lambda *shape: np.zeros((0, *shape), np.int32)
   empty = (none(length), none(), none(length), none(options, length), none(options, length))
-  ds = qa_dataset(
-    f"tofu_files_{forget}", tok, authors,
+  return qa_dataset(
+    f"tofu_files_{forget}", tokenizer, authors,
     (answers, labels.astype(np.int32), paraphrased, perturbed, perturbed), empty,
-    answer_id=tok.answer_id, pad_id=tok.pad_id, eos_id=tok.eos_id,
+    answer_id=tokenizer.answer_id, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id,
     scored=np.array([r["question"] in scored for r in rows]),
   )  # fmt: skip
-  return ds
 
 
 def forget_rows(ds: QADataset, forget: str = "forget10"):

@@ -5,7 +5,7 @@ shards listed in ``model.safetensors.index.json``. Tensors are read with the
 ``safetensors`` package (``pip install 'jaxunlearn[llm]'``), offline; nothing is
 downloaded. Names map one to one (``model.layers.0.self_attn.q_proj.weight`` →
 ``layers[0].self_attn.q_proj.kernel``, transposed); a missing tensor, one nobody reads or
-a shape that differs fails with a one-line error naming it, before any array is built.
+a shape that differs fails with a one-line error naming it, before the model is built.
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
-import numpy as np
-from flax import nnx
+from flax import nnx, traverse_util
 
-from jaxunlearn.errors import ConfigError
+from jaxunlearn.errors import ConfigError, require
 from jaxunlearn.nn.llama import Llama, LlamaConfig
 
 ARCHITECTURES = ("LlamaForCausalLM",)
@@ -68,20 +66,16 @@ def from_pretrained(folder, *, dtype=jnp.float32) -> Llama:
   """The checkpoint in ``folder`` as an NNX :class:`~jaxunlearn.nn.llama.Llama` whose
   parameters (and computation) are in ``dtype`` (``jnp.float32`` or ``jnp.bfloat16``).
   The module is built abstractly (``nnx.eval_shape``), so no random weights are made."""
-  try:
-    from safetensors import safe_open
-  except ImportError as e:  # pragma: no cover - the default install has no safetensors
-    raise ConfigError(
-      "reading a Hugging Face checkpoint needs safetensors: pip install 'jaxunlearn[llm]'"
-    ) from e
+  safe_open = require("safetensors", "reading a Hugging Face checkpoint").safe_open
   folder = Path(folder)
   cfg = read_config(folder)
   abstract = nnx.eval_shape(lambda: Llama(cfg, dtype=dtype, rngs=nnx.Rngs(0)))
   graphdef, state = nnx.split(abstract)
+  pure = traverse_util.flatten_dict(nnx.to_pure_dict(state))  # {(path…): leaf}
   wanted = {}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))[0]:
-    keys = tuple(getattr(p, "key", getattr(p, "idx", None)) for p in path)
-    wanted[_hf_name(keys)[0]] = (keys, leaf.shape, _hf_name(keys)[1])
+  for keys, leaf in pure.items():
+    name, transposed = _hf_name(keys)
+    wanted[name] = (keys, leaf.shape, transposed)
   tensors = {}
   for file in _safetensors_files(folder):
     with safe_open(str(file), framework="flax") as f:
@@ -99,7 +93,6 @@ def from_pretrained(folder, *, dtype=jnp.float32) -> Llama:
   if missing:
     more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
     raise ConfigError(f"{folder}: the checkpoint lacks tensor {missing[0]}{more}")
-  pure = nnx.to_pure_dict(state)
   for name, (keys, shape, transposed) in wanted.items():
     value = tensors[name].T if transposed else tensors[name]
     if value.shape != shape:
@@ -107,9 +100,6 @@ def from_pretrained(folder, *, dtype=jnp.float32) -> Llama:
         f"{folder}: tensor {name} has shape {tuple(tensors[name].shape)}, config.json "
         f"implies {shape[::-1] if transposed else shape}"
       )
-    node = pure
-    for k in keys[:-1]:
-      node = node[k]
-    node[keys[-1]] = jnp.asarray(np.asarray(value) if value.dtype == np.float64 else value, dtype)
-  nnx.replace_by_pure_dict(state, pure)
+    pure[keys] = jnp.asarray(value, dtype)
+  nnx.replace_by_pure_dict(state, traverse_util.unflatten_dict(pure))
   return nnx.merge(graphdef, state)
