@@ -1,12 +1,16 @@
-"""Memory and time of a language model's unlearning step: every parameter vs a trainable
-subset (``trainable=``, :func:`jaxunlearn.transforms.frozen_except`).
+"""Memory and time of a language model's unlearning step: every parameter, a trainable
+subset (``trainable=``, :func:`jaxunlearn.transforms.frozen_except`) and LoRA adapters
+(:func:`jaxunlearn.nn.lora.with_lora`), for the same model.
 
-For each method and model size, the engine's compiled step (the ``answers`` layout, Adam)
-with every parameter trainable and with the last block and the final norm only: XLA's
-memory analysis of the compiled program (arguments + outputs + temporaries,
-:func:`jaxunlearn.engine.memory.program_bytes`; its temporaries alone, where the frozen
-weights' gradients would live) and the step's median time, measured interleaved in one
-run (:mod:`benchmarks.harness`).
+For each method and model size, a Llama-family decoder (:mod:`jaxunlearn.nn.llama`,
+shaped as :data:`jaxunlearn.nn.transformer.SIZES`: width, heads, layers; MLP 4 × width)
+and the engine's compiled step (the ``answers`` layout, Adam) three ways: every
+parameter trained; the last block and the final norm only; rank-8 adapters (alpha 16)
+on the seven projections, every other weight frozen. Reported: XLA's memory analysis of
+the compiled program (arguments + outputs + temporaries,
+:func:`jaxunlearn.engine.memory.program_bytes`), its temporaries alone (where the
+trained weights' gradients live), the optimiser state's bytes, and the step's median
+time, all three measured interleaved in one run (:mod:`benchmarks.harness`).
 
     python -m benchmarks.lm_memory [--quick] [--out docs/results/lm_memory.json]
 """
@@ -18,55 +22,63 @@ import argparse
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from benchmarks import harness
 from experiments import tofu
+from jaxunlearn import objectives
 from jaxunlearn.data import tofu as tdata
 from jaxunlearn.engine import memory
 from jaxunlearn.engine.layouts import LAYOUTS
 from jaxunlearn.engine.records import machine_info
 from jaxunlearn.engine.unlearning import _cached_step, program_config
-from jaxunlearn.nn.transformer import SIZES
+from jaxunlearn.nn.llama import Llama, LlamaConfig
+from jaxunlearn.nn.lora import with_lora
+from jaxunlearn.nn.transformer import SIZES, functional_lm
 from jaxunlearn.transforms import frozen_except
 
 METHODS = ("npo", "igs", "explicit")
+LORA_RANK, LORA_ALPHA = 8, 16.0
 
 
-def _last_block(size: str) -> str:
-  return f"blocks.{SIZES[size][2] - 1},norm"
+def llama(vocab: int, size: str, seed: int = 0) -> Llama:
+  """A random Llama-family decoder with the width, heads and layers of ``SIZES[size]``."""
+  width, heads, layers = SIZES[size]
+  cfg = LlamaConfig(vocab, width, 4 * width, layers, heads)
+  return Llama(cfg, rngs=nnx.Rngs(seed))
+
+
+def variants(model: Llama) -> dict:
+  """``{name: (module, trainable)}``: the same weights trained three ways."""
+  last = f"layers.{model.config.num_hidden_layers - 1},norm"
+  adapted = with_lora(model, rank=LORA_RANK, alpha=LORA_ALPHA, rngs=nnx.Rngs(1))
+  return {"all": (model, ""), "last block": (model, last), f"LoRA r{LORA_RANK}": (adapted, "")}
 
 
 def measure(size: str, methods=METHODS, rounds: int = 5) -> dict:
   ds = tdata.make_dataset(authors=20, facts=10, world=10)
   forget = tdata.forget_split(ds, 10)
-  fm, params, state = tofu.build_lm(ds, size, 0)
   scenario = tofu.TofuScenario(n_retain=32, n_forget=8)
   batch = LAYOUTS["answers"].batch(ds, forget, 0, tofu.unlearn_config(scenario, "ga", 20, 0), 32, 8)
   batch = {k: jnp.asarray(v) for k, v in batch.items()}
-  n_params = int(sum(np.size(x) for x in jax.tree.leaves(params)))
-  out = {"size": size, "parameters": n_params, "methods": {}}
+  model = llama(len(ds.tokenizer), size)
+  out = {"size": size, "parameters": _count(nnx.state(model, nnx.Param)), "methods": {}}
   for method in methods:
     row, fns = {}, {}
-    for name, trainable in (("all", ""), ("last block", _last_block(size))):
+    for name, (module, trainable) in variants(model).items():
+      fm, params, state = functional_lm(module, objectives.answer_losses)
       cfg = tofu.unlearn_config(scenario, method, 20, 0).replace(trainable=trainable)
       tx_of, step = _cached_step(fm, program_config(cfg), tofu._adam(1e-3))
       values = {k: jnp.asarray(v, jnp.float32) for k, v in cfg.traced_values().items()}
-      args = (
-        values,
-        params,
-        state,
-        tx_of(cfg).init(params),
-        batch,
-        (params, state),
-        jnp.asarray(0),
-      )
+      opt_state = tx_of(cfg).init(params)
+      args = (values, params, state, opt_state, batch, (params, state), jnp.asarray(0))
       compiled = step.lower(*args).compile()
       stats = compiled.memory_analysis()
-      trained = _trained(params, trainable)
       row[name] = {
-        "trainable_parameters": int(trained),
+        "trainable_parameters": _trained(params, trainable),
         "program_bytes": memory.program_bytes(compiled),
         "temp_bytes": int(stats.temp_size_in_bytes) if stats else 0,
+        "optimizer_bytes": int(sum(np.asarray(x).nbytes for x in jax.tree.leaves(opt_state))),
       }
       fns[name] = lambda compiled=compiled, args=args: compiled(*args)
     for name, t in harness.interleaved(fns, rounds=rounds).items():
@@ -75,28 +87,40 @@ def measure(size: str, methods=METHODS, rounds: int = 5) -> dict:
   return out
 
 
+def _count(tree) -> int:
+  return int(sum(np.size(x) for x in jax.tree.leaves(tree)))
+
+
 def _trained(params, trainable: str) -> int:
   """How many parameters ``trainable`` (dotted prefixes; "" all) lets a run change: those
   :func:`~jaxunlearn.transforms.frozen_except` passes an update through for."""
   if not trainable:
-    return int(sum(np.size(x) for x in jax.tree.leaves(params)))
+    return _count(params)
   tx = frozen_except(trainable.split(","))
   passed, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params))
   return int(sum(np.sum(np.asarray(x)) for x in jax.tree.leaves(passed)))
 
 
 def to_markdown(report: dict) -> str:
+  """One row per (size, method, variant); the last two columns are ratios to the same
+  method's every-parameter step, measured in the same run."""
   lines = [
-    "| size | method | trained | parameters | program MiB | temporaries MiB | step ms |",
-    "|---|---|---|---:|---:|---:|---:|",
+    "| size | method | trained | parameters | program MiB | program vs all | temporaries MiB "
+    "| optimiser MiB | temporaries + optimiser vs all | step ms | step vs all |",
+    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
   ]
   for r in report["results"]:
     for method, row in r["methods"].items():
+      full = row["all"]
       for name, m in row.items():
+        held = (m["temp_bytes"] + m["optimizer_bytes"]) / (
+          full["temp_bytes"] + full["optimizer_bytes"]
+        )
         lines.append(
           f"| {r['size']} ({r['parameters'] / 1e6:.2f} M) | {method} | {name} | "
           f"{m['trainable_parameters']:,} | {m['program_bytes'] / 2**20:.1f} | "
-          f"{m['temp_bytes'] / 2**20:.1f} | {m['median_ms']:.1f} |"
+          f"{m['program_bytes'] / full['program_bytes']:.2f} | {m['temp_bytes'] / 2**20:.1f} | {m['optimizer_bytes'] / 2**20:.2f} | {held:.2f} | "
+          f"{m['median_ms']:.1f} | {m['median_ms'] / full['median_ms']:.2f} |"
         )
   return "\n".join(lines) + "\n"
 

@@ -212,9 +212,11 @@ GAP_KEYS = ("forget_prob", "forget_rouge", "forget_truth_ratio", "model_utility"
 
 
 def _scores(metrics: dict, retain: dict) -> dict:
-  """The reported metrics of a model given the retain model's (privleak against its AUC)."""
+  """The reported metrics of a model given the retain model's (privleak against its AUC,
+  when the data has held-out authors to attack with)."""
   out = {k: float(metrics[k]) for k in METRICS if k in metrics}
-  out["privleak"] = lm_metrics.privleak(metrics["mia_auc"], retain["mia_auc"])
+  if "mia_auc" in metrics and "mia_auc" in retain:
+    out["privleak"] = lm_metrics.privleak(metrics["mia_auc"], retain["mia_auc"])
   return out
 
 
@@ -226,13 +228,30 @@ def run_forget_split(scenario, ds, original, percent, methods, folder=None, *, s
   """Every method × seed on the forget split of ``percent`` % of the authors: results in
   the common schema (:mod:`experiments.results_schema`). The retain model is saved to
   (or read from) ``folder/retainNN``."""
-  fm, params, state = original
   forget_set = tofu.forget_split(ds, percent)
   directory = None if folder is None else folder / f"retain{percent:02d}"
-  _, r_params, r_state, retrain_seconds = memorised(
+  r_fm, r_params, r_state, retrain_seconds = memorised(
     ds, forget_set.retain_idx, scenario.train, directory
   )
-  retain = answers.evaluate_qa(fm, r_params, r_state, ds, forget_set)
+  name = f"{scenario_name(scenario)}/forget{percent:02d}"
+  description = (
+    f"forget {len(forget_set.forget_classes)} of {ds.authors} authors "
+    f"({percent} %: {len(forget_set.forget_idx)} rows)"
+  )
+  return compare_methods(
+    scenario, ds, forget_set, original, (r_fm, r_params, r_state), methods, name,
+    description, say=say,
+  ) | {"retrain_seconds": retrain_seconds}  # fmt: skip
+
+
+def compare_methods(
+  scenario, ds, forget_set, original, retain_model, methods, name, description, *, say=print
+) -> dict:
+  """Every method × seed of ``scenario`` from ``original`` ``(fm, params, state)`` on
+  ``forget_set``, scored against ``retain_model`` ``(fm, params, state)``: results in the
+  common schema (:mod:`experiments.results_schema`)."""
+  fm, params, state = original
+  retain = answers.evaluate_qa(*retain_model, ds, forget_set)
   reference_ratios = retain["forget_ratios"]
   # against its own truth ratios (1 by construction), without a second evaluation
   retain["forget_quality"] = lm_metrics.forget_quality(reference_ratios, reference_ratios)
@@ -251,20 +270,19 @@ def run_forget_split(scenario, ds, original, percent, methods, folder=None, *, s
       )  # fmt: skip
       say(f"  {method} seed {seed}: FQ {scores['forget_quality']:.3g} "
           f"MU {scores['model_utility']:.3f} ({seconds:.1f} s)")  # fmt: skip
+  metrics = [k for k in METRICS if k in retain_scores]
   return {
     "schema": results_schema.SCHEMA,
-    "scenario": f"{scenario_name(scenario)}/forget{percent:02d}",
-    "description": f"forget {len(forget_set.forget_classes)} of {ds.authors} authors "
-    f"({percent} %: {len(forget_set.forget_idx)} rows)",
+    "scenario": name,
+    "description": description,
     "forget": forget_set.spec,
     "seeds": len(scenario.seeds),
-    "metrics": list(METRICS),
+    "metrics": metrics,
     "reference": {"original": _scores(orig, retain), "retrain": retain_scores},
     "original_exact": {k: orig[k] for k in orig if k.endswith("_exact")},
     "retain_exact": {k: retain[k] for k in retain if k.endswith("_exact")},
-    "summary": results_schema.summarize(runs, METRICS),
+    "summary": results_schema.summarize(runs, metrics),
     "runs": runs,
-    "retrain_seconds": retrain_seconds,
   }
 
 
@@ -357,19 +375,103 @@ def run(scenario, workdir, methods=None, *, say=print) -> list[dict]:
   return all_results
 
 
+# A checkpoint's scenario: open-unlearning's Adam at 1e-5 for a pretrained Llama; steps
+# (and seeds) from the command line. Data fields unused (the files give the data).
+PRETRAINED = TofuScenario(learning_rate=1e-5, seeds=(0,))
+
+
+def run_pretrained(
+  pretrained, tofu_folder, retain_model, workdir, methods=None, *, split: str = "forget10",
+  tokenizer=None, answer_token: str = "<ans>", questions_per_author: int = 20,
+  scenario: TofuScenario = PRETRAINED, say=print,
+) -> dict:  # fmt: skip
+  """Every method on a Hugging Face checkpoint and the published TOFU files: the
+  checkpoint folder ``pretrained`` (:func:`~jaxunlearn.nn.pretrained.from_pretrained`)
+  forgets ``split`` of the files in ``tofu_folder``
+  (:func:`~jaxunlearn.data.tofu_files.tofu_dataset`), scored against ``retain_model``
+  (a checkpoint fine-tuned without the forget authors: forget quality is a test against
+  its truth ratios). The tokenizer is ``tokenizer`` or the
+  ``tokenizer.json`` of the checkpoint, else of the TOFU folder. Writes ``results.json``,
+  ``results.md`` and ``plane.png`` under ``workdir/tofu-files/<split>``."""
+  from jaxunlearn.data import tofu_files
+  from jaxunlearn.nn.pretrained import from_pretrained
+
+  methods = tuple(methods or METHODS)
+  for m in methods:
+    get_method(m)  # an unknown name fails here, before any reading
+  if tokenizer is None:
+    found = [p for p in (pretrained, tofu_folder) if (pathlib.Path(p) / "tokenizer.json").exists()]
+    if not found:
+      raise ConfigError(
+        f"no tokenizer.json in {pretrained} or {tofu_folder}; pass --tokenizer PATH"
+      )
+    tokenizer = found[0]
+  tok = tofu_files.HFTokenizer(tokenizer, answer=answer_token)
+  ds = tofu_files.tofu_dataset(tofu_folder, tok, split, questions_per_author=questions_per_author)
+  forget_set = tofu_files.forget_rows(ds, split)
+  loss = functools.partial(objectives.answer_losses, answer_id=tok.answer_id, pad_id=tok.pad_id)
+  original = functional_lm(from_pretrained(pretrained), loss)
+  retain = functional_lm(from_pretrained(retain_model), loss)
+  name = f"tofu-files/{split}"
+  description = (
+    f"{pathlib.Path(pretrained).name} forgets {split}: {len(forget_set.forget_classes)} of "
+    f"{ds.authors} authors, {len(forget_set.forget_idx)} rows"
+  )
+  say(f"[{name}: {description}]")
+  results = compare_methods(
+    scenario, ds, forget_set, original, retain, methods, name, description, say=say
+  )
+  results["machine"] = machine_info()
+  results["checkpoints"] = {"pretrained": str(pretrained), "retain": str(retain_model)}
+  folder = pathlib.Path(workdir) / "tofu-files" / split
+  folder.mkdir(parents=True, exist_ok=True)
+  write_json_atomic(folder / "results.json", results)
+  (folder / "results.md").write_text(table(results))
+  plane([results], folder / "plane.png")
+  return results
+
+
 def build_parser():
   p = parser(__doc__)
   p.add_argument("--scenario", default="tofu-tiny", choices=sorted(SCENARIOS))
   p.add_argument("--workdir", required=True, help="where results and the figure go")
   p.add_argument("--methods", help="comma-separated subset of " + ", ".join(METHODS))
+  files = p.add_argument_group(
+    "a Hugging Face checkpoint and the published TOFU files (instead of --scenario)"
+  )
+  files.add_argument("--pretrained", help="checkpoint folder (config.json + safetensors)")
+  files.add_argument("--tofu", help="folder of the locuslab/TOFU files")
+  files.add_argument("--retain-model", help="checkpoint fine-tuned without the forget authors")
+  files.add_argument("--split", default="forget10", choices=("forget01", "forget05", "forget10"))
+  files.add_argument("--tokenizer", help="tokenizer.json (default: the checkpoint's)")
+  files.add_argument("--answer-token", default="<ans>", help="the question/answer separator")
+  files.add_argument("--questions-per-author", type=int, default=20)
+  files.add_argument("--steps", type=int, default=PRETRAINED.steps)
+  files.add_argument("--learning-rate", type=float, default=PRETRAINED.learning_rate)
   return p
 
 
 @main_guard
 def main(argv=None):
-  args = build_parser().parse_args(argv)
+  p = build_parser()
+  args = p.parse_args(argv)
   methods = args.methods.split(",") if args.methods else None
   start = time.perf_counter()
+  given = [f for f in ("pretrained", "tofu", "retain_model") if getattr(args, f)]
+  if given:
+    if len(given) < 3:
+      p.error("--pretrained, --tofu and --retain-model go together (forget quality needs "
+              "the retain model)")  # fmt: skip
+    scenario = dataclasses.replace(PRETRAINED, steps=args.steps, learning_rate=args.learning_rate)
+    run_pretrained(
+      args.pretrained, args.tofu, args.retain_model, check_workdir(args.workdir), methods,
+      split=args.split, tokenizer=args.tokenizer, answer_token=args.answer_token,
+      questions_per_author=args.questions_per_author, scenario=scenario,
+    )  # fmt: skip
+    results_md = pathlib.Path(args.workdir) / "tofu-files" / args.split / "results.md"
+    print(results_md.read_text())
+    print(f"[tofu-files/{args.split}: {time.perf_counter() - start:.0f} s]")
+    return
   run(args.scenario, check_workdir(args.workdir), methods)
   print((pathlib.Path(args.workdir) / args.scenario / "results.md").read_text())
   print(f"[{args.scenario}: {time.perf_counter() - start:.0f} s]")

@@ -474,6 +474,8 @@ def unlearn(
   workdir=None,
   progress: bool = False,
   dataset=None,
+  mesh=None,
+  fsdp: bool = False,
   **config,
 ) -> UnlearnReport:
   """Makes ``model`` forget rows of ``(x, y)`` with ``method`` (IGS by default).
@@ -519,6 +521,10 @@ def unlearn(
       ``loss`` (e.g. :func:`~jaxunlearn.objectives.answer_losses`) and reports the TOFU
       metrics (:func:`~jaxunlearn.engine.answers.evaluate_qa`; ``forget_quality`` with
       ``retrained=``).
+    mesh: a :class:`jax.sharding.Mesh` (:func:`jaxunlearn.engine.parallel.make_mesh`):
+      each step's batch split across its devices, the model replicated on each.
+    fsdp: with ``mesh``, the params, optimiser state and teacher split across the
+      devices too (fully sharded data parallel), about ``1/N`` of them on each.
     **config: any :class:`~jaxunlearn.engine.config.UnlearnConfig` key (e.g.
       ``tolerance=0.05``, ``layout="split"``).
 
@@ -554,7 +560,7 @@ def unlearn(
   anchor = None if (first or budget_from != "original") else reference[0]
   result = run_method(
     cfg, fm, *series.start, dataset, step_set, progress=progress, optimizer=optimizer,
-    anchor=anchor,
+    anchor=anchor, mesh=mesh, fsdp=fsdp,
   )  # fmt: skip
   final = (result.params, result.model_state)
   metrics, request_metrics = _metrics(

@@ -171,6 +171,7 @@ def run_method(
   *,
   progress: bool = True,
   mesh=None,
+  fsdp: bool = False,
   checkpointer=None,
   checkpoint_every: int = 0,
   resume: bool = False,
@@ -196,7 +197,10 @@ def run_method(
   ``mesh`` (a :class:`jax.sharding.Mesh`, see :mod:`jaxunlearn.parallel`): data-parallel
   steps — each batch split across the mesh's devices, params and optimiser state
   replicated; the batch rows (``n_retain`` and ``n_forget`` for the split layout, their
-  sum for mixed) must be divisible by the device count.
+  sum for mixed) must be divisible by the device count. With ``fsdp=True`` the params,
+  model state, optimiser state and teacher are split across the devices instead
+  (fully sharded data parallel, :func:`jaxunlearn.engine.parallel.fully_sharded`): each
+  device holds about ``1/N`` of them.
 
   Examples:
     >>> from jaxunlearn import data
@@ -212,6 +216,8 @@ def run_method(
     ['forget_loss', 'multiplier', 'retain_decrease', 'retain_loss', 'skipped', 'weights']
   """
   methods_lib.get_method(cfg.method)  # an unknown method fails before any work
+  if fsdp and mesh is None:
+    raise ConfigError("fsdp=True splits the model over a mesh's devices; pass mesh=")
   cfg = with_heldout_loss(
     cfg.validate(), fm, params if anchor is None else anchor, model_state, dataset
   )
@@ -226,8 +232,8 @@ def run_method(
   if anchor is not None:
     opt_state = transforms.with_anchor(opt_state, anchor)
   if mesh is not None:
-    step_fn = parallel.data_parallel(step_fn, mesh)
-  place = functools.partial(_place, mesh=mesh)
+    step_fn = (parallel.fully_sharded if fsdp else parallel.data_parallel)(step_fn, mesh)
+  place = functools.partial(_place, mesh=mesh, fsdp=fsdp)
   gradient = forget_gradient(cfg, fm, params, model_state, dataset, forget_set)
   state = place((start_params(cfg, params, gradient), model_state, opt_state))
   teacher = state[:2]
@@ -297,12 +303,13 @@ def backward_rows(cfg: UnlearnConfig, forget_set) -> int:
   return cfg.steps * (n_retain + n_forget) * passes + (len(forget_set.forget_idx) if ranks else 0)
 
 
-def _place(tree, mesh):
-  """Replicated over ``mesh``, or committed to the first device like the step's outputs,
-  so the second step reuses the first one's executable (uncommitted inputs made XLA
-  compile the step twice: 0.65 s + 0.63 s on digits, measured with JAX_LOG_COMPILES=1)."""
+def _place(tree, mesh, fsdp=False):
+  """Split over ``mesh`` (``fsdp``), replicated over it, or committed to the first device
+  like the step's outputs, so the second step reuses the first one's executable
+  (uncommitted inputs made XLA compile the step twice: 0.65 s + 0.63 s on digits,
+  measured with JAX_LOG_COMPILES=1)."""
   if mesh is not None:
-    return parallel.replicate(tree, mesh)
+    return (parallel.shard_fully if fsdp else parallel.replicate)(tree, mesh)
   return jax.device_put(tree, jax.devices()[0])
 
 
