@@ -119,7 +119,8 @@ def to_markdown(report: dict) -> str:
         lines.append(
           f"| {r['size']} ({r['parameters'] / 1e6:.2f} M) | {method} | {name} | "
           f"{m['trainable_parameters']:,} | {m['program_bytes'] / 2**20:.1f} | "
-          f"{m['program_bytes'] / full['program_bytes']:.2f} | {m['temp_bytes'] / 2**20:.1f} | {m['optimizer_bytes'] / 2**20:.2f} | {held:.2f} | "
+          f"{m['program_bytes'] / full['program_bytes']:.2f} | {m['temp_bytes'] / 2**20:.1f} | "
+          f"{m['optimizer_bytes'] / 2**20:.2f} | {held:.2f} | "
           f"{m['median_ms']:.1f} | {m['median_ms'] / full['median_ms']:.2f} |"
         )
   return "\n".join(lines) + "\n"
