@@ -5,7 +5,7 @@ CUDA PyTorch is installed.
     python -m benchmarks.gpu --out results/gpu.json             # one GPU: under 10 minutes
     python -m benchmarks.gpu --tiny --out /tmp/gpu_tiny.json    # the same code, tiny, on CPU
 
-Three parts, each with its own wall time in the report, and each skipped with its reason
+Four parts, each with its own wall time in the report, and each skipped with its reason
 rather than a number where it cannot run (no CUDA PyTorch; or ``--budget-seconds`` spent,
 so a slow machine still writes what it measured):
 
@@ -21,6 +21,10 @@ so a slow machine still writes what it measured):
 3. ``vs_pytorch``: :mod:`benchmarks.vs_pytorch`'s twin steps on the device of each
    framework (JAX's default backend; PyTorch on ``cuda`` when it has one, else on the CPU
    only when JAX is on the CPU too), ratios measured in one run.
+4. ``llama``: :mod:`benchmarks.lm_memory` on a Llama-3.2-1B-shaped decoder (its
+   ``config.json``'s sizes, random weights, bfloat16; 32 retain and 8 forget rows of 256
+   tokens), NPO and IGS with every parameter, the last block and LoRA r8 trained:
+   XLA's memory figures and the step's time.
 
 Data are synthetic (the costs do not depend on the values). ``--tiny`` shrinks every size
 (ResNet width 4, batch 16, five methods, three models, a few steps) so the script's code
@@ -52,13 +56,14 @@ SIZES = {
     model="resnet18", batch=256, resnet_width=64, steps=20, warmup=3, models=64, rows=10_000,
     epochs=2, population_model="cnn",
     unlearn_runs=64, unlearn_steps=100, torch_models=("mlp", "cnn", "resnet18"),
-    methods=step_cost.EVERY_METHOD,
+    methods=step_cost.EVERY_METHOD, llama="1b", llama_tokens=256, llama_methods=("npo", "igs"),
   ),
   "tiny": dict(
     model="resnet18", batch=16, resnet_width=4, steps=2, warmup=1, models=3, rows=256, epochs=2,
     population_model="cnn",
     unlearn_runs=3, unlearn_steps=4, torch_models=("mlp",),
     methods=("plain", "igs-reevaluate", "explicit", "npo", "salun"),
+    llama="tiny", llama_tokens=16, llama_methods=("npo",),
   ),
 }  # fmt: skip
 INPUT, CLASSES = (32, 32, 3), 10
@@ -152,10 +157,29 @@ def vs_pytorch_part(size: dict, progress: bool) -> dict:
   return {"device": why, "report": report, "markdown": vs_pytorch.markdown(report)}
 
 
+def llama_part(size: dict, progress: bool) -> dict:
+  """:mod:`benchmarks.lm_memory` on a Llama-3.2-1B-shaped decoder (random weights,
+  bfloat16, rows of ``llama_tokens`` tokens): every parameter, the last block, LoRA r8."""
+  del progress
+  import jax.numpy as jnp
+  from flax import nnx
+
+  from benchmarks import lm_memory
+  from jaxunlearn.nn.llama import Llama, LlamaConfig
+
+  cfg = lm_memory.LLAMA_1B if size["llama"] == "1b" else LlamaConfig(256, 32, 64, 2, 4, 2)
+  model = Llama(cfg, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+  batch = lm_memory.token_batch(cfg.vocab_size, size["llama_tokens"])
+  found = lm_memory.measure_model(model, batch, size["llama_methods"], rounds=3)
+  report = {"results": [{"size": f"llama-{size['llama']} bf16", **found}]}
+  return {"report": report, "markdown": lm_memory.to_markdown(report)}
+
+
 PARTS = {
   "step_cost": step_cost_part,
   "populations": populations_part,
   "vs_pytorch": vs_pytorch_part,
+  "llama": llama_part,
 }
 
 

@@ -55,19 +55,49 @@ def variants(model: Llama) -> dict:
   return {"all": (model, ""), "last block": (model, last), f"LoRA r{LORA_RANK}": (adapted, "")}
 
 
+# Llama-3.2-1B's shape (its config.json): what the accelerator script (benchmarks.gpu)
+# measures with random weights in bfloat16, at TOFU's batch (32 retain + 8 forget rows).
+LLAMA_1B = LlamaConfig(
+  vocab_size=128_256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+  num_attention_heads=32, num_key_value_heads=8, head_dim=64, rms_norm_eps=1e-5,
+  rope_theta=500_000.0, rope_type="llama3", rope_scaling=(32.0, 1.0, 4.0, 8192),
+  tie_word_embeddings=True,
+)  # fmt: skip
+SCENARIO = tofu.TofuScenario(n_retain=32, n_forget=8)
+
+
 def measure(size: str, methods=METHODS, rounds: int = 5) -> dict:
+  """The three ways on the ``size`` Llama and a batch of the generated TOFU-style set."""
   ds = tdata.make_dataset(authors=20, facts=10, world=10)
   forget = tdata.forget_split(ds, 10)
-  scenario = tofu.TofuScenario(n_retain=32, n_forget=8)
-  batch = LAYOUTS["answers"].batch(ds, forget, 0, tofu.unlearn_config(scenario, "ga", 20, 0), 32, 8)
+  cfg = tofu.unlearn_config(SCENARIO, "ga", 20, 0)
+  batch = LAYOUTS["answers"].batch(ds, forget, 0, cfg, SCENARIO.n_retain, SCENARIO.n_forget)
   batch = {k: jnp.asarray(v) for k, v in batch.items()}
-  model = llama(len(ds.tokenizer), size)
-  out = {"size": size, "parameters": _count(nnx.state(model, nnx.Param)), "methods": {}}
+  return {"size": size, **measure_model(llama(len(ds.tokenizer), size), batch, methods, rounds)}
+
+
+def token_batch(vocab: int, length: int, seed: int = 0) -> dict:
+  """A batch of the ``answers`` layout with random tokens (the cost does not depend on
+  them): each row ``<bos> question <ans> answer``, the separator in the middle."""
+  rows = {"retain_tokens": SCENARIO.n_retain, "forget_tokens": SCENARIO.n_forget}
+  rows["forget_idk"] = SCENARIO.n_forget
+  keys = jax.random.split(jax.random.key(seed), len(rows))
+  batch = {}
+  for key, (name, n) in zip(keys, rows.items()):
+    tokens = jax.random.randint(key, (n, length), 4, vocab, jnp.int32)
+    batch[name] = tokens.at[:, 0].set(tdata.BOS_ID).at[:, length // 2].set(tdata.ANS_ID)
+  return batch
+
+
+def measure_model(model, batch: dict, methods=METHODS, rounds: int = 5) -> dict:
+  """Every method's step on ``model`` (an NNX Llama) and ``batch``, the three ways of
+  :func:`variants`: XLA's memory figures and the median step time, interleaved."""
+  out = {"parameters": _count(nnx.state(model, nnx.Param)), "methods": {}}
   for method in methods:
     row, fns = {}, {}
     for name, (module, trainable) in variants(model).items():
       fm, params, state = functional_lm(module, objectives.answer_losses)
-      cfg = tofu.unlearn_config(scenario, method, 20, 0).replace(trainable=trainable)
+      cfg = tofu.unlearn_config(SCENARIO, method, 20, 0).replace(trainable=trainable)
       tx_of, step = _cached_step(fm, program_config(cfg), tofu._adam(1e-3))
       values = {k: jnp.asarray(v, jnp.float32) for k, v in cfg.traced_values().items()}
       opt_state = tx_of(cfg).init(params)

@@ -49,3 +49,27 @@ def test_the_step_cost_part_times_the_engines_steps_of_its_methods():
   for name, res in setting["methods"].items():
     assert "error" not in res and res["finite"], name
   assert "npo" in part["markdown"]
+
+
+def test_the_llama_part_measures_full_last_block_and_lora():
+  """The Llama-3.2-1B part at the tiny size: the same code, a 2-layer decoder in bfloat16."""
+  part = gpu.llama_part(gpu.SIZES["tiny"], progress=False)
+  [result] = part["report"]["results"]
+  rows = result["methods"]["npo"]
+  assert set(rows) == {"all", "last block", "LoRA r8"}
+  assert rows["all"]["trainable_parameters"] == result["parameters"]
+  assert rows["LoRA r8"]["optimizer_bytes"] < rows["all"]["optimizer_bytes"]
+  assert all(r["median_ms"] > 0 and r["program_bytes"] > 0 for r in rows.values())
+  assert "| llama-tiny bf16 (" in part["markdown"]
+
+
+def test_the_llama_1b_shape_is_llama_3_2_1b():
+  """Its config.json's sizes give its 1.24 B parameters (tied head)."""
+  from flax import nnx
+
+  from benchmarks import lm_memory
+  from jaxunlearn.nn.llama import Llama
+
+  abstract = nnx.eval_shape(lambda: Llama(lm_memory.LLAMA_1B, rngs=nnx.Rngs(0)))
+  n = sum(x.size for x in __import__("jax").tree.leaves(nnx.state(abstract, nnx.Param)))
+  assert n == 1_235_814_400
