@@ -56,14 +56,15 @@ SIZES = {
     model="resnet18", batch=256, resnet_width=64, steps=20, warmup=3, models=64, rows=10_000,
     epochs=2, population_model="cnn",
     unlearn_runs=64, unlearn_steps=100, torch_models=("mlp", "cnn", "resnet18"),
-    methods=step_cost.EVERY_METHOD, llama="1b", llama_tokens=256, llama_methods=("npo", "igs"),
+    methods=step_cost.EVERY_METHOD,
+    llama="1b", llama_tokens=256, llama_methods=("npo", "igs"), llama_dtype="bfloat16",
   ),
   "tiny": dict(
     model="resnet18", batch=16, resnet_width=4, steps=2, warmup=1, models=3, rows=256, epochs=2,
     population_model="cnn",
     unlearn_runs=3, unlearn_steps=4, torch_models=("mlp",),
     methods=("plain", "igs-reevaluate", "explicit", "npo", "salun"),
-    llama="tiny", llama_tokens=16, llama_methods=("npo",),
+    llama="tiny", llama_tokens=16, llama_methods=("npo",), llama_dtype="float32",
   ),
 }  # fmt: skip
 INPUT, CLASSES = (32, 32, 3), 10
@@ -158,20 +159,20 @@ def vs_pytorch_part(size: dict, progress: bool) -> dict:
 
 
 def llama_part(size: dict, progress: bool) -> dict:
-  """:mod:`benchmarks.lm_memory` on a Llama-3.2-1B-shaped decoder (random weights,
-  bfloat16, rows of ``llama_tokens`` tokens): every parameter, the last block, LoRA r8."""
+  """:mod:`benchmarks.lm_memory` on a Llama-3.2-1B-shaped decoder (random weights in
+  ``llama_dtype``, rows of ``llama_tokens`` tokens): every parameter, the last block, LoRA r8."""
   del progress
   import jax.numpy as jnp
   from flax import nnx
 
   from benchmarks import lm_memory
-  from jaxunlearn.nn.llama import Llama, LlamaConfig
+  from jaxunlearn.nn.llama import Llama
 
-  cfg = lm_memory.LLAMA_1B if size["llama"] == "1b" else LlamaConfig(256, 32, 64, 2, 4, 2)
-  model = Llama(cfg, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+  cfg = lm_memory.LLAMA_1B if size["llama"] == "1b" else lm_memory.TINY_LLAMA
+  model = Llama(cfg, dtype=jnp.dtype(size["llama_dtype"]), rngs=nnx.Rngs(0))
   batch = lm_memory.token_batch(cfg.vocab_size, size["llama_tokens"])
   found = lm_memory.measure_model(model, batch, size["llama_methods"], rounds=3)
-  report = {"results": [{"size": f"llama-{size['llama']} bf16", **found}]}
+  report = {"results": [{"size": f"llama-{size['llama']} {size['llama_dtype']}", **found}]}
   return {"report": report, "markdown": lm_memory.to_markdown(report)}
 
 

@@ -52,7 +52,8 @@ def test_the_step_cost_part_times_the_engines_steps_of_its_methods():
 
 
 def test_the_llama_part_measures_full_last_block_and_lora():
-  """The Llama-3.2-1B part at the tiny size: the same code, a 2-layer decoder in bfloat16."""
+  """The Llama-3.2-1B part at the tiny size: the same code, lm_memory's one-layer decoder
+  (float32 here; bfloat16 at the full size)."""
   part = gpu.llama_part(gpu.SIZES["tiny"], progress=False)
   [result] = part["report"]["results"]
   rows = result["methods"]["npo"]
@@ -60,7 +61,7 @@ def test_the_llama_part_measures_full_last_block_and_lora():
   assert rows["all"]["trainable_parameters"] == result["parameters"]
   assert rows["LoRA r8"]["optimizer_bytes"] < rows["all"]["optimizer_bytes"]
   assert all(r["median_ms"] > 0 and r["program_bytes"] > 0 for r in rows.values())
-  assert "| llama-tiny bf16 (" in part["markdown"]
+  assert "| llama-tiny float32 (" in part["markdown"]
 
 
 def test_the_llama_1b_shape_is_llama_3_2_1b():
