@@ -361,6 +361,7 @@ def build_parser():
     help="dataset directory; unset: $JAXUNLEARN_DATA_DIR or ~/.cache/jaxunlearn/datasets",
   )
   p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+  tofu.add_files_arguments(p)
   return p
 
 
@@ -434,7 +435,10 @@ def run_workers(
 @main_guard
 def main(argv=None):
   pin_worker()
-  args = parse_args(argv)
+  p = build_parser()
+  args = p.parse_args(argv)
+  if tofu.run_files(p, args, args.methods.split(",") if args.methods else None):
+    return
   if args.workers > 1:
     seconds = run_workers(args.workers, list(sys.argv[1:] if argv is None else argv),
                           check_workdir(args.workdir))  # fmt: skip

@@ -431,11 +431,9 @@ def run_pretrained(
   return results
 
 
-def build_parser():
-  p = parser(__doc__)
-  p.add_argument("--scenario", default="tofu-tiny", choices=sorted(SCENARIOS))
-  p.add_argument("--workdir", required=True, help="where results and the figure go")
-  p.add_argument("--methods", help="comma-separated subset of " + ", ".join(METHODS))
+def add_files_arguments(p) -> None:
+  """The flags of a Hugging Face checkpoint and the published TOFU files, for this
+  command and ``experiments.compare``."""
   files = p.add_argument_group(
     "a Hugging Face checkpoint and the published TOFU files (instead of --scenario)"
   )
@@ -448,6 +446,35 @@ def build_parser():
   files.add_argument("--questions-per-author", type=int, default=20)
   files.add_argument("--steps", type=int, default=PRETRAINED.steps)
   files.add_argument("--learning-rate", type=float, default=PRETRAINED.learning_rate)
+
+
+def run_files(p, args, methods) -> bool:
+  """Runs :func:`run_pretrained` and prints its table when ``args`` name a checkpoint
+  (``False`` otherwise); ``--pretrained``, ``--tofu`` and ``--retain-model`` go together."""
+  given = [f for f in ("pretrained", "tofu", "retain_model") if getattr(args, f)]
+  if not given:
+    return False
+  if len(given) < 3:
+    p.error("--pretrained, --tofu and --retain-model go together (forget quality needs the "
+            "retain model)")  # fmt: skip
+  start = time.perf_counter()
+  scenario = dataclasses.replace(PRETRAINED, steps=args.steps, learning_rate=args.learning_rate)
+  run_pretrained(
+    args.pretrained, args.tofu, args.retain_model, check_workdir(args.workdir), methods,
+    split=args.split, tokenizer=args.tokenizer, answer_token=args.answer_token,
+    questions_per_author=args.questions_per_author, scenario=scenario,
+  )  # fmt: skip
+  print((pathlib.Path(args.workdir) / "tofu-files" / args.split / "results.md").read_text())
+  print(f"[tofu-files/{args.split}: {time.perf_counter() - start:.0f} s]")
+  return True
+
+
+def build_parser():
+  p = parser(__doc__)
+  p.add_argument("--scenario", default="tofu-tiny", choices=sorted(SCENARIOS))
+  p.add_argument("--workdir", required=True, help="where results and the figure go")
+  p.add_argument("--methods", help="comma-separated subset of " + ", ".join(METHODS))
+  add_files_arguments(p)
   return p
 
 
@@ -456,22 +483,9 @@ def main(argv=None):
   p = build_parser()
   args = p.parse_args(argv)
   methods = args.methods.split(",") if args.methods else None
-  start = time.perf_counter()
-  given = [f for f in ("pretrained", "tofu", "retain_model") if getattr(args, f)]
-  if given:
-    if len(given) < 3:
-      p.error("--pretrained, --tofu and --retain-model go together (forget quality needs "
-              "the retain model)")  # fmt: skip
-    scenario = dataclasses.replace(PRETRAINED, steps=args.steps, learning_rate=args.learning_rate)
-    run_pretrained(
-      args.pretrained, args.tofu, args.retain_model, check_workdir(args.workdir), methods,
-      split=args.split, tokenizer=args.tokenizer, answer_token=args.answer_token,
-      questions_per_author=args.questions_per_author, scenario=scenario,
-    )  # fmt: skip
-    results_md = pathlib.Path(args.workdir) / "tofu-files" / args.split / "results.md"
-    print(results_md.read_text())
-    print(f"[tofu-files/{args.split}: {time.perf_counter() - start:.0f} s]")
+  if run_files(p, args, methods):
     return
+  start = time.perf_counter()
   run(args.scenario, check_workdir(args.workdir), methods)
   print((pathlib.Path(args.workdir) / args.scenario / "results.md").read_text())
   print(f"[{args.scenario}: {time.perf_counter() - start:.0f} s]")

@@ -172,15 +172,17 @@ FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures
 
 
 def test_the_command_on_a_checkpoint_and_the_tofu_files(tmp_path, capsys):
-  """``python -m experiments.tofu --pretrained --tofu --retain-model`` on the committed
-  Hugging Face checkpoints and TOFU-format files: every method scored against the retain
-  checkpoint, forget quality included (the random checkpoints make the numbers mean
-  nothing beyond "computed")."""
+  """``python -m experiments.compare --pretrained --tofu --retain-model`` (the flags of
+  ``experiments.tofu`` too) on the committed Hugging Face checkpoints and TOFU-format
+  files: every method scored against the retain checkpoint, forget quality included (the
+  random checkpoints make the numbers mean nothing beyond "computed")."""
+  from experiments import compare
+
   args = ["--pretrained", str(FIXTURES / "llama" / "gqa-llama3"), "--tofu", str(FIXTURES / "tofu"),
           "--retain-model", str(FIXTURES / "llama" / "tied-default"),
           "--questions-per-author", "4", "--steps", "2", "--methods", "ga,igs",
           "--workdir", str(tmp_path)]  # fmt: skip
-  tofu.main(args)
+  compare.main(args)
   out = capsys.readouterr().out
   saved = results_schema.read(tmp_path / "tofu-files" / "forget10" / "results.json")
   # no held-out authors in the files: no attack, so no privleak; the rest as for the
