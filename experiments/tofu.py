@@ -440,12 +440,21 @@ def add_files_arguments(p) -> None:
   files.add_argument("--pretrained", help="checkpoint folder (config.json + safetensors)")
   files.add_argument("--tofu", help="folder of the locuslab/TOFU files")
   files.add_argument("--retain-model", help="checkpoint fine-tuned without the forget authors")
-  files.add_argument("--split", default="forget10", choices=("forget01", "forget05", "forget10"))
+  files.add_argument(
+    "--split", default="forget10", choices=("forget01", "forget05", "forget10"),
+    help="the forget split of the TOFU files",
+  )  # fmt: skip
   files.add_argument("--tokenizer", help="tokenizer.json (default: the checkpoint's)")
   files.add_argument("--answer-token", default="<ans>", help="the question/answer separator")
-  files.add_argument("--questions-per-author", type=int, default=20)
-  files.add_argument("--steps", type=int, default=PRETRAINED.steps)
-  files.add_argument("--learning-rate", type=float, default=PRETRAINED.learning_rate)
+  files.add_argument(
+    "--questions-per-author", type=int, default=20, help="rows a TOFU author has, in file order"
+  )
+  files.add_argument(
+    "--steps", type=int, default=PRETRAINED.steps, help="unlearning steps of every method"
+  )
+  files.add_argument(
+    "--learning-rate", type=float, default=PRETRAINED.learning_rate, help="Adam's, for every method"
+  )
 
 
 def run_files(p, args, methods) -> bool:
@@ -471,7 +480,9 @@ def run_files(p, args, methods) -> bool:
 
 def build_parser():
   p = parser(__doc__)
-  p.add_argument("--scenario", default="tofu-tiny", choices=sorted(SCENARIOS))
+  p.add_argument(
+    "--scenario", default="tofu-tiny", choices=sorted(SCENARIOS), help="a generated scenario"
+  )
   p.add_argument("--workdir", required=True, help="where results and the figure go")
   p.add_argument("--methods", help="comma-separated subset of " + ", ".join(METHODS))
   add_files_arguments(p)

@@ -9,6 +9,7 @@ COMMANDS = [
   "experiments.pretrain",
   "experiments.unlearn",
   "experiments.compare",
+  "experiments.tofu",
   "experiments.pareto",
   "experiments.igs_variants",
   "experiments.ranks",
