@@ -89,6 +89,30 @@ class LlamaConfig:
     return cls(**kept, rope_theta=float(theta), rope_type=kind, rope_scaling=scaling)
 
 
+def to_hf(cfg: LlamaConfig, dtype=jnp.float32) -> dict:
+  """``config.json``'s fields for ``cfg``, as transformers writes them for
+  ``LlamaForCausalLM`` (``rope_theta`` at the top level, llama3 frequencies in
+  ``rope_scaling``: what transformers 4 writes and 5 still reads); :meth:`LlamaConfig.from_hf`
+  reads it back to ``cfg``.
+
+  Examples:
+    >>> cfg = LlamaConfig(vocab_size=11, hidden_size=8, intermediate_size=12,
+    ...                   num_hidden_layers=1, num_attention_heads=2)
+    >>> LlamaConfig.from_hf(to_hf(cfg)) == cfg
+    True
+  """
+  out = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu"}
+  out.update({f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+  del out["rope_type"], out["rope_scaling"]
+  out["rope_scaling"] = None
+  if cfg.rope_type == "llama3":
+    names = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+    out["rope_scaling"] = {"rope_type": "llama3", **dict(zip(names, cfg.rope_scaling))}
+    out["rope_scaling"]["original_max_position_embeddings"] = int(cfg.rope_scaling[3])
+  out["torch_dtype"] = jnp.dtype(dtype).name
+  return out
+
+
 def inverse_frequencies(cfg: LlamaConfig) -> jax.Array:
   """The rotary inverse frequencies (``head_dim / 2``), float32, as transformers computes
   them for ``default`` and ``llama3`` (long wavelengths divided by ``factor``, the middle

@@ -1,4 +1,5 @@
-"""Read a Hugging Face Llama checkpoint folder into :class:`~jaxunlearn.nn.llama.Llama`.
+"""Read a Hugging Face Llama checkpoint folder into :class:`~jaxunlearn.nn.llama.Llama`,
+and write one back (:func:`save_pretrained`).
 
 A folder as ``save_pretrained`` writes it: ``config.json`` and ``model.safetensors``, or
 shards listed in ``model.safetensors.index.json``. Tensors are read with the
@@ -11,13 +12,15 @@ a shape that differs fails with a one-line error naming it, before the model is 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import jax.numpy as jnp
 from flax import nnx, traverse_util
 
 from jaxunlearn.errors import ConfigError, require
-from jaxunlearn.nn.llama import Llama, LlamaConfig
+from jaxunlearn.nn.llama import Llama, LlamaConfig, to_hf
+from jaxunlearn.nn.lora import merge_lora
 
 ARCHITECTURES = ("LlamaForCausalLM",)
 _IGNORED = ("rotary_emb.inv_freq",)  # old checkpoints save the frequencies; we compute them
@@ -103,3 +106,48 @@ def from_pretrained(folder, *, dtype=jnp.float32) -> Llama:
     pure[keys] = jnp.asarray(value, dtype)
   nnx.replace_by_pure_dict(state, traverse_util.unflatten_dict(pure))
   return nnx.merge(graphdef, state)
+
+
+# What a checkpoint folder holds beside its weights, copied by save_pretrained(like=).
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+_TOKENIZER_FILES += ("generation_config.json",)
+
+
+def save_pretrained(model: nnx.Module, folder, *, like=None) -> Path:
+  """Writes ``model`` (a :class:`~jaxunlearn.nn.llama.Llama`, LoRA adapters or not) as a
+  Hugging Face checkpoint folder that :func:`from_pretrained` and transformers'
+  ``LlamaForCausalLM.from_pretrained`` read: ``model.safetensors`` (one file, the names
+  and layouts the reader maps, in the model's dtype) and ``config.json``. Adapters of
+  :func:`~jaxunlearn.nn.lora.with_lora` are merged into the weights first
+  (:func:`~jaxunlearn.nn.lora.merge_lora`). ``like``: the folder the model came from,
+  whose ``config.json`` (every field transformers wrote, not only those the forward pass
+  reads) and tokenizer files are copied; without it ``config.json`` is written from the
+  model's :class:`~jaxunlearn.nn.llama.LlamaConfig`. A folder that already holds weights is
+  refused, so nothing is overwritten."""
+  require("safetensors", "writing a Hugging Face checkpoint")
+  from safetensors.flax import save_file
+
+  folder = Path(folder)
+  if any((folder / f).exists() for f in ("model.safetensors", "model.safetensors.index.json")):
+    raise ConfigError(f"{folder} already holds a checkpoint; choose a new folder")
+  model = merge_lora(model)
+  if not isinstance(model, Llama):
+    raise ConfigError(f"save_pretrained writes a Llama, got {type(model).__name__}")
+  pure = traverse_util.flatten_dict(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+  tensors = {}
+  for keys, leaf in pure.items():
+    name, transposed = _hf_name(keys)
+    tensors[name] = jnp.asarray(leaf.T if transposed else leaf)
+  folder.mkdir(parents=True, exist_ok=True)
+  if like is not None:
+    like = Path(like)
+    if read_config(like) != model.config:
+      raise ConfigError(f"{like}/config.json describes another model than the one saved")
+    for name in ("config.json", *_TOKENIZER_FILES):
+      if (like / name).exists():
+        shutil.copy(like / name, folder / name)
+  else:
+    config = to_hf(model.config, model.dtype)
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+  save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+  return folder
