@@ -122,21 +122,28 @@ def bench_layer(spec, batch: int, rounds: int, warmup: int) -> dict:
 
 
 def bench_model(name: str, batch: int, rounds: int, warmup: int, input_shape, **kwargs) -> dict:
-  model = models_lib.create_model(name, num_classes=10, input_shape=input_shape, seed=0, **kwargs)
-  fm, params, state = models_lib.functional(model)
   x = jax.random.normal(jax.random.key(1), (batch, *input_shape), jnp.float32)
   y = jnp.arange(batch) % 10
 
   def make(impl):
+    with conv.implementation(impl):  # the layers keep it when built (same seed, same params)
+      model = models_lib.create_model(
+        name, num_classes=10, input_shape=input_shape, seed=0, **kwargs
+      )
+    fm, _, state = models_lib.functional(model)
+
     def loss(p):
       logits, _ = fm.apply(p, state, x, train=True)
       return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-    with conv.implementation(impl):  # the switch is read when tracing: trace now
-      f = jax.jit(jax.value_and_grad(loss))
-      f.lower(params)
-      jax.block_until_ready(f(params))
+    f = jax.jit(jax.value_and_grad(loss))
+    f.lower(params)
+    jax.block_until_ready(f(params))
     return f
+
+  params = models_lib.functional(
+    models_lib.create_model(name, num_classes=10, input_shape=input_shape, seed=0, **kwargs)
+  )[1]
 
   fns = {impl: make(impl) for impl in ("xla", "im2col")}
   ref = fns["xla"](params)

@@ -22,7 +22,9 @@ an ordinary differentiable primitive (higher orders work too). The im2col
 patches are wrapped in ``jax.checkpoint``: reverse mode recomputes them in the
 backward pass from ``x`` instead of saving a 9x copy of every activation.
 
-Which implementation runs is decided **when a function is traced**:
+Which implementation runs is decided **when a layer is built** (:class:`Conv` keeps it as
+a static attribute, part of the model's graph and so of every compiled step's cache key),
+and for the bare functions **when they are traced** (or by their ``implementation=``):
 
 * ``"auto"`` (default): the im2col kernel gradient on the CPU backend
   (``jax.default_backend() == "cpu"``), plain ``lax.conv_general_dilated``
@@ -35,10 +37,11 @@ Which implementation runs is decided **when a function is traced**:
   pass (kh*kw copies of each convolution's input); opt-in, not the default (see
   docs/benchmarks.md).
 
-Set it with the environment variable ``JAXUNLEARN_CONV`` (read at import),
-:func:`set_implementation`, or the context manager :func:`implementation`.
-A function already traced and cached by ``jax.jit`` keeps the implementation
-it was traced with; change the setting before tracing.
+Set the default with the environment variable ``JAXUNLEARN_CONV`` (read at import),
+:func:`set_implementation`, or the context manager :func:`implementation`; a
+:class:`Conv` takes it when it is built, or its own ``implementation=``. A model built
+under one setting keeps it, whatever the setting when it is traced: two models that
+differ only in it are two graphs, so no compiled step of one is reused for the other.
 
 :class:`Conv` is ``flax.nnx.Conv`` with this function plugged in (nnx.Conv's
 own ``conv_general_dilated`` hook): same constructor, same parameters
@@ -57,6 +60,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 from collections.abc import Iterator, Sequence
@@ -72,6 +76,7 @@ __all__ = [
   "IMPLEMENTATIONS",
   "KERNEL_GRAD",
   "Conv",
+  "ConvFunction",
   "conv2d",
   "conv_general_dilated",
   "get_implementation",
@@ -303,16 +308,17 @@ def conv_general_dilated(
   batch_group_count=1,
   precision=None,
   preferred_element_type=None,
+  implementation: str | None = None,
   **kwargs,
 ):
   """Drop-in for ``lax.conv_general_dilated`` (same signature).
 
-  Uses :func:`conv2d` when the setting resolves to ``"im2col"`` and the call
-  is a plain 2-D NHWC/HWIO convolution (no dilation, one feature group, no
-  ``preferred_element_type``/sharding); otherwise calls
-  ``lax.conv_general_dilated`` unchanged.
+  Uses :func:`conv2d` when ``implementation`` (default: the setting when traced)
+  resolves to ``"im2col"`` or ``"cols"`` and the call is a plain 2-D NHWC/HWIO
+  convolution (no dilation, one feature group, no ``preferred_element_type``/sharding);
+  otherwise calls ``lax.conv_general_dilated`` unchanged.
   """
-  how = resolve()
+  how = resolve(implementation)
   simple = (
     how in ("im2col", "cols")
     and _is_nhwc(lhs, rhs, dimension_numbers)
@@ -346,14 +352,33 @@ def conv_general_dilated(
   return conv2d(lhs, rhs, window_strides, padding, precision)
 
 
+@dataclasses.dataclass(frozen=True)
+class ConvFunction:
+  """:func:`conv_general_dilated` with its implementation fixed: the hook a :class:`Conv`
+  holds. Equal for equal implementations, so two layers built alike are one graph."""
+
+  implementation: str
+
+  def __call__(self, *args: Any, **kwargs: Any):
+    return conv_general_dilated(*args, implementation=self.implementation, **kwargs)
+
+
 class Conv(nnx.Conv):
   """``flax.nnx.Conv`` that convolves with :func:`conv_general_dilated`.
 
   Same arguments, parameters (``kernel`` HWIO, optional ``bias``) and
-  initialisation as ``nnx.Conv``; the implementation (im2col kernel
-  gradient on CPU, XLA elsewhere) is chosen at trace time by the setting.
+  initialisation as ``nnx.Conv``; ``implementation`` (default: the setting now) is
+  fixed when the layer is built, a static part of its graph.
+
+  Example:
+    >>> with implementation("xla"):
+    ...   layer = Conv(3, 4, (3, 3), rngs=nnx.Rngs(0))
+    >>> with implementation("im2col"):  # later settings do not change a built layer
+    ...   layer.conv_general_dilated.implementation
+    'xla'
   """
 
-  def __init__(self, *args: Any, **kwargs: Any):
-    kwargs.setdefault("conv_general_dilated", conv_general_dilated)
+  def __init__(self, *args: Any, implementation: str | None = None, **kwargs: Any):
+    how = _check(_implementation if implementation is None else implementation)
+    kwargs.setdefault("conv_general_dilated", ConvFunction(how))
     super().__init__(*args, **kwargs)

@@ -243,8 +243,9 @@ def _batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
 
 
 def _conv(cin: int, cout: int, k: int, stride: int, rngs: nnx.Rngs) -> nnx.Conv:
-  # jaxunlearn.conv.Conv: nnx.Conv (same params and init) whose kernel gradient
-  # is formed as matmuls on CPU (JAXUNLEARN_CONV=xla|im2col|auto; docs/design.md §3).
+  # jaxunlearn.conv.Conv: nnx.Conv (same params and init) whose kernel gradient is
+  # formed as matmuls on CPU (the setting when built, JAXUNLEARN_CONV=xla|im2col|auto|cols
+  # by default; docs/design.md §3).
   pad = (k - 1) // 2
   return _conv_lib.Conv(
     cin,
@@ -428,15 +429,19 @@ def create_model(
     hash(config)
   except TypeError:  # e.g. a list option: build uncached
     config = None
+  # The convolution implementation its layers keep is part of the cache key: a model
+  # built after the setting changed must not come from the cache with the old one.
+  conv = _conv_lib.get_implementation()
   with jax.threefry_partitionable(False):
     if config is None:
       return nnx.jit(lambda s: cls(**args, **kwargs, rngs=nnx.Rngs(jax.random.key(s))))(seed)
-    return _jit_init(cls, config, seed)
+    return _jit_init(cls, config, conv, seed)
 
 
-@functools.partial(nnx.jit, static_argnums=(0, 1))
-def _jit_init(cls: type, config: tuple, seed: jax.Array) -> nnx.Module:
-  return cls(**dict(config), rngs=nnx.Rngs(jax.random.key(seed)))
+@functools.partial(nnx.jit, static_argnums=(0, 1, 2))
+def _jit_init(cls: type, config: tuple, conv: str, seed: jax.Array) -> nnx.Module:
+  with _conv_lib.implementation(conv):
+    return cls(**dict(config), rngs=nnx.Rngs(jax.random.key(seed)))
 
 
 # -------------------------------------------------------- functional view

@@ -171,13 +171,10 @@ SMALL = {
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_models_same_outputs_and_gradients_with_either_conv(name):
   shape, kwargs = SMALL[name]
-  fm, params, state = functional(
-    create_model(name, num_classes=10, input_shape=shape, seed=0, **kwargs)
-  )
   x = jnp.asarray(np.random.default_rng(1).standard_normal((8, *shape), dtype=np.float32))
   y = jnp.arange(8) % 10
 
-  def run():
+  def run(fm, params, state):
     def loss(p):
       logits, new_state = fm.apply(p, state, x, train=True)
       return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (logits, new_state)
@@ -189,10 +186,13 @@ def test_models_same_outputs_and_gradients_with_either_conv(name):
 
   out, n_convs = {}, {}
   for impl in ("xla", "im2col"):
-    with conv.implementation(impl):  # read when tracing: a fresh function each time
-      out[impl] = jax.jit(lambda: run())()
-      # convs: XLA's grad has forward + input + kernel convs, ours no kernel convs
-      n_convs[impl] = str(jax.make_jaxpr(lambda: run())()).count("conv_general_dilated")
+    with conv.implementation(impl):  # kept by the layers when built: same seed, same params
+      model = functional(create_model(name, num_classes=10, input_shape=shape, seed=0, **kwargs))
+    fm, params, state = model
+    traced = lambda p, s, fm=fm: run(fm, p, s)
+    out[impl] = jax.jit(traced)(params, state)
+    # convs: XLA's grad has forward + input + kernel convs, ours no kernel convs
+    n_convs[impl] = str(jax.make_jaxpr(traced)(params, state)).count("conv_general_dilated")
   assert n_convs["im2col"] < n_convs["xla"]
   xla, ours = out["xla"], out["im2col"]
   np.testing.assert_array_equal(ours[1], xla[1])  # logits: same forward convs
@@ -235,3 +235,42 @@ def test_models_with_cols_match_xla():
       with conv.implementation(impl):
         out[impl] = jax.jit(jax.value_and_grad(loss))(params)
     _assert_close(out["cols"], out["xla"])
+
+
+def test_a_layer_keeps_the_implementation_it_was_built_with():
+  """The implementation is a static attribute of a built layer (of its graph, so of every
+  compiled step's cache key); a later setting changes only layers built after it."""
+  from flax import nnx
+
+  from jaxunlearn.nn.models import create_model
+
+  x = jnp.ones((2, 8, 8, 3))
+  built = {}
+  for how in ("xla", "im2col"):
+    with conv.implementation(how):
+      built[how] = conv.Conv(3, 4, (3, 3), rngs=nnx.Rngs(0))
+  assert nnx.graphdef(built["xla"]) != nnx.graphdef(built["im2col"])
+  with conv.implementation("xla"):  # built alike: one graph, compiled steps shared
+    assert nnx.graphdef(conv.Conv(3, 4, (3, 3), rngs=nnx.Rngs(1))) == nnx.graphdef(built["xla"])
+
+  def convs_in_kernel_gradient(layer) -> int:
+    graphdef, state = nnx.split(layer)
+
+    def loss(state):
+      return jnp.sum(nnx.merge(graphdef, state)(x) ** 2)
+
+    return str(jax.make_jaxpr(jax.grad(loss))(state)).count("conv_general_dilated")
+
+  # traced under the other setting, each layer still computes its own kernel gradient:
+  # XLA's is a convolution (2 with the forward), im2col's is matmuls (the forward only)
+  with conv.implementation("im2col"):
+    assert convs_in_kernel_gradient(built["xla"]) == 2
+  with conv.implementation("xla"):
+    assert convs_in_kernel_gradient(built["im2col"]) == 1
+  # create_model's cached initialisation is keyed on the setting too
+  graphs = {}
+  for how in ("xla", "im2col"):
+    with conv.implementation(how):
+      m = create_model("cnn", num_classes=3, input_shape=(8, 8, 1), seed=0, channels=(4,))
+      graphs[how] = nnx.graphdef(m)
+  assert graphs["xla"] != graphs["im2col"]
