@@ -245,13 +245,7 @@ def predict_population(
     (2, 5, 10)
   """
   images = np.asarray(images)
-  apply = lambda p, s, x: fm.apply(p, s, x, train=False)[0]
-
-  def jitted_of(how):
-    if how == "vmap":
-      return jax.jit(jax.vmap(apply, in_axes=(0, 0, None)))
-    return jax.jit(lambda p, s, x: jax.lax.map(lambda a: apply(*a, x), (p, s)))
-
+  jitted_of = functools.partial(_population_logits, fm)
   if len(images) == 0:
     raise ValueError("predict_population: no images")
   params, model_state = jax.device_put((params, model_state), jax.devices()[0])
@@ -262,6 +256,17 @@ def predict_population(
     for i in range(0, len(images), batch_size)
   ]
   return np.concatenate(outs, axis=1)
+
+
+@functools.lru_cache(maxsize=32)
+def _population_logits(fm, how: str):
+  """The jitted eval-mode logits of a population, vmapped or mapped over its models:
+  one per (model, form), so every audit, attack and evaluation of a population reuses its
+  trace and compile (a fresh ``jax.jit`` per call traced again each time)."""
+  apply = lambda p, s, x: fm.apply(p, s, x, train=False)[0]
+  if how == "vmap":
+    return jax.jit(jax.vmap(apply, in_axes=(0, 0, None)))
+  return jax.jit(lambda p, s, x: jax.lax.map(lambda a: apply(*a, x), (p, s)))
 
 
 def unlearn_population(

@@ -93,6 +93,17 @@ def test_predictions_and_scores_match_one_model_at_a_time(ds, forget, pop):
     np.testing.assert_allclose(scores.confidences[i], want, rtol=1e-4, atol=1e-4)
 
 
+def test_predictions_trace_and_compile_once_per_model_and_shape(ds, pop):
+  """The audit predicts every population many times: the second call on the same models
+  and shapes traces nothing (one cached program per form; each call used to jit anew)."""
+  args = (pop.fm, pop.params, pop.model_state, ds.test.images[:64])
+  first = population.predict_population(*args, batch_size=64)
+  fn = population._population_logits(pop.fm, "vmap")  # noqa: SLF001
+  traced = fn._cache_size()  # noqa: SLF001
+  np.testing.assert_array_equal(population.predict_population(*args, batch_size=64), first)
+  assert traced >= 1 and fn._cache_size() == traced  # noqa: SLF001
+
+
 def test_unlearned_population_is_unlearn_batch(ds, forget, pop):
   p, s = pop.member(0)
   cfg = make_config("igs", steps=4)
