@@ -15,6 +15,7 @@ those parts with its context (:class:`StepInputs`). Every layout implements
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -133,21 +134,25 @@ def cross_entropy_saliency(fm, params, model_state, dataset, forget_set, cfg, ba
   del cfg
   images = dataset.train.images[forget_set.forget_idx]
   labels = dataset.train.labels[forget_set.forget_idx]
+  grad_sum = _cross_entropy_grad_sum(fm)
+  total = optax.tree.zeros_like(params)
+  for i in range(0, len(labels), batch_size):
+    x, y = jnp.asarray(images[i : i + batch_size]), jnp.asarray(labels[i : i + batch_size])
+    total = optax.tree.add(total, grad_sum(params, model_state, x, y))
+  return total
 
-  @jax.jit
-  def grad_sum(p, x, y):
+
+# The saliency gradients, one jitted function per model with the model state an argument
+# (not a constant closed into a fresh jit per SalUn run: every run traced it again).
+@functools.lru_cache(maxsize=32)
+def _cross_entropy_grad_sum(fm):
+  def grad_sum(p, model_state, x, y):
+    # mean × count (not a sum): the exact arithmetic of the committed SalUn results
     return jax.grad(
-      # mean × count (not a sum): the exact arithmetic of the committed SalUn results
       lambda p: cross_entropy(fm.apply(p, model_state, x, train=False)[0], y) * len(y)
     )(p)
 
-  total = optax.tree.zeros_like(params)
-  for i in range(0, len(labels), batch_size):
-    g = grad_sum(
-      params, jnp.asarray(images[i : i + batch_size]), jnp.asarray(labels[i : i + batch_size])
-    )
-    total = optax.tree.add(total, g)
-  return total
+  return jax.jit(grad_sum)
 
 
 def _labels(split):
@@ -356,17 +361,12 @@ class Denoise:
     row once, at the noise and timestep its batch draws."""
     n = len(forget_set.forget_idx) + len(forget_set.retain_idx)
     rows = cfg.n_retain + cfg.n_forget
-    grad = jax.jit(
-      jax.grad(
-        lambda p, b: jnp.sum(
-          Denoise.forward(fm, p, model_state, b)[0].forget_true_losses * b["is_forget"]
-        )
-      )
-    )
-    total = jax.tree.map(jnp.zeros_like, params)
+    grad = _denoise_forget_grad(fm)
+    total = optax.tree.zeros_like(params)
     for step in range(data_lib.steps_per_epoch(n, rows)):
       b = Denoise.batch(dataset, forget_set, step, cfg, cfg.n_retain, cfg.n_forget)
-      total = jax.tree.map(jnp.add, total, grad(params, {k: jnp.asarray(v) for k, v in b.items()}))
+      b = {k: jnp.asarray(v) for k, v in b.items()}
+      total = optax.tree.add(total, grad(params, model_state, b))
     return total
 
   @staticmethod
@@ -523,14 +523,30 @@ class Answers:
     """Σ over the forget rows of ∇ (their answer loss), eval mode (SalUn's saliency)."""
     del cfg
     tokens = dataset.train.images[forget_set.forget_idx]
-    loss = example_loss(fm)
-    grad_sum = jax.jit(
-      jax.grad(lambda p, t: jnp.sum(loss(fm.apply(p, model_state, t, train=False)[0], t)))
-    )
+    grad_sum = _answer_grad_sum(fm)
     total = optax.tree.zeros_like(params)
     for i in range(0, len(tokens), batch_size):
-      total = optax.tree.add(total, grad_sum(params, jnp.asarray(tokens[i : i + batch_size])))
+      t = jnp.asarray(tokens[i : i + batch_size])
+      total = optax.tree.add(total, grad_sum(params, model_state, t))
     return total
+
+
+@functools.lru_cache(maxsize=32)
+def _denoise_forget_grad(fm):
+  def forget_loss(p, model_state, b):
+    return jnp.sum(Denoise.forward(fm, p, model_state, b)[0].forget_true_losses * b["is_forget"])
+
+  return jax.jit(jax.grad(forget_loss))
+
+
+@functools.lru_cache(maxsize=32)
+def _answer_grad_sum(fm):
+  loss = example_loss(fm)
+
+  def total_loss(p, model_state, t):
+    return jnp.sum(loss(fm.apply(p, model_state, t, train=False)[0], t))
+
+  return jax.jit(jax.grad(total_loss))
 
 
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (Mixed, Split, Denoise, Answers)}

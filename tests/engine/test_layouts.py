@@ -234,3 +234,27 @@ def test_answers_parts_are_the_answer_losses_of_each_row(qa):
     want = objectives.answer_losses(logits(tokens), tokens)
     assert np.allclose(got, want, rtol=1e-5)
   assert np.array_equal(layouts.Answers.row_targets(ds.train), ds.train.images)
+
+
+def test_salun_saliency_traces_once_per_model(setup):
+  """A second SalUn run on the same model (another forget set of as many rows) traces no
+  new gradient: the model state is an argument, not a constant of a fresh jit."""
+  ds, _, fm, params, state = setup
+  first = data.make_forget_set(ds, "random:0.1", seed=1)
+  second = data.make_forget_set(ds, "random:0.1", seed=2)
+  cfg = make_config("salun")
+  g1 = layouts.cross_entropy_saliency(fm, params, state, ds, first, cfg, batch_size=64)
+  fn = layouts._cross_entropy_grad_sum(fm)  # noqa: SLF001
+  traced = fn._cache_size()  # noqa: SLF001
+  g2 = layouts.cross_entropy_saliency(fm, params, state, ds, second, cfg, batch_size=64)
+  assert fn._cache_size() == traced  # noqa: SLF001
+  # and the sum is the gradient of the summed cross-entropy, computed in one piece
+  rows = first.forget_idx
+  x, y = jnp.asarray(ds.train.images[rows]), jnp.asarray(ds.train.labels[rows])
+  whole = jax.grad(
+    lambda p: jnp.sum(optax.softmax_cross_entropy_with_integer_labels(
+      fm.apply(p, state, x, train=False)[0], y))
+  )(params)  # fmt: skip
+  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(whole)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)))
