@@ -1,9 +1,13 @@
 import functools
+import tempfile
+
+from flax import nnx
 
 import jaxunlearn
 from jaxunlearn import objectives
 from jaxunlearn.data import tofu_files
-from jaxunlearn.nn.pretrained import from_pretrained
+from jaxunlearn.nn.lora import with_lora
+from jaxunlearn.nn.pretrained import from_pretrained, save_pretrained
 
 # The committed fixtures; point these at your checkpoint folder (save_pretrained's
 # config.json + safetensors) and your copy of the locuslab/TOFU files.
@@ -17,8 +21,10 @@ forget = tofu_files.forget_rows(dataset, "forget10")
 loss = functools.partial(
   objectives.answer_losses, answer_id=tokenizer.answer_id, pad_id=tokenizer.pad_id
 )
+model = from_pretrained(CHECKPOINT)  # float32; dtype=jnp.bfloat16 halves its memory
+model = with_lora(model, rank=8, rngs=nnx.Rngs(0))  # optional: train rank-8 adapters only
 report = jaxunlearn.unlearn(
-  from_pretrained(CHECKPOINT),  # float32; dtype=jnp.bfloat16 halves its memory
+  model,
   dataset=dataset,
   forget=forget.forget_idx,  # the rows of forget10.json
   method="igs",
@@ -30,3 +36,6 @@ report = jaxunlearn.unlearn(
 )
 print(f"{len(dataset.train)} rows, {dataset.authors} authors, forgetting {len(forget.forget_idx)}")
 print("igs:", report.summary())
+# The unlearned model as a Hugging Face folder (adapters merged), which transformers reads
+saved = save_pretrained(report.model, tempfile.mkdtemp(prefix="unlearned-"), like=CHECKPOINT)
+print("saved:", sorted(p.name for p in saved.iterdir()))

@@ -127,9 +127,21 @@ def test_a_hugging_face_checkpoint_forgets_on_the_tofu_files(monkeypatch):
   guide = (root / "docs" / "guides" / "language-models.md").read_text()
   assert '--8<-- "examples/pretrained_tofu.py"' in guide
   monkeypatch.chdir(root)
-  report = runpy.run_path(str(root / "examples" / "pretrained_tofu.py"))["report"]
+  ran = runpy.run_path(str(root / "examples" / "pretrained_tofu.py"))
+  report, saved = ran["report"], ran["saved"]
   m = report.metrics
   assert {"forget_prob", "forget_rouge", "model_utility", "forget_quality"} <= set(m)
   assert "mia_auc" not in m  # the TOFU files have no held-out authors
   assert all(np.isfinite(m[k]) for k in ("forget_prob", "model_utility", "forget_quality"))
   assert m["forget_prob"] != report.original_metrics["forget_prob"]  # the steps moved it
+  # LoRA: only the adapters were trained; the saved folder holds them merged
+  from flax import nnx
+
+  from jaxunlearn.nn.pretrained import from_pretrained
+
+  trained = {str(p[-1]) for p, _ in nnx.to_flat_state(nnx.state(report.model, nnx.Param))}
+  assert trained == {"lora_a", "lora_b"}
+  tokens = ran["dataset"].train.images[:4]
+  np.testing.assert_allclose(
+    np.asarray(from_pretrained(saved)(tokens)), np.asarray(report.model(tokens)), atol=1e-5
+  )
