@@ -46,7 +46,7 @@ from jaxunlearn.engine.loading import Loaded, load
 from jaxunlearn.engine.records import check_workdir
 from jaxunlearn.engine.steps import make_predict
 from jaxunlearn.engine.training import model_description
-from jaxunlearn.engine.unlearning import run_method
+from jaxunlearn.engine.unlearning import run_method, with_heldout_loss
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.nn.adapters import as_functional, engine_params, in_form, params_form
 from jaxunlearn.nn.models import FunctionalModel, to_module
@@ -558,6 +558,9 @@ def unlearn(
 
   first = not len(series.ledger)
   anchor = None if (first or budget_from != "original") else reference[0]
+  # the held-out level measured here, as run_method would, so the report's config says it
+  measured_on = series.start[0] if anchor is None else anchor
+  cfg = with_heldout_loss(cfg, fm, measured_on, series.start[1], dataset)
   result = run_method(
     cfg, fm, *series.start, dataset, step_set, progress=progress, optimizer=optimizer,
     anchor=anchor, mesh=mesh, fsdp=fsdp,

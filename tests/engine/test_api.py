@@ -86,6 +86,11 @@ def test_igs_runs_with_its_rows_defaults_for_rows_and_its_own_for_a_class():
   whole = jaxunlearn.unlearn(MODULE, VARIABLES, X, Y, forget=Y == 0, val=val, steps=3)
   assert (rows.config.start_noise, rows.config.forget_objective) == (0.45, "heldout")
   assert (whole.config.start_noise, whole.config.forget_objective) == (0.0, "rl")
+  # the report's config holds the held-out level the run used: the original's mean
+  # cross-entropy on the validation rows
+  original = MODULE.apply(VARIABLES, X_TEST)
+  level = float(objectives.cross_entropy(original, Y_TEST))
+  assert rows.config.heldout_loss == pytest.approx(level, rel=1e-5)
   assert not [n for n in rows.notes + whole.notes if "validation" in n]
   # the user's key wins over the request's
   mine = jaxunlearn.unlearn(
