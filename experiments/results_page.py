@@ -27,6 +27,7 @@ STUDIES = (
   "study-frontier-digits-random10",
   "confirm-digits-random5",
   "confirm-digits-class",
+  "digits-class@random-0.1-N512",
 )
 
 
