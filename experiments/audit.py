@@ -37,6 +37,7 @@ from experiments.cli import main_guard, parser
 from experiments.compare import pin_worker, run_workers, with_forget
 from experiments.jobs import Claims, exclusive, request_of, same_config, trained
 from experiments.scenarios import SCENARIOS, get_scenario
+from experiments.variants import Entry, parse_variant
 from jaxunlearn import data as data_lib
 from jaxunlearn import metrics as metrics_lib
 from jaxunlearn.engine import checkpoint as ckpt
@@ -208,32 +209,6 @@ def retrain_rows(ctx: AuditContext) -> int:
   """Retraining's work in the frontier's unit: every retained row through a backward pass
   once an epoch."""
   return ctx.pretrain.epochs * len(ctx.forget_set.retain_idx)
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-  """One row of the audit: a method, under its own name or a variant's label with config
-  overrides of its own (``--variant igs-tol0=igs:tolerance=0.0``)."""
-
-  label: str
-  method: str
-  overrides: tuple = ()
-
-
-def parse_variant(text: str) -> Entry:
-  """``LABEL=METHOD[:KEY=VALUE[:KEY=VALUE...]]``.
-
-  Examples:
-    >>> parse_variant("igs-warm=igs:init_multiplier=10:tolerance=0.0")
-    Entry(label='igs-warm', method='igs', overrides=('init_multiplier=10', 'tolerance=0.0'))
-  """
-  label, sep, rest = text.partition("=")
-  if not sep or not label or not rest:
-    raise ConfigError(f"--variant {text!r} is not LABEL=METHOD[:KEY=VALUE...]")
-  if not all(c.isalnum() or c in "-_." for c in label):
-    raise ConfigError(f"--variant label {label!r}: use letters, digits, '-', '_' or '.'")
-  method, *overrides = rest.split(":")
-  return Entry(label, method, tuple(overrides))
 
 
 def method_config(scenario, entry: Entry, overrides=(), request=None):

@@ -26,11 +26,13 @@ from flax import nnx
 
 from experiments import results_schema
 from experiments.cli import main_guard, parser
+from experiments.variants import Entry, entries
 from jaxunlearn import data as data_lib
 from jaxunlearn import objectives
 from jaxunlearn.data import tofu
 from jaxunlearn.engine import answers
 from jaxunlearn.engine import checkpoint as ckpt
+from jaxunlearn.engine.config import override
 from jaxunlearn.engine.methods import get_method, make_config
 from jaxunlearn.engine.records import check_workdir, machine_info, write_json_atomic
 from jaxunlearn.engine.unlearning import run_method
@@ -192,13 +194,20 @@ def _adam(learning_rate: float):
 
 
 def unlearn_once(scenario, method, fm, params, state, ds, forget_set, seed):
-  """One method's run from the original: ``(params, seconds)``."""
-  cfg = unlearn_config(scenario, method, len(forget_set.forget_idx), seed)
+  """One method's run from the original: ``(params, seconds)``. ``method``: a name or an
+  :class:`~experiments.variants.Entry` (a variant: the method with config overrides)."""
+  entry = method if isinstance(method, Entry) else Entry(method, method)
+  cfg = unlearn_config(scenario, entry.method, len(forget_set.forget_idx), seed)
+  cfg = override(cfg, list(entry.overrides)).validate()
   result = run_method(
     cfg, fm, params, state, ds, forget_set, progress=False,
     optimizer=_adam(scenario.learning_rate),
   )  # fmt: skip
   return result.params, result.seconds
+
+
+def _entries(methods) -> list[Entry]:
+  return [m if isinstance(m, Entry) else Entry(m, m) for m in methods]
 
 
 # Reported per run, in table order (open-unlearning's names; forget quality and model
@@ -258,9 +267,10 @@ def compare_methods(
   retain_scores = _scores(retain, retain)
   orig = answers.evaluate_qa(fm, params, state, ds, forget_set, reference_ratios)
   runs = []
-  for method in methods:
+  for entry in _entries(methods):
+    method = entry.label
     for seed in scenario.seeds:
-      u_params, seconds = unlearn_once(scenario, method, fm, params, state, ds, forget_set, seed)
+      u_params, seconds = unlearn_once(scenario, entry, fm, params, state, ds, forget_set, seed)
       scores = _scores(
         answers.evaluate_qa(fm, u_params, state, ds, forget_set, reference_ratios), retain
       )
@@ -351,8 +361,8 @@ def run(scenario, workdir, methods=None, *, say=print) -> list[dict]:
   scenario = get_scenario(scenario) if isinstance(scenario, str) else scenario
   name = scenario_name(scenario)
   methods = tuple(methods or METHODS)
-  for m in methods:
-    get_method(m)  # an unknown name fails here, before any training
+  for e in _entries(methods):
+    get_method(e.method)  # an unknown name fails here, before any training
   folder = pathlib.Path(workdir) / name
   folder.mkdir(parents=True, exist_ok=True)
   ds = tofu.make_dataset(scenario.authors, scenario.facts, scenario.world, scenario.data_seed)
@@ -397,8 +407,8 @@ def run_pretrained(
   from jaxunlearn.nn.pretrained import from_pretrained
 
   methods = tuple(methods or METHODS)
-  for m in methods:
-    get_method(m)  # an unknown name fails here, before any reading
+  for e in _entries(methods):
+    get_method(e.method)  # an unknown name fails here, before any reading
   if tokenizer is None:
     found = [p for p in (pretrained, tofu_folder) if (pathlib.Path(p) / "tokenizer.json").exists()]
     if not found:
@@ -485,6 +495,12 @@ def build_parser():
   )
   p.add_argument("--workdir", required=True, help="where results and the figure go")
   p.add_argument("--methods", help="comma-separated subset of " + ", ".join(METHODS))
+  p.add_argument(
+    "--variant", action="append", default=[], metavar="LABEL=METHOD[:KEY=VALUE...]",
+    help="a row of its own: METHOD with config overrides, named LABEL (repeatable), e.g. "
+    "igs-heldout=igs:forget_objective=heldout; with --variant and no --methods only the "
+    "variants run",
+  )  # fmt: skip
   add_files_arguments(p)
   return p
 
@@ -494,6 +510,8 @@ def main(argv=None):
   p = build_parser()
   args = p.parse_args(argv)
   methods = args.methods.split(",") if args.methods else None
+  if args.variant:
+    methods = entries(methods or [], args.variant)
   if run_files(p, args, methods):
     return
   start = time.perf_counter()

@@ -71,6 +71,21 @@ def test_another_recipe_in_the_same_workdir_is_refused(ran):
     tofu.run(other, workdir, ("ga",), say=lambda _: None)
 
 
+def test_a_variant_runs_its_method_with_its_overrides(ran):
+  """``--variant igs-heldout=igs:forget_objective=heldout``: IGS pushing the forget rows'
+  answer loss up to the held-out authors' instead of the IDK loss (a row of its own,
+  against the fixture's saved models, so only the variant runs)."""
+  from experiments.variants import entries
+
+  workdir, [results], _ = ran
+  rows = entries([], ["igs-heldout=igs:forget_objective=heldout"])
+  [again] = tofu.run(TINY, workdir, rows, say=lambda _: None)
+  assert set(again["summary"]) == {"igs-heldout"}
+  mine, igs = again["summary"]["igs-heldout"], results["summary"]["igs"]
+  assert mine["forget_prob"][0] != igs["forget_prob"][0]  # another objective, another run
+  assert all(np.isfinite(v) for run in again["runs"] for v in run["metrics"].values())
+
+
 def test_unknown_method_fails_before_training(tmp_path):
   with pytest.raises(ConfigError, match="unknown method"):
     tofu.run(TINY, tmp_path, ("gaa",), say=lambda _: None)
