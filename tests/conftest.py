@@ -64,27 +64,3 @@ def import_or_skip(name: str, install: str):
 # llm-reference extra): they are rerun by hand, never collected.
 collect_ignore_glob = ["fixtures/*"]
 
-
-# The longest files first (test time in seconds on 2 cores, measured with --durations=0):
-# with --dist loadfile each worker takes the next file when it is free, so a long file
-# collected last left the other worker idle (1,460 s of tests ran in 774 s on 2 workers,
-# 44 s over an even split). Order within a file is kept.
-LONGEST_FIRST = (
-  "experiments/test_tofu.py",  # 170
-  "engine/test_unlearning.py",  # 111
-  "engine/test_parallel.py",  # 76
-  "test_readme.py",  # 74
-  "experiments/test_audit.py",  # 66
-  "benchmarks/test_vs_pytorch.py",  # 63
-  "engine/test_api.py",  # 57
-  "experiments/test_ddpm.py",  # 51
-  "experiments/test_compare.py",  # 48
-)
-
-
-def pytest_collection_modifyitems(items):
-  def rank(item):
-    path = item.nodeid.split("::")[0].removeprefix("tests/")
-    return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
-
-  items.sort(key=rank)  # stable: the rest in collection order

@@ -27,3 +27,19 @@ def test_tables_rebuilt_from_json_equal_the_ones_the_runs_wrote():
   variants = ROOT / "docs" / "results" / "igs_variants"
   table = igs_variants.variants_table(json.loads((variants / "igs_variants.json").read_text()))
   assert table == (variants / "igs_variants.md").read_text()
+
+
+def test_language_model_tables_rebuilt_from_json_equal_the_ones_the_runs_wrote():
+  """The TOFU comparisons and the IGS-variant study: each split's table is what
+  experiments.tofu.table makes of its JSON, and the scenario's page joins them."""
+  from experiments import tofu
+
+  found = 0
+  for scenario in sorted((ROOT / "docs" / "results").glob("tofu*/*/")):
+    splits = sorted(scenario.glob("forget*/results.json"))
+    tables = [tofu.table(json.loads(p.read_text())) for p in splits]
+    for path, table in zip(splits, tables):
+      assert table == (path.parent / "results.md").read_text(), path
+    assert "\n".join(tables) == (scenario / "results.md").read_text(), scenario
+    found += len(splits)
+  assert found >= 9  # tofu, tofu-tiny and the variant study: three splits each
