@@ -63,4 +63,3 @@ def import_or_skip(name: str, install: str):
 # The scripts that wrote the committed fixtures import torch and transformers (the
 # llm-reference extra): they are rerun by hand, never collected.
 collect_ignore_glob = ["fixtures/*"]
-
