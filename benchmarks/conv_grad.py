@@ -125,13 +125,16 @@ def bench_model(name: str, batch: int, rounds: int, warmup: int, input_shape, **
   x = jax.random.normal(jax.random.key(1), (batch, *input_shape), jnp.float32)
   y = jnp.arange(batch) % 10
 
-  def make(impl):
+  built = {}
+  for impl in ("xla", "im2col"):
     with conv.implementation(impl):  # the layers keep it when built (same seed, same params)
       model = models_lib.create_model(
         name, num_classes=10, input_shape=input_shape, seed=0, **kwargs
       )
-    fm, _, state = models_lib.functional(model)
+    built[impl] = models_lib.functional(model)
+  params = built["xla"][1]
 
+  def make(fm, _, state):
     def loss(p):
       logits, _ = fm.apply(p, state, x, train=True)
       return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
@@ -141,11 +144,7 @@ def bench_model(name: str, batch: int, rounds: int, warmup: int, input_shape, **
     jax.block_until_ready(f(params))
     return f
 
-  params = models_lib.functional(
-    models_lib.create_model(name, num_classes=10, input_shape=input_shape, seed=0, **kwargs)
-  )[1]
-
-  fns = {impl: make(impl) for impl in ("xla", "im2col")}
+  fns = {impl: make(*model) for impl, model in built.items()}
   ref = fns["xla"](params)
   errors = {k: _rel_err(f(params)[1], ref[1]) for k, f in fns.items()}
   timing = harness.interleaved(fns, (params,), rounds, warmup)

@@ -365,10 +365,6 @@ def build_parser():
   return p
 
 
-def parse_args(argv=None):
-  return build_parser().parse_args(argv)
-
-
 WORKER_CPUS_ENV = "JAXUNLEARN_WORKER_CPUS"
 
 

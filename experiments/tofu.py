@@ -26,7 +26,7 @@ from flax import nnx
 
 from experiments import results_schema
 from experiments.cli import main_guard, parser
-from experiments.variants import Entry, entries
+from experiments.variants import as_entry, entries
 from jaxunlearn import data as data_lib
 from jaxunlearn import objectives
 from jaxunlearn.data import tofu
@@ -196,7 +196,7 @@ def _adam(learning_rate: float):
 def unlearn_once(scenario, method, fm, params, state, ds, forget_set, seed):
   """One method's run from the original: ``(params, seconds)``. ``method``: a name or an
   :class:`~experiments.variants.Entry` (a variant: the method with config overrides)."""
-  entry = method if isinstance(method, Entry) else Entry(method, method)
+  entry = as_entry(method)
   cfg = unlearn_config(scenario, entry.method, len(forget_set.forget_idx), seed)
   cfg = override(cfg, list(entry.overrides)).validate()
   result = run_method(
@@ -204,10 +204,6 @@ def unlearn_once(scenario, method, fm, params, state, ds, forget_set, seed):
     optimizer=_adam(scenario.learning_rate),
   )  # fmt: skip
   return result.params, result.seconds
-
-
-def _entries(methods) -> list[Entry]:
-  return [m if isinstance(m, Entry) else Entry(m, m) for m in methods]
 
 
 # Reported per run, in table order (open-unlearning's names; forget quality and model
@@ -267,7 +263,7 @@ def compare_methods(
   retain_scores = _scores(retain, retain)
   orig = answers.evaluate_qa(fm, params, state, ds, forget_set, reference_ratios)
   runs = []
-  for entry in _entries(methods):
+  for entry in map(as_entry, methods):
     method = entry.label
     for seed in scenario.seeds:
       u_params, seconds = unlearn_once(scenario, entry, fm, params, state, ds, forget_set, seed)
@@ -361,7 +357,7 @@ def run(scenario, workdir, methods=None, *, say=print) -> list[dict]:
   scenario = get_scenario(scenario) if isinstance(scenario, str) else scenario
   name = scenario_name(scenario)
   methods = tuple(methods or METHODS)
-  for e in _entries(methods):
+  for e in map(as_entry, methods):
     get_method(e.method)  # an unknown name fails here, before any training
   folder = pathlib.Path(workdir) / name
   folder.mkdir(parents=True, exist_ok=True)
@@ -407,7 +403,7 @@ def run_pretrained(
   from jaxunlearn.nn.pretrained import from_pretrained
 
   methods = tuple(methods or METHODS)
-  for e in _entries(methods):
+  for e in map(as_entry, methods):
     get_method(e.method)  # an unknown name fails here, before any reading
   if tokenizer is None:
     found = [p for p in (pretrained, tofu_folder) if (pathlib.Path(p) / "tokenizer.json").exists()]
@@ -478,12 +474,12 @@ def run_files(p, args, methods) -> bool:
             "retain model)")  # fmt: skip
   start = time.perf_counter()
   scenario = dataclasses.replace(PRETRAINED, steps=args.steps, learning_rate=args.learning_rate)
-  run_pretrained(
+  results = run_pretrained(
     args.pretrained, args.tofu, args.retain_model, check_workdir(args.workdir), methods,
     split=args.split, tokenizer=args.tokenizer, answer_token=args.answer_token,
     questions_per_author=args.questions_per_author, scenario=scenario,
   )  # fmt: skip
-  print((pathlib.Path(args.workdir) / "tofu-files" / args.split / "results.md").read_text())
+  print(table(results))
   print(f"[tofu-files/{args.split}: {time.perf_counter() - start:.0f} s]")
   return True
 

@@ -34,6 +34,11 @@ def parse_variant(text: str) -> Entry:
   return Entry(label, method, tuple(overrides))
 
 
+def as_entry(method) -> Entry:
+  """``method`` as a row: an :class:`Entry` as it is, a name under its own label."""
+  return method if isinstance(method, Entry) else Entry(method, method)
+
+
 def entries(methods, variants=()) -> list[Entry]:
   """The rows of ``methods`` (names) and ``variants`` (``--variant`` texts), in order."""
   return [Entry(m, m) for m in methods] + [parse_variant(v) for v in variants]

@@ -23,6 +23,13 @@ from flax import nnx
 from jaxunlearn.errors import ConfigError
 
 _ROPE_TYPES = ("default", "llama3")
+# config.json's llama3 rope_scaling fields, in LlamaConfig.rope_scaling's order
+_LLAMA3_SCALING = (
+  "factor",
+  "low_freq_factor",
+  "high_freq_factor",
+  "original_max_position_embeddings",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,14 +83,7 @@ class LlamaConfig:
     rope.update(config.get("rope_parameters") or {})
     theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
     kind = rope.get("rope_type", rope.get("type", "default"))
-    scaling = ()
-    if kind == "llama3":
-      scaling = (
-        float(rope["factor"]),
-        float(rope["low_freq_factor"]),
-        float(rope["high_freq_factor"]),
-        float(rope["original_max_position_embeddings"]),
-      )
+    scaling = tuple(float(rope[k]) for k in _LLAMA3_SCALING) if kind == "llama3" else ()
     fields = {f.name for f in dataclasses.fields(cls)} - {"rope_theta", "rope_type", "rope_scaling"}
     kept = {k: config[k] for k in fields if config.get(k) is not None}
     return cls(**kept, rope_theta=float(theta), rope_type=kind, rope_scaling=scaling)
@@ -103,12 +103,12 @@ def to_hf(cfg: LlamaConfig, dtype=jnp.float32) -> dict:
   """
   out = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu"}
   out.update({f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
-  del out["rope_type"], out["rope_scaling"]
+  del out["rope_type"]
   out["rope_scaling"] = None
   if cfg.rope_type == "llama3":
-    names = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
-    out["rope_scaling"] = {"rope_type": "llama3", **dict(zip(names, cfg.rope_scaling))}
-    out["rope_scaling"]["original_max_position_embeddings"] = int(cfg.rope_scaling[3])
+    factor, low, high, context = cfg.rope_scaling
+    out["rope_scaling"] = dict(zip(_LLAMA3_SCALING, (factor, low, high, int(context))))
+    out["rope_scaling"]["rope_type"] = "llama3"
   out["torch_dtype"] = jnp.dtype(dtype).name
   return out
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import import_or_skip
 
 from jaxunlearn.data import tofu_files
 from jaxunlearn.errors import DataError
 
-pytest.importorskip("tokenizers", reason="pip install 'jaxunlearn[llm]'")
+import_or_skip("tokenizers", "the test extra")
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "tofu"
 SPLITS = (
   "forget01", "forget05", "forget10", "forget01_perturbed", "forget05_perturbed",
@@ -120,7 +121,7 @@ def test_a_hugging_face_checkpoint_forgets_on_the_tofu_files(monkeypatch):
   a second checkpoint as the retain model. The checkpoints are random, so only that
   every metric comes back finite and moved is checked; the TOFU metrics themselves are
   tested in tests/engine/test_answers.py."""
-  pytest.importorskip("safetensors", reason="pip install 'jaxunlearn[llm]'")
+  import_or_skip("safetensors", "the test extra")
   import runpy
 
   root = Path(__file__).parents[2]

@@ -8,11 +8,12 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import import_or_skip
 
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.nn.llama import LlamaConfig, inverse_frequencies
 
-safetensors = pytest.importorskip("safetensors", reason="pip install 'jaxunlearn[llm]'")
+safetensors = import_or_skip("safetensors", "the test extra")
 from jaxunlearn.nn.pretrained import from_pretrained  # noqa: E402
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "llama"

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import import_or_skip
 from flax import nnx
 
 from jaxunlearn.errors import ConfigError
@@ -60,14 +61,14 @@ def test_a_target_that_matches_nothing_is_named():
 def test_every_method_trains_only_the_adapters_through_unlearn():
   """An unlearning run on the adapted checkpoint moves the adapters and nothing else; its
   merged model is a plain Llama computing what the adapted one computes."""
-  pytest.importorskip("safetensors", reason="pip install 'jaxunlearn[llm]'")
+  import_or_skip("safetensors", "the test extra")
   import jaxunlearn
   from jaxunlearn import objectives
   from jaxunlearn.nn.pretrained import from_pretrained
 
   model = from_pretrained(Path(__file__).parents[1] / "fixtures" / "llama" / "gqa-llama3")
   adapted = lora.with_lora(model, rank=4, rngs=nnx.Rngs(1))
-  pytest.importorskip("tokenizers", reason="pip install 'jaxunlearn[llm]'")
+  import_or_skip("tokenizers", "the test extra")
   from jaxunlearn.data import tofu_files
 
   folder = Path(__file__).parents[1] / "fixtures" / "tofu"

@@ -7,12 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import import_or_skip
 from flax import nnx
 
 from jaxunlearn.errors import ConfigError
 from jaxunlearn.nn.lora import with_lora
 
-safetensors = pytest.importorskip("safetensors", reason="pip install 'jaxunlearn[llm]'")
+safetensors = import_or_skip("safetensors", "the test extra")
 from jaxunlearn.nn.pretrained import from_pretrained, read_config, save_pretrained  # noqa: E402
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "llama"
